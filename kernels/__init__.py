@@ -1,0 +1,1 @@
+"""Hot loops of rgals (installed as ``rgals.kernels``): arrays in, arrays out."""

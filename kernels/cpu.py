@@ -1,0 +1,240 @@
+"""Numba CPU kernels: the hot loops of an ALS half step, arrays in and arrays out.
+
+Every kernel works on a batch of independent row systems (users or items)
+
+    A_r = scale_r * gram + sum_k pair_gram_k y_k y_k^T + reg_r I
+    b_r = scale_r * rhs + shift + sum_k pair_rhs_k y_k
+
+where k runs over the nonzeros of row r of a CSR matrix (indptr, indices) and y_k is
+the row `indices[k]` of `others`. Rows run in parallel; all sums are in float64 whatever
+the dtype of the factors.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _dot(x, y):
+    """x . y accumulated in float64 (np.dot in Numba needs equal dtypes)."""
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += x[i] * y[i]
+    return total
+
+
+@njit(cache=True)
+def _row_system(row, indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift,
+                scale, reg):
+    """Dense A_r and b_r of one row (only the lower triangle of A is filled)."""
+    d = gram.shape[0]
+    A = np.empty((d, d))
+    b = np.empty(d)
+    s = scale[row]
+    for i in range(d):
+        b[i] = s * rhs[i] + shift[i]
+        for j in range(i + 1):
+            A[i, j] = s * gram[i, j]
+        A[i, i] += reg[row]
+    for k in range(indptr[row], indptr[row + 1]):
+        y = others[indices[k]]
+        beta = pair_rhs[k]
+        for i in range(d):
+            b[i] += beta * y[i]
+        a = pair_gram[k]
+        if a != 0.0:
+            for i in range(d):
+                ai = a * y[i]
+                for j in range(i + 1):
+                    A[i, j] += ai * y[j]
+    return A, b
+
+
+@njit(cache=True)
+def _cholesky_lower(A):
+    """In-place Cholesky factor L (lower triangle) of a symmetric positive definite A.
+
+    Returns False when a pivot is not positive (A not numerically positive definite).
+    """
+    d = A.shape[0]
+    for j in range(d):
+        pivot = A[j, j]
+        for k in range(j):
+            pivot -= A[j, k] * A[j, k]
+        if not pivot > 0.0:
+            return False
+        pivot = np.sqrt(pivot)
+        A[j, j] = pivot
+        for i in range(j + 1, d):
+            v = A[i, j]
+            for k in range(j):
+                v -= A[i, k] * A[j, k]
+            A[i, j] = v / pivot
+    return True
+
+
+@njit(cache=True)
+def _cholesky_solve(L, b):
+    """Solve L L^T x = b given the lower factor L; returns x (b is left unchanged)."""
+    d = L.shape[0]
+    x = b.copy()
+    for i in range(d):
+        v = x[i]
+        for k in range(i):
+            v -= L[i, k] * x[k]
+        x[i] = v / L[i, i]
+    for i in range(d - 1, -1, -1):
+        v = x[i]
+        for k in range(i + 1, d):
+            v -= L[k, i] * x[k]
+        x[i] = v / L[i, i]
+    return x
+
+
+@njit(parallel=True, cache=True)
+def cholesky_rows(indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift, scale,
+                  reg, factors):
+    """Exact solve of every row system; overwrites `factors` (also the warm start).
+
+    Returns per row the decrease dx^T A dx of the quadratic x^T A x - 2 b^T x, or NaN
+    for a row whose system is not positive definite.
+    """
+    n_rows, d = factors.shape
+    decrease = np.empty(n_rows)
+    for row in prange(n_rows):
+        A, b = _row_system(row, indptr, indices, pair_gram, pair_rhs, others, gram, rhs,
+                           shift, scale, reg)
+        # dx^T A dx needs A itself; keep the lower triangle before factorising in place
+        A_lower = A.copy()
+        if not _cholesky_lower(A):
+            decrease[row] = np.nan
+            continue
+        x = _cholesky_solve(A, b)
+        dx = np.empty(d)
+        for i in range(d):
+            dx[i] = factors[row, i] - x[i]
+            factors[row, i] = x[i]
+        total = 0.0
+        for i in range(d):
+            total += A_lower[i, i] * dx[i] * dx[i]
+            for j in range(i):
+                total += 2.0 * A_lower[i, j] * dx[i] * dx[j]
+        decrease[row] = total
+    return decrease
+
+
+@njit(parallel=True, cache=True)
+def cholesky_inverse_sum(indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift,
+                         scale, reg, n_chunks):
+    """S = sum_r A_r^{-1} and t = sum_r A_r^{-1} b_r over all rows.
+
+    These give the d x d system of a coupled step (RGx items). Rows are split into
+    `n_chunks` contiguous blocks, each summed on its own, so that threads never share a
+    buffer. Returns (S, t, ok) with ok False if some A_r is not positive definite.
+    """
+    n_rows = indptr.shape[0] - 1
+    d = gram.shape[0]
+    S_parts = np.zeros((n_chunks, d, d))
+    t_parts = np.zeros((n_chunks, d))
+    bad_parts = np.zeros(n_chunks, dtype=np.int64)
+    for chunk in prange(n_chunks):
+        unit = np.zeros(d)
+        for row in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            A, b = _row_system(row, indptr, indices, pair_gram, pair_rhs, others, gram, rhs,
+                               shift, scale, reg)
+            if not _cholesky_lower(A):
+                bad_parts[chunk] += 1
+                continue
+            t_parts[chunk] += _cholesky_solve(A, b)
+            for j in range(d):
+                unit[j] = 1.0
+                S_parts[chunk, :, j] += _cholesky_solve(A, unit)
+                unit[j] = 0.0
+    return S_parts.sum(axis=0), t_parts.sum(axis=0), bad_parts.sum() == 0
+
+
+@njit(parallel=True, cache=True)
+def cg_rows(indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues, rhs_rotated,
+            shift_rotated, scale, reg, factors_rotated, max_steps, tolerance):
+    """Preconditioned conjugate gradient for every row, in the eigenbasis of `gram`.
+
+    With gram = V diag(e) V^T and everything rotated by V (others V, factors V, V^T rhs),
+    A_r = diag(scale_r e + reg_r) + sum_k pair_gram_k y_k y_k^T, so a product A_r x costs
+    O(nnz_r d) instead of O(d^2). Jacobi preconditioner, warm start from
+    `factors_rotated`, which is overwritten. Stops after `max_steps` or once
+    |r| <= tolerance |b|. Returns per row the decrease of x^T A x - 2 b^T x, which for
+    PCG is the sum over steps of step_size * (r . z).
+    """
+    n_rows, d = factors_rotated.shape
+    decrease = np.zeros(n_rows)
+    for row in prange(n_rows):
+        start, end = indptr[row], indptr[row + 1]
+        s = scale[row]
+        diagonal = np.empty(d)
+        b = np.empty(d)
+        for i in range(d):
+            diagonal[i] = s * eigenvalues[i] + reg[row]
+            b[i] = s * rhs_rotated[i] + shift_rotated[i]
+        for k in range(start, end):
+            y = others_rotated[indices[k]]
+            beta = pair_rhs[k]
+            for i in range(d):
+                b[i] += beta * y[i]
+        preconditioner = diagonal.copy()
+        for k in range(start, end):
+            y = others_rotated[indices[k]]
+            a = pair_gram[k]
+            for i in range(d):
+                preconditioner[i] += a * y[i] * y[i]
+
+        x = np.empty(d)
+        for i in range(d):
+            x[i] = factors_rotated[row, i]
+        # residual r = b - A x
+        r = b - diagonal * x
+        for k in range(start, end):
+            y = others_rotated[indices[k]]
+            coefficient = pair_gram[k] * _dot(y, x)
+            for i in range(d):
+                r[i] -= coefficient * y[i]
+        threshold = tolerance * tolerance * _dot(b, b)
+        z = r / preconditioner
+        p = z.copy()
+        rz = _dot(r, z)
+        total = 0.0
+        for _ in range(max_steps):
+            if _dot(r, r) <= threshold or rz <= 0.0:
+                break
+            Ap = diagonal * p
+            for k in range(start, end):
+                y = others_rotated[indices[k]]
+                coefficient = pair_gram[k] * _dot(y, p)
+                for i in range(d):
+                    Ap[i] += coefficient * y[i]
+            pAp = _dot(p, Ap)
+            if not pAp > 0.0:
+                break
+            step = rz / pAp
+            total += step * rz
+            x += step * p
+            r -= step * Ap
+            z = r / preconditioner
+            rz_next = _dot(r, z)
+            p = z + (rz_next / rz) * p
+            rz = rz_next
+        for i in range(d):
+            factors_rotated[row, i] = x[i]
+        decrease[row] = total
+    return decrease
+
+
+@njit(parallel=True, cache=True)
+def pair_scores(indptr, indices, row_factors, column_factors):
+    """Scores row_factors[r] . column_factors[c] of every stored pair (r, c), in float64."""
+    n_rows = indptr.shape[0] - 1
+    scores = np.empty(indices.shape[0])
+    for row in prange(n_rows):
+        x = row_factors[row]
+        for k in range(indptr[row], indptr[row + 1]):
+            scores[k] = _dot(x, column_factors[indices[k]])
+    return scores

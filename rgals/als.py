@@ -1,0 +1,384 @@
+"""ALSSolver: the scikit-learn style estimator with `implicit`'s recommend API."""
+
+import dataclasses
+import inspect
+import logging
+import time
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from .losses import LOSSES
+from .ranking import normalized_rows, top_n
+from .solve import SOLVERS, solve_rows
+from .validation import (check_choice, check_ids, check_integer, check_interactions,
+                         check_real)
+
+log = logging.getLogger("rgals")
+
+BACKENDS = ("cpu", "gpu")
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The model is used before `fit` (or `rgals.load`)."""
+
+
+class ALSSolver:
+    """Matrix factorization for ranking, fitted by alternating least squares.
+
+    Parameters
+    ----------
+    factors : int
+        Embedding dimension d.
+    loss : {"rg2", "rgx", "ials"}
+        "rg2" and "rgx" are second-order expansions of the softmax ranking loss (rgx keeps
+        the interactive term exactly); "ials" is the weighted squared loss of `implicit`.
+    alpha : float
+        RG2/RGx: weight of the extra squared term on observed pairs (0 turns it off and
+        enables the fast path). iALS: the confidence scale, as in `implicit`.
+    regularization : float
+        lam > 0. RG2/RGx: lambda_u = lam (n_u/2 + alpha N + 1)^nu and
+        lambda_i = lam (sum_u w_u + alpha M)^nu; iALS: plain lam.
+    reg_exponent : float
+        nu >= 0 in the regularisation above (0 gives a constant lam; iALS ignores it).
+    iterations : int
+        Number of sweeps (a user half step then an item half step).
+    solver : {"auto", "cholesky", "cg"}
+        "cholesky" solves every row exactly; "cg" runs at most `cg_steps` warm-started
+        conjugate-gradient steps per row in the eigenbasis of the shared Gram matrix;
+        "auto" uses the exact O(d^2)-per-row eigenbasis path when no pair carries a Gram
+        weight (alpha = 0 for RG2/RGx, unit confidences for iALS) and "cg" otherwise.
+    cg_steps : int
+        Conjugate-gradient steps per row and half step.
+    dtype : numpy float dtype
+        np.float32 (default) or np.float64 for the factors; sums are in float64.
+    backend : {"cpu", "gpu"}
+        Where the kernels run ("gpu" needs CuPy and a CUDA device).
+    num_threads : int
+        Threads for the kernels and BLAS during fit; 0 uses every core.
+    random_state : None, int or numpy Generator / RandomState
+        Seed of the initial factors.
+    """
+
+    def __init__(self, factors=64, loss="rg2", alpha=1.0, regularization=0.01,
+                 reg_exponent=1.0, iterations=15, solver="auto", cg_steps=3,
+                 dtype=np.float32, backend="cpu", num_threads=0, random_state=None):
+        self.factors = factors
+        self.loss = loss
+        self.alpha = alpha
+        self.regularization = regularization
+        self.reg_exponent = reg_exponent
+        self.iterations = iterations
+        self.solver = solver
+        self.cg_steps = cg_steps
+        self.dtype = dtype
+        self.backend = backend
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    # -- scikit-learn conventions -------------------------------------------------------
+
+    @classmethod
+    def _param_names(cls):
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    def get_params(self, deep=True):
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise ValueError(f"unknown parameter {name!r} for ALSSolver; valid: "
+                                 f"{', '.join(self._param_names())}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        default = ALSSolver()
+        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
+                   if not _same(value, getattr(default, name))]
+        return f"ALSSolver({', '.join(changed)})"
+
+    def _validated_params(self):
+        """The parameters, checked; the attributes themselves stay as the user set them."""
+        loss = check_choice(self.loss, "loss", tuple(LOSSES))
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be np.float32 or np.float64; got {self.dtype!r}")
+        params = dict(
+            factors=check_integer(self.factors, "factors", 1),
+            loss=loss,
+            alpha=check_real(self.alpha, "alpha", 0.0, strict=loss == "ials"),
+            regularization=check_real(self.regularization, "regularization", 0.0,
+                                      strict=True),
+            reg_exponent=check_real(self.reg_exponent, "reg_exponent", 0.0),
+            iterations=check_integer(self.iterations, "iterations", 1),
+            solver=check_choice(self.solver, "solver", SOLVERS),
+            cg_steps=check_integer(self.cg_steps, "cg_steps", 1),
+            dtype=dtype,
+            backend=check_choice(self.backend, "backend", BACKENDS),
+            num_threads=check_integer(self.num_threads, "num_threads", 0),
+        )
+        if params["backend"] == "gpu":
+            _require_gpu()
+        return params
+
+    # -- fitting -----------------------------------------------------------------------
+
+    def fit(self, user_items, show_progress=True, callback=None):
+        """Fit the factors to `user_items` (users x items, values = confidence weights).
+
+        Accepts any scipy.sparse matrix or array (a dense ndarray is converted, with a
+        warning). `callback(iteration, elapsed, record)` runs after each sweep, where
+        `record` holds the objective and the decrease of each half step; returning False
+        stops the fit. Returns self.
+        """
+        params = self._validated_params()
+        loss_class = LOSSES[params["loss"]]
+        user_items = check_interactions(user_items, "user_items",
+                                        allow_negative=loss_class.allows_negative,
+                                        loss_name=params["loss"])
+        loss = loss_class(params["alpha"], params["regularization"], params["reg_exponent"],
+                          user_items)
+        item_users = user_items.T.tocsr()
+        item_users.sort_indices()
+
+        rng = _generator(self.random_state)
+        n_users, n_items = user_items.shape
+        scale = 0.01
+        user_factors = (scale * rng.standard_normal((n_users, params["factors"]))).astype(
+            params["dtype"])
+        item_factors = (scale * rng.standard_normal((n_items, params["factors"]))).astype(
+            params["dtype"])
+        solver, cg_steps = params["solver"], params["cg_steps"]
+
+        start = time.perf_counter()
+        with _thread_limit(params["num_threads"]), tqdm(
+                total=params["iterations"], disable=not show_progress, unit="sweep",
+                desc=f"rgals {params['loss']}") as progress:
+            for iteration in range(params["iterations"]):
+                sweep_start = time.perf_counter()
+                user_decrease = solve_rows(loss.user_systems(item_factors, user_items),
+                                           user_factors, solver, cg_steps)
+                _check_finite(user_factors, "user", iteration, params)
+                item_decrease = solve_rows(loss.item_systems(user_factors, item_users),
+                                           item_factors, solver, cg_steps)
+                _check_finite(item_factors, "item", iteration, params)
+                record = {"seconds": time.perf_counter() - sweep_start,
+                          "user_decrease": user_decrease, "item_decrease": item_decrease}
+                progress.update(1)
+                if callback is not None or show_progress or log.isEnabledFor(logging.INFO):
+                    record["objective"] = loss.objective(user_factors, item_factors,
+                                                         user_items)
+                    progress.set_postfix(objective=f"{record['objective']:.6g}")
+                    log.info("sweep %d: objective %.6g", iteration + 1, record["objective"])
+                if callback is not None and callback(
+                        iteration, time.perf_counter() - start, record) is False:
+                    break
+
+        self.user_factors_ = user_factors
+        self.item_factors_ = item_factors
+        self.user_items_ = user_items
+        return self
+
+    # -- use after fit -----------------------------------------------------------------
+
+    @property
+    def user_factors(self):
+        """Alias of `user_factors_`, for code written against `implicit`."""
+        self._check_fitted()
+        return self.user_factors_
+
+    @property
+    def item_factors(self):
+        """Alias of `item_factors_`, for code written against `implicit`."""
+        self._check_fitted()
+        return self.item_factors_
+
+    def _check_fitted(self):
+        if getattr(self, "item_factors_", None) is None:
+            raise NotFittedError("this ALSSolver is not fitted yet: call fit(user_items) or "
+                                 "rgals.load(directory) first")
+
+    def _loss(self):
+        params = self._validated_params()
+        return LOSSES[params["loss"]](params["alpha"], params["regularization"],
+                                      params["reg_exponent"], self.user_items_)
+
+    def _rows(self, ids, rows, n_columns, name, other):
+        """Interaction rows for `ids`: the given matrix, checked, or the training rows."""
+        if rows is None:
+            return self.user_items_[ids] if other == "item" else self.user_items_.T.tocsr()[ids]
+        rows = check_interactions(rows, name, allow_negative=LOSSES[self.loss].allows_negative,
+                                  loss_name=self.loss)
+        if rows.shape != (len(ids), n_columns):
+            raise ValueError(
+                f"{name} has shape {rows.shape}; expected ({len(ids)}, {n_columns}): one row "
+                f"per requested id (as in implicit) and one column per {other} of the fitted "
+                f"model. To use the training matrix `X`, pass X[ids]")
+        return rows
+
+    def recalculate_user(self, userid, user_items):
+        """Factors of users (new ones too) from their interactions, by the exact user step.
+
+        `user_items` has one row per id in `userid` and one column per item.
+        """
+        self._check_fitted()
+        ids = check_ids(userid, None, "userid")
+        rows = self._rows(ids, user_items, self.item_factors_.shape[0], "user_items", "item")
+        factors = self._fold_in(self._loss().user_systems(self.item_factors_, rows))
+        return factors[0] if np.isscalar(userid) else factors
+
+    def recalculate_item(self, itemid, item_users):
+        """Factors of items (new ones too) from their users, by the exact item step.
+
+        For RGx the other items' sum sigma_Q is held fixed.
+        """
+        self._check_fitted()
+        ids = check_ids(itemid, None, "itemid")
+        rows = self._rows(ids, item_users, self.user_factors_.shape[0], "item_users", "user")
+        systems = self._loss().item_systems(self.user_factors_, rows)
+        if systems.coupling is not None:
+            # the item side has unit scale, so the fixed coupling folds into rhs
+            item_sum = self.item_factors_.sum(axis=0, dtype=np.float64)
+            systems = dataclasses.replace(systems, coupling=None,
+                                          rhs=systems.rhs + systems.coupling @ item_sum)
+        factors = self._fold_in(systems)
+        return factors[0] if np.isscalar(itemid) else factors
+
+    def _fold_in(self, systems):
+        factors = np.zeros((systems.interactions.shape[0], self.item_factors_.shape[1]),
+                           dtype=self.item_factors_.dtype)
+        solve_rows(systems, factors, solver="cholesky")
+        return factors
+
+    def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
+                  filter_items=None, recalculate_user=False, items=None):
+        """Top-N items for one user id or a batch, as `(ids, scores)`.
+
+        `user_items` (one row per requested user, as in `implicit`) gives the items to
+        filter and, with `recalculate_user=True`, the interactions to fold in; without it
+        the training interactions are used. `items` restricts the ranking to those item
+        ids; `filter_items` removes ids. A batch returns (len(userid), N) arrays; where
+        fewer than N items are left, the row is padded with id -1 and score -inf.
+        """
+        self._check_fitted()
+        n_users, n_items = self.user_factors_.shape[0], self.item_factors_.shape[0]
+        ids = check_ids(userid, None if recalculate_user else n_users, "userid")
+        N = check_integer(N, "N", 1)
+        rows = None
+        if filter_already_liked_items or recalculate_user:
+            if user_items is None and recalculate_user:
+                raise ValueError("recalculate_user=True needs user_items: the interactions "
+                                 "of the users to fold in")
+            rows = self._rows(ids, user_items, n_items, "user_items", "item")
+        queries = (self.recalculate_user(ids, rows) if recalculate_user
+                   else self.user_factors_[ids])
+        result = top_n(queries, self.item_factors_, N,
+                       exclude=rows if filter_already_liked_items else None,
+                       filter_ids=filter_items, candidates=items)
+        return _single(result) if np.isscalar(userid) else result
+
+    def similar_items(self, itemid, N=10, recalculate_item=False, item_users=None,
+                      filter_items=None, items=None):
+        """The N items most similar (cosine of factors) to each given item, itself included."""
+        self._check_fitted()
+        n_items = self.item_factors_.shape[0]
+        ids = check_ids(itemid, None if recalculate_item else n_items, "itemid")
+        queries = (self.recalculate_item(ids, item_users) if recalculate_item
+                   else self.item_factors_[ids])
+        result = top_n(normalized_rows(queries), normalized_rows(self.item_factors_),
+                       check_integer(N, "N", 1), filter_ids=filter_items, candidates=items)
+        return _single(result) if np.isscalar(itemid) else result
+
+    def similar_users(self, userid, N=10, filter_users=None, users=None):
+        """The N users most similar (cosine of factors) to each given user, itself included."""
+        self._check_fitted()
+        ids = check_ids(userid, self.user_factors_.shape[0], "userid")
+        result = top_n(normalized_rows(self.user_factors_[ids]),
+                       normalized_rows(self.user_factors_), check_integer(N, "N", 1),
+                       filter_ids=filter_users, candidates=users)
+        return _single(result) if np.isscalar(userid) else result
+
+    # -- export ------------------------------------------------------------------------
+
+    def save(self, directory, overwrite=False):
+        """Write user_factors.npy, item_factors.npy, user_items.npz and params.json.
+
+        Each file is written to a temporary name and renamed; existing files are kept
+        unless `overwrite=True`.
+        """
+        from .export import save
+        self._check_fitted()
+        save(self, directory, overwrite=overwrite)
+
+
+def _same(a, b):
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except (TypeError, ValueError):
+        return a is b
+
+
+def _single(result):
+    ids, scores = result
+    return ids[0], scores[0]
+
+
+def _generator(random_state):
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2 ** 31))
+    try:
+        return np.random.default_rng(random_state)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"random_state must be None, an int or a numpy Generator; got "
+                         f"{random_state!r}") from error
+
+
+@contextmanager
+def _thread_limit(num_threads):
+    """Run Numba kernels and BLAS on `num_threads` threads (0: all), then restore."""
+    available = numba.config.NUMBA_NUM_THREADS
+    threads = available if num_threads == 0 else min(num_threads, available)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _check_finite(factors, side, iteration, params):
+    if not np.isfinite(factors).all():
+        raise FloatingPointError(
+            f"the fit diverged: non-finite {side} factors in sweep {iteration + 1}. Likely "
+            f"causes: confidence values too large for dtype {params['dtype']}, or "
+            f"regularization={params['regularization']} too small for this data. Scale the "
+            "values down, raise `regularization`, or use dtype=np.float64")
+
+
+def _require_gpu():
+    try:
+        import cupy
+    except ImportError as error:
+        raise ImportError(
+            "backend='gpu' needs CuPy, which is not installed. Install it with "
+            "pip install 'rgals[gpu]' (CUDA 12; for other CUDA versions see "
+            "https://docs.cupy.dev/en/stable/install.html), or use backend='cpu'") from error
+    try:
+        devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # CuPy raises its own CUDA errors when no driver is present
+        devices = 0
+    if devices == 0:
+        raise RuntimeError("backend='gpu' found CuPy but no CUDA device (check the NVIDIA "
+                           "driver with nvidia-smi); use backend='cpu'")
+    raise NotImplementedError("the CuPy backend is not available in this version of rgals; "
+                              "use backend='cpu'")

@@ -1,0 +1,107 @@
+"""Save a fitted solver as .npy files plus JSON, and load it back."""
+
+import json
+import numbers
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+FORMAT_VERSION = 1
+FILES = ("user_factors.npy", "item_factors.npy", "user_items.npz", "params.json")
+
+
+def _params_for_json(solver):
+    params = solver.get_params()
+    params["dtype"] = np.dtype(params["dtype"]).name
+    seed = params["random_state"]
+    # a Generator or RandomState cannot be written; the factors are saved anyway
+    if not (seed is None or isinstance(seed, numbers.Integral)):
+        params["random_state"] = None
+    elif seed is not None:
+        params["random_state"] = int(seed)
+    return params
+
+
+def _write_atomic(path, write):
+    """Write through `write(file)` into a temporary file beside `path`, then rename."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def save(solver, directory, overwrite=False):
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{directory} exists and is not a directory; choose a "
+                                 "directory path for the model files")
+    existing = [name for name in FILES if (directory / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{directory} already holds {', '.join(existing)}; pass "
+                              "overwrite=True to replace them, or choose another directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "params": _params_for_json(solver),
+        "n_users": int(solver.user_factors_.shape[0]),
+        "n_items": int(solver.item_factors_.shape[0]),
+        "factors": int(solver.item_factors_.shape[1]),
+        "dtype": solver.item_factors_.dtype.name,
+    }
+    _write_atomic(directory / "user_factors.npy",
+                  lambda file: np.save(file, solver.user_factors_, allow_pickle=False))
+    _write_atomic(directory / "item_factors.npy",
+                  lambda file: np.save(file, solver.item_factors_, allow_pickle=False))
+    _write_atomic(directory / "user_items.npz",
+                  lambda file: sp.save_npz(file, solver.user_items_, compressed=True))
+    # params.json last: a directory with it is a complete model
+    _write_atomic(directory / "params.json",
+                  lambda file: file.write(json.dumps(metadata, indent=2).encode() + b"\n"))
+
+
+def load(directory):
+    """A fitted ALSSolver from a directory written by `ALSSolver.save`."""
+    from .als import ALSSolver
+
+    directory = Path(directory)
+    missing = [name for name in FILES if not (directory / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} is not a saved rgals model: missing "
+                                f"{', '.join(missing)}")
+    try:
+        metadata = json.loads((directory / "params.json").read_text())
+        params = metadata["params"]
+        expected = {"user_factors.npy": (metadata["n_users"], metadata["factors"]),
+                    "item_factors.npy": (metadata["n_items"], metadata["factors"])}
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{directory / 'params.json'} is not a valid rgals model description: "
+                         f"{error}") from error
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{directory} was saved in format {metadata.get('format_version')}; "
+                         f"this rgals reads format {FORMAT_VERSION}")
+    solver = ALSSolver(**params)
+    factors = {}
+    for name, shape in expected.items():
+        array = np.load(directory / name, allow_pickle=False)
+        if array.shape != tuple(shape):
+            raise ValueError(f"{directory / name} has shape {array.shape}; params.json says "
+                             f"{tuple(shape)}")
+        factors[name] = array
+    user_items = sp.load_npz(directory / "user_items.npz").tocsr()
+    if user_items.shape != (metadata["n_users"], metadata["n_items"]):
+        raise ValueError(f"{directory / 'user_items.npz'} has shape {user_items.shape}; "
+                         f"params.json says ({metadata['n_users']}, {metadata['n_items']})")
+    solver.user_factors_ = factors["user_factors.npy"]
+    solver.item_factors_ = factors["item_factors.npy"]
+    solver.user_items_ = user_items
+    return solver

@@ -1,0 +1,170 @@
+"""One ALS half step: the row systems a loss builds, and the solvers that minimise them."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from .kernels import cpu
+
+SOLVERS = ("auto", "cholesky", "cg")
+
+
+@dataclass
+class RowSystems:
+    """The normal equations of one half step, one system per row r of `interactions`:
+
+        A_r = scale_r * gram + sum_k pair_gram_k y_k y_k^T + reg_r I
+        b_r = scale_r * rhs + sum_k pair_rhs_k y_k
+
+    where k runs over the nonzeros of row r and y_k is the row of `others` in column k.
+    Minimising x^T A_r x - 2 b_r^T x for every row is the half step. `pair_gram` is None
+    when every pair weight is zero: then all systems share one eigenbasis (fast path).
+
+    `coupling` C, when set, adds -sigma^T C sigma with sigma = sum_r x_r to the objective
+    (RGx's interactive term on the item side); the minimiser then solves
+    A_r x_r = b_r + C sigma for every r.
+    """
+
+    interactions: sp.csr_matrix
+    pair_gram: Optional[np.ndarray]
+    pair_rhs: np.ndarray
+    others: np.ndarray
+    gram: np.ndarray
+    rhs: np.ndarray
+    scale: np.ndarray
+    reg: np.ndarray
+    coupling: Optional[np.ndarray] = None
+
+
+def resolve_solver(solver, systems):
+    """The method `solver` stands for on these systems: 'eigen', 'cholesky' or 'cg'.
+
+    'auto' takes the exact shared-eigenbasis path whenever no pair carries a Gram weight
+    (alpha = 0 for RG2/RGx, unit confidences for iALS), and warm-started CG otherwise.
+    """
+    if solver == "auto":
+        return "eigen" if systems.pair_gram is None else "cg"
+    return solver
+
+
+def solve_rows(systems, factors, solver="auto", cg_steps=3):
+    """Run one half step in place on `factors` (rows x d); return the objective's decrease.
+
+    The decrease is computed from the systems alone (sum of dx^T A dx for exact solves,
+    its conjugate-gradient counterpart otherwise, plus the coupling term), so comparing
+    it with the objective before and after checks that A and b match the loss.
+    """
+    method = resolve_solver(solver, systems)
+    d = factors.shape[1]
+    shift = np.zeros(d)
+    coupling = systems.coupling
+    if coupling is not None:
+        sigma_before = factors.sum(axis=0, dtype=np.float64)
+        if method == "cg":
+            # block descent on the coupling: hold sigma at its current value
+            shift = coupling @ sigma_before
+        else:
+            inverse_sum, solution_sum = _inverse_sum(systems, method)
+            sigma = np.linalg.solve(np.eye(d) - inverse_sum @ coupling, solution_sum)
+            shift = coupling @ sigma
+
+    if method == "eigen":
+        decrease = _solve_eigen(systems, factors, shift)
+    elif method == "cholesky":
+        decrease = _solve_cholesky(systems, factors, shift)
+    elif method == "cg":
+        decrease = _solve_cg(systems, factors, shift, cg_steps)
+    else:
+        raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
+
+    if coupling is not None:
+        delta = factors.sum(axis=0, dtype=np.float64) - sigma_before
+        coupling_change = float(delta @ coupling @ delta)
+        # exact step: Hessian quadratic form; block descent: gain from updating sigma
+        decrease += coupling_change if method == "cg" else -coupling_change
+    return decrease
+
+
+def _kernel_arrays(systems):
+    """The arrays every kernel takes, in the dtypes their compiled signatures expect."""
+    matrix = systems.interactions
+    pair_gram = systems.pair_gram
+    if pair_gram is None:
+        pair_gram = np.zeros(matrix.nnz)
+    return (matrix.indptr, matrix.indices, np.asarray(pair_gram, dtype=np.float64),
+            np.asarray(systems.pair_rhs, dtype=np.float64))
+
+
+def _eigenbasis(gram):
+    eigenvalues, eigenvectors = scipy.linalg.eigh(gram)
+    # grams are positive semidefinite by construction; drop rounding below zero
+    return np.maximum(eigenvalues, 0.0), eigenvectors
+
+
+def _eigen_parts(systems):
+    """Per-row diagonals D_r and rotated right-hand sides V^T b_r (without shift)."""
+    if systems.pair_gram is not None:
+        raise ValueError("the shared-eigenbasis path needs systems without pair Gram terms")
+    eigenvalues, eigenvectors = _eigenbasis(systems.gram)
+    matrix = systems.interactions
+    weighted = sp.csr_matrix((systems.pair_rhs, matrix.indices, matrix.indptr),
+                             shape=matrix.shape)
+    rhs = np.asarray(weighted @ systems.others, dtype=np.float64)
+    rhs += systems.scale[:, None] * systems.rhs
+    diagonal = systems.scale[:, None] * eigenvalues + systems.reg[:, None]
+    return diagonal, rhs @ eigenvectors, eigenvectors
+
+
+def _solve_eigen(systems, factors, shift):
+    diagonal, rhs_rotated, eigenvectors = _eigen_parts(systems)
+    rhs_rotated += shift @ eigenvectors
+    solution_rotated = rhs_rotated / diagonal
+    change = factors @ eigenvectors - solution_rotated
+    factors[:] = solution_rotated @ eigenvectors.T
+    return float(np.sum(diagonal * change * change))
+
+
+def _solve_cholesky(systems, factors, shift):
+    decrease = cpu.cholesky_rows(*_kernel_arrays(systems), systems.others, systems.gram,
+                                 systems.rhs, shift, systems.scale, systems.reg, factors)
+    _check_positive_definite(decrease)
+    return float(decrease.sum())
+
+
+def _solve_cg(systems, factors, shift, cg_steps):
+    eigenvalues, eigenvectors = _eigenbasis(systems.gram)
+    others_rotated = (systems.others @ eigenvectors).astype(factors.dtype)
+    factors_rotated = factors @ eigenvectors
+    tolerance = 1e-12 if factors.dtype == np.float64 else 1e-6
+    decrease = cpu.cg_rows(*_kernel_arrays(systems), others_rotated, eigenvalues,
+                           eigenvectors.T @ systems.rhs, eigenvectors.T @ shift,
+                           systems.scale, systems.reg, factors_rotated, cg_steps, tolerance)
+    factors[:] = factors_rotated @ eigenvectors.T
+    return float(decrease.sum())
+
+
+def _inverse_sum(systems, method):
+    """sum_r A_r^{-1} and sum_r A_r^{-1} b_r, for the exact coupled step."""
+    if method == "eigen":
+        diagonal, rhs_rotated, eigenvectors = _eigen_parts(systems)
+        inverse_sum = (eigenvectors * (1.0 / diagonal).sum(axis=0)) @ eigenvectors.T
+        solution_sum = eigenvectors @ (rhs_rotated / diagonal).sum(axis=0)
+        return inverse_sum, solution_sum
+    n_chunks = max(1, min(64, systems.interactions.shape[0]))
+    inverse_sum, solution_sum, ok = cpu.cholesky_inverse_sum(
+        *_kernel_arrays(systems), systems.others, systems.gram, systems.rhs,
+        np.zeros(systems.gram.shape[0]), systems.scale, systems.reg, n_chunks)
+    if not ok:
+        _check_positive_definite(np.array([np.nan]))
+    return inverse_sum, solution_sum
+
+
+def _check_positive_definite(decrease):
+    if not np.all(np.isfinite(decrease)):
+        raise FloatingPointError(
+            f"{int(np.sum(~np.isfinite(decrease)))} row systems are not positive definite "
+            "(non-finite factors or a regularization too small for this data); "
+            "increase `regularization` or use dtype=np.float64")

@@ -1,0 +1,114 @@
+"""Input checks that run before any kernel: every problem gets a message saying how to fix it."""
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def check_interactions(matrix, name="user_items", allow_negative=False, shape=None,
+                       loss_name=None):
+    """Validate an interaction matrix and return it as canonical CSR (float64 values).
+
+    Canonical: sorted indices, duplicates summed, explicit zeros dropped, int32 column
+    indices and int64 row pointers (the dtypes the kernels are compiled for).
+    """
+    if isinstance(matrix, np.ndarray) or isinstance(matrix, np.matrix):
+        if np.ndim(matrix) != 2:
+            raise ValueError(f"{name} must be 2-D (rows x columns); got an array of shape "
+                             f"{np.shape(matrix)}")
+        _check_numeric(np.asarray(matrix).dtype, name)
+        matrix = sp.csr_matrix(matrix)
+        warnings.warn(f"{name} is a dense numpy array; converted it to a scipy.sparse CSR "
+                      f"matrix with {matrix.nnz} stored values. Pass a sparse matrix to "
+                      "avoid the copy.", stacklevel=3)
+    elif not sp.issparse(matrix):
+        raise TypeError(f"{name} must be a scipy.sparse matrix or array (CSR, CSC or COO) of "
+                        f"shape (rows, columns) holding confidence values; got "
+                        f"{type(matrix).__name__}")
+    if len(matrix.shape) != 2:
+        raise ValueError(f"{name} must be 2-D (rows x columns); got shape {matrix.shape}")
+    _check_numeric(matrix.dtype, name)
+    if shape is not None and tuple(matrix.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {matrix.shape}; expected {tuple(shape)}")
+    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {matrix.shape}); it needs at least one row "
+                         "and one column")
+
+    matrix = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    matrix.sum_duplicates()
+    _check_values(matrix, name, allow_negative, loss_name)
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    matrix.indices = matrix.indices.astype(np.int32, copy=False)
+    matrix.indptr = matrix.indptr.astype(np.int64, copy=False)
+    return matrix
+
+
+def _check_numeric(dtype, name):
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or \
+            np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers (confidence values); got dtype {dtype}")
+
+
+def _first_position(matrix, mask):
+    k = int(np.flatnonzero(mask)[0])
+    row = int(np.searchsorted(matrix.indptr, k, side="right") - 1)
+    return row, int(matrix.indices[k])
+
+
+def _check_values(matrix, name, allow_negative, loss_name):
+    bad = ~np.isfinite(matrix.data)
+    if bad.any():
+        row, column = _first_position(matrix, bad)
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite values (the first at "
+                         f"row {row}, column {column}); drop or replace them")
+    negative = matrix.data < 0
+    if negative.any() and not allow_negative:
+        row, column = _first_position(matrix, negative)
+        raise ValueError(f"{name} holds {int(negative.sum())} negative values (the first at row "
+                         f"{row}, column {column}); loss {loss_name!r} takes confidences >= 0. "
+                         "Clip or drop them, or use loss='ials', which reads negative values as "
+                         "negative feedback")
+    if not np.any(matrix.data != 0):
+        raise ValueError(f"{name} has no interactions (no nonzero values)")
+
+
+def check_ids(ids, upper, name):
+    """Integer ids (scalar or 1-D) in [0, upper); returns a 1-D int64 array."""
+    array = np.asarray(ids)
+    if array.ndim > 1:
+        raise ValueError(f"{name} must be an integer or a 1-D array of integers; got shape "
+                         f"{array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must be integers; got dtype {array.dtype}")
+    array = array.astype(np.int64).ravel()
+    if upper is not None and array.size:
+        outside = (array < 0) | (array >= upper)
+        if outside.any():
+            raise IndexError(f"{name} {int(array[outside][0])} is out of range: the model has "
+                             f"{upper} (valid ids 0..{upper - 1}); {int(outside.sum())} ids are "
+                             "outside")
+    return array
+
+
+def check_integer(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def check_real(value, name, minimum, strict=False):
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and np.isfinite(value) and (value > minimum if strict else value >= minimum))
+    if not ok:
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be a finite number {relation} {minimum}; got {value!r}")
+    return float(value)
+
+
+def check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; use one of {', '.join(map(repr, choices))}")
+    return value

@@ -1,0 +1,103 @@
+"""Small random problems and an independent dense brute force of every loss (float64)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+
+def random_interactions(rng, n_users=23, n_items=17, density=0.25, empty_user=True,
+                        empty_item=True, negative=False):
+    """Random confidences in (0.5, 3], with one user and one item left without any."""
+    dense = rng.random((n_users, n_items)) < density
+    values = np.where(dense, 0.5 + 2.5 * rng.random((n_users, n_items)), 0.0)
+    if negative:
+        values *= np.where(rng.random(values.shape) < 0.2, -1.0, 1.0)
+    if empty_user:
+        values[rng.integers(n_users)] = 0.0
+    if empty_item:
+        values[:, rng.integers(n_items)] = 0.0
+    return sp.csr_matrix(values)
+
+
+def dense_loss_parts(name, values, alpha, lam, nu):
+    """Per-pair pieces of the loss over all M x N pairs, straight from DESIGN 1.2.
+
+    Returns a function scores -> (loss, dloss/dscores), plus the regularisers.
+    """
+    n_users, n_items = values.shape
+    observed = values != 0
+    if name == "ials":
+        confidence = alpha * values
+        target = (confidence > 0).astype(float)
+        weight = np.where(observed, np.abs(confidence), 1.0)
+
+        def loss(scores):
+            residual = scores - np.where(observed, target, 0.0)
+            return np.sum(weight * residual ** 2), 2.0 * weight * residual
+
+        return loss, np.full(n_users, lam), np.full(n_items, lam)
+
+    n = values.sum(axis=1)
+    w = n / (2.0 * n_items)
+    user_reg = lam * (n / 2.0 + alpha * n_items + 1.0) ** nu
+    item_reg = np.full(n_items, lam * (w.sum() + alpha * n_users) ** nu)
+
+    def loss(scores):
+        total = -np.sum(values * scores)
+        gradient = -values.copy()
+        total += np.sum(w[:, None] * (scores + 1.0) ** 2)
+        gradient += 2.0 * w[:, None] * (scores + 1.0)
+        total += alpha * np.sum(values * (scores - 1.0) ** 2)
+        gradient += 2.0 * alpha * values * (scores - 1.0)
+        if name == "rgx":
+            row_sums = scores.sum(axis=1)
+            total -= np.sum(w / n_items * row_sums ** 2)
+            gradient -= 2.0 * (w / n_items * row_sums)[:, None]
+        return total, gradient
+
+    return loss, user_reg, item_reg
+
+
+class BruteForce:
+    """F, its gradients and its block Hessians by dense computation over all pairs."""
+
+    def __init__(self, name, user_items, alpha, lam, nu=1.0):
+        self.name, self.alpha = name, alpha
+        self.values = user_items.toarray()
+        self.loss, self.user_reg, self.item_reg = dense_loss_parts(name, self.values, alpha,
+                                                                   lam, nu)
+
+    def objective(self, P, Q):
+        total, _ = self.loss(P @ Q.T)
+        return total + self.user_reg @ np.sum(P * P, axis=1) + \
+            self.item_reg @ np.sum(Q * Q, axis=1)
+
+    def gradients(self, P, Q):
+        _, dscores = self.loss(P @ Q.T)
+        return (dscores @ Q + 2.0 * self.user_reg[:, None] * P,
+                dscores.T @ P + 2.0 * self.item_reg[:, None] * Q)
+
+    def block_decrease(self, before, after, other, side):
+        """F(before) - F(after) for one block, from the block's exact Hessian.
+
+        F is quadratic in each block, so with the Hessian H (built here column by column
+        from gradient differences) F(x0) - F(x1) = g(x1).(x0-x1) + (x0-x1)^T H (x0-x1) / 2.
+        """
+        def gradient(block):
+            P, Q = (block, other) if side == "user" else (other, block)
+            return self.gradients(P, Q)[0 if side == "user" else 1]
+
+        delta = (before - after).ravel()
+        base = gradient(np.zeros_like(before)).ravel()
+        size = delta.size
+        hessian = np.empty((size, size))
+        for k in range(size):
+            unit = np.zeros(size)
+            unit[k] = 1.0
+            hessian[:, k] = gradient(unit.reshape(before.shape)).ravel() - base
+        return float(gradient(after).ravel() @ delta + 0.5 * delta @ hessian @ delta)
+
+
+@pytest.fixture(params=[0, 1, 2])
+def rng(request):
+    return np.random.default_rng(1000 + request.param)
