@@ -58,6 +58,7 @@ def solve_rows(systems, factors, solver="auto", cg_steps=3):
     it with the objective before and after checks that A and b match the loss.
     """
     method = resolve_solver(solver, systems)
+    _check_finite_systems(systems)
     d = factors.shape[1]
     shift = np.zeros(d)
     coupling = systems.coupling
@@ -160,6 +161,17 @@ def _inverse_sum(systems, method):
     if not ok:
         _check_positive_definite(np.array([np.nan]))
     return inverse_sum, solution_sum
+
+
+def _check_finite_systems(systems):
+    for name in ("pair_gram", "pair_rhs", "gram", "rhs", "scale", "reg"):
+        values = getattr(systems, name)
+        if values is not None and not np.all(np.isfinite(values)):
+            raise FloatingPointError(
+                f"the fit diverged: the half step's {name} is not finite. Likely causes: "
+                "confidence values or alpha too large (overflow), or factors that grew without "
+                "bound because regularization is too small. Scale the values down, raise "
+                "`regularization`, or use dtype=np.float64")
 
 
 def _check_positive_definite(decrease):

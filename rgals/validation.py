@@ -11,8 +11,8 @@ def check_interactions(matrix, name="user_items", allow_negative=False, shape=No
                        loss_name=None):
     """Validate an interaction matrix and return it as canonical CSR (float64 values).
 
-    Canonical: sorted indices, duplicates summed, explicit zeros dropped, int32 column
-    indices and int64 row pointers (the dtypes the kernels are compiled for).
+    Canonical: a private copy with sorted indices, duplicates summed and explicit zeros
+    dropped.
     """
     if isinstance(matrix, np.ndarray) or isinstance(matrix, np.matrix):
         if np.ndim(matrix) != 2:
@@ -41,8 +41,6 @@ def check_interactions(matrix, name="user_items", allow_negative=False, shape=No
     _check_values(matrix, name, allow_negative, loss_name)
     matrix.eliminate_zeros()
     matrix.sort_indices()
-    matrix.indices = matrix.indices.astype(np.int32, copy=False)
-    matrix.indptr = matrix.indptr.astype(np.int64, copy=False)
     return matrix
 
 

@@ -1,0 +1,128 @@
+"""ALSSolver as a user sees it: fit, conventions, agreement between paths and with implicit."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from conftest import BruteForce, random_interactions
+from rgals import ALSSolver
+from rgals.losses import IALS
+from rgals.solve import solve_rows
+from rgals.validation import check_interactions
+
+
+def fit(user_items, callback=None, **params):
+    params = {"factors": 5, "iterations": 5, "random_state": 3, "dtype": np.float64,
+              "regularization": 0.05, **params}
+    return ALSSolver(**params).fit(user_items, show_progress=False, callback=callback)
+
+
+def test_fit_returns_self_and_keeps_parameters_unchanged(rng):
+    user_items = random_interactions(rng)
+    solver = ALSSolver(factors=6, loss="rgx", dtype="float32", iterations=2)
+    assert solver.fit(user_items, show_progress=False) is solver
+    assert solver.dtype == "float32" and solver.factors == 6
+    assert solver.user_factors_.shape == (user_items.shape[0], 6)
+    assert solver.item_factors_.shape == (user_items.shape[1], 6)
+    assert solver.user_factors_.dtype == np.float32
+    assert solver.get_params()["loss"] == "rgx"
+    assert "loss='rgx'" in repr(solver)
+
+
+@pytest.mark.parametrize("convert", [sp.csr_matrix, sp.csc_matrix, sp.coo_matrix,
+                                     sp.csr_array, sp.coo_array])
+def test_fit_accepts_every_sparse_format(rng, convert):
+    user_items = random_interactions(rng)
+    reference = fit(user_items)
+    other = fit(convert(user_items))
+    np.testing.assert_array_equal(other.item_factors_, reference.item_factors_)
+
+
+@pytest.mark.parametrize("loss", ["rg2", "rgx"])
+def test_alpha_zero_fast_path_equals_general_path(rng, loss):
+    user_items = random_interactions(rng)
+    fast = fit(user_items, loss=loss, alpha=0.0, solver="auto")
+    general = fit(user_items, loss=loss, alpha=0.0, solver="cholesky")
+    for a, b in ((fast.user_factors_, general.user_factors_),
+                 (fast.item_factors_, general.item_factors_)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("loss,alpha,solver", [("rg2", 0.0, "auto"), ("rg2", 0.5, "cholesky"),
+                                               ("rgx", 0.5, "cholesky"), ("ials", 2.0, "cg")])
+def test_float32_stays_close_to_float64(rng, loss, alpha, solver):
+    user_items = random_interactions(rng, n_users=40, n_items=30)
+    results = [fit(user_items, loss=loss, alpha=alpha, solver=solver, dtype=dtype)
+               for dtype in (np.float32, np.float64)]
+    for side in ("user_factors_", "item_factors_"):
+        single, double = (getattr(result, side) for result in results)
+        assert single.dtype == np.float32
+        error = np.linalg.norm(single - double) / np.linalg.norm(double)
+        assert error <= 1e-4
+
+
+@pytest.mark.parametrize("loss,alpha,solver", [("rg2", 0.0, "auto"), ("rg2", 0.5, "cg"),
+                                               ("rgx", 0.5, "cholesky"), ("rgx", 0.5, "cg"),
+                                               ("ials", 1.0, "auto"), ("ials", 3.0, "cg")])
+def test_objective_never_increases_during_fit(rng, loss, alpha, solver):
+    user_items = random_interactions(rng)
+    records = []
+    fit(user_items, loss=loss, alpha=alpha, solver=solver, iterations=8,
+        callback=lambda iteration, elapsed, record: records.append(record))
+    objective = np.array([record["objective"] for record in records])
+    assert len(objective) == 8
+    assert np.all(np.diff(objective) <= 1e-10 * np.abs(objective[:-1]))
+    assert all(record["user_decrease"] >= 0 and record["item_decrease"] >= 0
+               for record in records)
+
+
+def test_callback_returning_false_stops_the_fit(rng):
+    seen = []
+    fit(random_interactions(rng), iterations=10,
+        callback=lambda iteration, elapsed, record: seen.append(iteration) or iteration < 2)
+    assert seen == [0, 1, 2]
+
+
+def test_users_and_items_without_interactions_get_finite_factors(rng):
+    user_items = random_interactions(rng, empty_user=True, empty_item=True).tolil()
+    user_items[0, :] = 0
+    user_items[:, 0] = 0
+    for loss, alpha in (("rg2", 0.5), ("rgx", 0.0), ("ials", 1.0)):
+        solver = fit(user_items.tocsr(), loss=loss, alpha=alpha)
+        assert np.isfinite(solver.user_factors_).all()
+        assert np.isfinite(solver.item_factors_).all()
+        assert np.abs(solver.user_factors_[0]).max() == 0.0  # no evidence: p_u = 0
+
+
+def test_same_seed_same_model_and_other_seed_other_model(rng):
+    user_items = random_interactions(rng)
+    a, b = fit(user_items, random_state=7), fit(user_items, random_state=7)
+    c = fit(user_items, random_state=8)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    assert not np.allclose(a.item_factors_, c.item_factors_)
+
+
+def test_ials_objective_after_fit_equals_brute_force(rng):
+    user_items = random_interactions(rng, negative=True)
+    records = []
+    solver = fit(user_items, loss="ials", alpha=2.0,
+                 callback=lambda iteration, elapsed, record: records.append(record))
+    brute = BruteForce("ials", check_interactions(user_items, allow_negative=True), 2.0, 0.05)
+    expected = brute.objective(solver.user_factors_, solver.item_factors_)
+    assert records[-1]["objective"] == pytest.approx(expected, rel=1e-10)
+
+
+def test_ials_factors_solve_the_same_normal_equations_as_implicit(rng):
+    implicit_als = pytest.importorskip("implicit.cpu.als")
+    user_items = random_interactions(rng, n_users=60, n_items=40, empty_user=False,
+                                     empty_item=False).astype(np.float32)
+    peer = implicit_als.AlternatingLeastSquares(factors=6, regularization=0.1, alpha=3.0,
+                                                use_cg=False, iterations=4, random_state=1)
+    peer.fit(user_items, show_progress=False)
+    # implicit's last half step solved the items given its users: ours must agree
+    loss = IALS(3.0, 0.1, 1.0, check_interactions(user_items))
+    ours = peer.item_factors.astype(np.float64).copy()
+    systems = loss.item_systems(peer.user_factors.astype(np.float64),
+                                check_interactions(user_items.T))
+    solve_rows(systems, ours, "cholesky")
+    np.testing.assert_allclose(ours, peer.item_factors, rtol=2e-3, atol=2e-4)

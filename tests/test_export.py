@@ -1,0 +1,69 @@
+"""save/load: .npy files a user can read, atomic writes, no silent overwrite."""
+
+import json
+
+import numpy as np
+import pytest
+
+import rgals
+from conftest import random_interactions
+
+
+@pytest.fixture
+def model(rng):
+    return rgals.ALSSolver(factors=3, loss="rgx", iterations=2, random_state=5).fit(
+        random_interactions(rng), show_progress=False)
+
+
+def test_round_trip(model, tmp_path):
+    model.save(tmp_path / "model")
+    np.testing.assert_array_equal(np.load(tmp_path / "model" / "user_factors.npy"),
+                                  model.user_factors_)
+    np.testing.assert_array_equal(np.load(tmp_path / "model" / "item_factors.npy"),
+                                  model.item_factors_)
+    metadata = json.loads((tmp_path / "model" / "params.json").read_text())
+    assert metadata["params"]["loss"] == "rgx" and metadata["dtype"] == "float32"
+    loaded = rgals.load(tmp_path / "model")
+    assert loaded.get_params() == {**model.get_params(), "dtype": "float32"}
+    for a, b in zip(loaded.recommend([0, 1, 2], N=4), model.recommend([0, 1, 2], N=4)):
+        np.testing.assert_array_equal(a, b)
+    assert not [path for path in (tmp_path / "model").iterdir() if path.name.startswith(".")]
+
+
+def test_refuses_to_overwrite_unless_asked(model, tmp_path):
+    model.save(tmp_path)
+    before = np.load(tmp_path / "item_factors.npy")
+    model.item_factors_ = model.item_factors_ + 1
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save(tmp_path)
+    np.testing.assert_array_equal(np.load(tmp_path / "item_factors.npy"), before)
+    model.save(tmp_path, overwrite=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "item_factors.npy"),
+                                  model.item_factors_)
+
+
+def test_failed_write_leaves_previous_file_and_no_temporary(model, tmp_path, monkeypatch):
+    model.save(tmp_path)
+    before = (tmp_path / "user_factors.npy").read_bytes()
+
+    def broken_save(file, array, allow_pickle):
+        file.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(tmp_path, overwrite=True)
+    assert (tmp_path / "user_factors.npy").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(rgals.export.FILES)
+
+
+def test_load_errors(model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a saved rgals model"):
+        rgals.load(tmp_path)
+    model.save(tmp_path)
+    np.save(tmp_path / "item_factors.npy", np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="has shape"):
+        rgals.load(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        model.save(tmp_path / "file")

@@ -1,0 +1,104 @@
+"""recommend, similar_items/users and fold-in against brute force on the dense scores."""
+
+import numpy as np
+import pytest
+
+from conftest import random_interactions
+from rgals import ALSSolver
+
+
+@pytest.fixture
+def model(rng):
+    user_items = random_interactions(rng, n_users=30, n_items=25, density=0.3)
+    return ALSSolver(factors=4, alpha=0.5, iterations=3, dtype=np.float64,
+                     random_state=0).fit(user_items, show_progress=False)
+
+
+def brute_top(scores, N):
+    order = np.argsort(-scores, kind="stable")
+    order = order[np.isfinite(scores[order])][:N]
+    return order, scores[order]
+
+
+def test_recommend_matches_brute_force_with_training_items_filtered(model):
+    users = np.arange(model.user_factors_.shape[0])
+    ids, scores = model.recommend(users, N=6)
+    liked = model.user_items_.toarray() != 0
+    all_scores = model.user_factors_ @ model.item_factors_.T
+    for user in users:
+        expected = np.where(liked[user], -np.inf, all_scores[user])
+        top, top_scores = brute_top(expected, 6)
+        np.testing.assert_array_equal(ids[user, :len(top)], top)
+        np.testing.assert_allclose(scores[user, :len(top)], top_scores)
+        assert not liked[user, ids[user][ids[user] >= 0]].any()
+    single_ids, single_scores = model.recommend(3, N=6)
+    np.testing.assert_array_equal(single_ids, ids[3])
+
+
+def test_recommend_without_filter_with_candidates_and_filters(model):
+    all_scores = model.user_factors_[5] @ model.item_factors_.T
+    ids, _ = model.recommend(5, N=4, filter_already_liked_items=False)
+    np.testing.assert_array_equal(ids, np.argsort(-all_scores)[:4])
+    candidates = np.array([3, 9, 11, 20, 2])
+    ids, scores = model.recommend(5, N=3, filter_already_liked_items=False, items=candidates)
+    np.testing.assert_array_equal(ids, candidates[np.argsort(-all_scores[candidates])[:3]])
+    banned = np.argsort(-all_scores)[:2]
+    ids, _ = model.recommend(5, N=4, filter_already_liked_items=False, filter_items=banned)
+    assert not np.isin(ids, banned).any()
+
+
+def test_recommend_pads_when_too_few_items_are_left(model):
+    liked = model.user_items_[0].indices
+    candidates = np.concatenate([liked[:2], [i for i in range(25) if i not in liked][:1]])
+    ids, scores = model.recommend([0], N=10, items=candidates)
+    assert ids.shape == (1, len(candidates))
+    assert (ids[0] == -1).sum() == min(2, len(liked)) and np.isneginf(scores[0][ids[0] == -1]).all()
+
+
+def test_similar_items_and_users_are_cosine_neighbours(model):
+    for factors, method in ((model.item_factors_, model.similar_items),
+                            (model.user_factors_, model.similar_users)):
+        norms = np.linalg.norm(factors, axis=1, keepdims=True)
+        unit = np.divide(factors, norms, out=np.zeros_like(factors), where=norms > 0)
+        ids, scores = method(2, N=5)
+        expected = np.argsort(-(unit @ unit[2]))[:5]
+        np.testing.assert_array_equal(ids, expected)
+        assert ids[0] == 2 and scores[0] == pytest.approx(1.0)
+        batch_ids, _ = method([2, 4], N=5)
+        np.testing.assert_array_equal(batch_ids[0], ids)
+
+
+@pytest.mark.parametrize("loss,alpha", [("rg2", 0.5), ("rgx", 0.3), ("ials", 2.0)])
+def test_recalculate_user_is_the_exact_user_step(rng, loss, alpha):
+    user_items = random_interactions(rng, n_users=30, n_items=25, density=0.3)
+    model = ALSSolver(factors=4, loss=loss, alpha=alpha, iterations=3, dtype=np.float64,
+                      regularization=0.1, random_state=0).fit(user_items, show_progress=False)
+    new_user = user_items[7]
+    folded = model.recalculate_user(0, new_user)
+    # closed form of DESIGN 1.3 written out densely
+    Q, c = model.item_factors_, new_user.toarray().ravel()
+    observed = c != 0
+    if loss == "ials":
+        weight = np.where(observed, np.abs(alpha * c), 1.0)
+        A = (Q * weight[:, None]).T @ Q + 0.1 * np.eye(4)
+        b = Q.T @ np.where(alpha * c > 0, alpha * c, 0.0)
+    else:
+        n_items = Q.shape[0]
+        w = c.sum() / (2 * n_items)
+        G = Q.T @ Q - (np.outer(Q.sum(0), Q.sum(0)) / n_items if loss == "rgx" else 0)
+        A = w * G + alpha * (Q * c[:, None]).T @ Q + \
+            0.1 * (c.sum() / 2 + alpha * n_items + 1) * np.eye(4)
+        b = -w * Q.sum(0) + (alpha + 0.5) * Q.T @ c
+    np.testing.assert_allclose(folded, np.linalg.solve(A, b), rtol=1e-9)
+    ids, _ = model.recommend(0, new_user, recalculate_user=True, N=3)
+    expected = np.argsort(-np.where(observed, -np.inf, Q @ folded))[:3]
+    np.testing.assert_array_equal(ids, expected)
+
+
+def test_recalculate_item_keeps_the_item_of_a_converged_model(rng):
+    user_items = random_interactions(rng, n_users=30, n_items=25, density=0.3)
+    model = ALSSolver(factors=4, loss="rg2", alpha=0.5, iterations=3, dtype=np.float64,
+                      solver="cholesky", random_state=0).fit(user_items, show_progress=False)
+    # the fit ended on an exact item step, so refolding an item changes nothing
+    np.testing.assert_allclose(model.recalculate_item(4, user_items.T.tocsr()[4]),
+                               model.item_factors_[4], rtol=1e-9)

@@ -1,0 +1,128 @@
+"""Every bad input gets the intended, explanatory error before any kernel runs."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
+
+from conftest import random_interactions
+from rgals import ALSSolver, NotFittedError
+
+
+def quick(**params):
+    return ALSSolver(**{"factors": 3, "iterations": 2, "random_state": 0, **params})
+
+
+@pytest.fixture
+def user_items(rng):
+    return random_interactions(rng)
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"factors": 0}, "factors must be an integer >= 1"),
+    ({"factors": 2.5}, "factors must be an integer"),
+    ({"loss": "bpr"}, "unknown loss 'bpr'"),
+    ({"solver": "lu"}, "unknown solver 'lu'"),
+    ({"backend": "tpu"}, "unknown backend 'tpu'"),
+    ({"regularization": 0.0}, "regularization must be a finite number > 0"),
+    ({"alpha": -1.0}, "alpha must be a finite number >= 0"),
+    ({"alpha": float("nan")}, "alpha must be a finite number"),
+    ({"loss": "ials", "alpha": 0.0}, "alpha must be a finite number > 0"),
+    ({"iterations": 0}, "iterations must be an integer >= 1"),
+    ({"cg_steps": 0}, "cg_steps must be an integer >= 1"),
+    ({"dtype": np.int32}, "dtype must be np.float32 or np.float64"),
+    ({"num_threads": -1}, "num_threads must be an integer >= 0"),
+    ({"random_state": "seed"}, "random_state must be None, an int"),
+])
+def test_bad_parameters(user_items, params, message):
+    with pytest.raises(ValueError, match=message):
+        quick(**params).fit(user_items, show_progress=False)
+
+
+def test_gpu_backend_without_cupy_says_how_to_install(user_items):
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(ImportError, match=r"pip install 'rgals\[gpu\]'"):
+        quick(backend="gpu").fit(user_items, show_progress=False)
+
+
+@pytest.mark.parametrize("bad,error,message", [
+    ([[1, 0], [0, 1]], TypeError, "must be a scipy.sparse matrix"),
+    (np.ones(5), ValueError, "must be 2-D"),
+    (sp.csr_matrix((0, 4)), ValueError, "is empty"),
+    (sp.csr_matrix((3, 4)), ValueError, "has no interactions"),
+    (sp.csr_matrix(np.array([[1, 1j]])), TypeError, "must hold real numbers"),
+])
+def test_bad_matrices(bad, error, message):
+    with pytest.raises(error, match=message):
+        quick().fit(bad, show_progress=False)
+
+
+def test_dense_array_is_converted_with_a_warning(user_items):
+    with pytest.warns(UserWarning, match="converted it to a scipy.sparse CSR"):
+        dense = quick().fit(user_items.toarray(), show_progress=False)
+    sparse = quick().fit(user_items, show_progress=False)
+    np.testing.assert_array_equal(dense.item_factors_, sparse.item_factors_)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(2, 12), columns=st.integers(2, 12), seed=st.integers(0, 2 ** 32 - 1),
+       bad=st.sampled_from([np.nan, np.inf, -np.inf]))
+def test_non_finite_values_are_reported_with_their_position(rows, columns, seed, bad):
+    rng = np.random.default_rng(seed)
+    values = (rng.random((rows, columns)) < 0.5) * rng.random((rows, columns))
+    row, column = rng.integers(rows), rng.integers(columns)
+    values[row, column] = bad
+    with pytest.raises(ValueError, match=f"NaN or infinite values \\(the first at row {row}, "
+                                         f"column {column}\\)"):
+        quick().fit(sp.coo_matrix(values), show_progress=False)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), loss=st.sampled_from(["rg2", "rgx"]))
+def test_negative_values_are_refused_by_rg_losses_and_read_by_ials(seed, loss):
+    rng = np.random.default_rng(seed)
+    user_items = random_interactions(rng, n_users=8, n_items=6, density=0.5,
+                                     empty_user=False, empty_item=False)
+    user_items.data[rng.integers(user_items.nnz)] *= -1
+    with pytest.raises(ValueError, match="negative values .* use loss='ials'"):
+        quick(loss=loss).fit(user_items, show_progress=False)
+    model = quick(loss="ials").fit(user_items, show_progress=False)
+    assert np.isfinite(model.item_factors_).all()
+
+
+def test_diverging_fit_names_the_likely_cause(user_items):
+    huge = user_items.copy()
+    huge.data *= 1e300  # alpha * value overflows to inf
+    for solver in ("cg", "cholesky"):
+        with pytest.raises(FloatingPointError, match="diverged.*too large.*regularization"):
+            quick(loss="ials", alpha=1e10, solver=solver).fit(huge, show_progress=False)
+
+
+def test_use_before_fit_is_refused():
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        quick().recommend(0)
+
+
+def test_ids_out_of_range_and_mismatched_user_items(user_items):
+    model = quick().fit(user_items, show_progress=False)
+    n_users, n_items = user_items.shape
+    with pytest.raises(IndexError, match=f"userid {n_users} is out of range"):
+        model.recommend(n_users)
+    with pytest.raises(IndexError, match="userid -1 is out of range"):
+        model.recommend(np.array([0, -1]))
+    with pytest.raises(IndexError, match="itemid .* out of range"):
+        model.similar_items(n_items + 3)
+    with pytest.raises(IndexError, match="filter_items .* out of range"):
+        model.recommend(0, filter_items=[n_items])
+    with pytest.raises(ValueError, match=r"expected \(1, %d\)" % n_items):
+        model.recommend(0, user_items=user_items[:1, :-1])
+    with pytest.raises(ValueError, match="pass X\\[ids\\]"):
+        model.recommend([0, 1], user_items=user_items)
+    with pytest.raises(TypeError, match="userid must be integers"):
+        model.recommend(np.array([0.5]))
+    with pytest.raises(ValueError, match="not both"):
+        model.recommend(0, items=[1, 2], filter_items=[3])
