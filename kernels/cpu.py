@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
 def _dot(x, y):
     """x . y accumulated in float64 (np.dot in Numba needs equal dtypes)."""
     total = 0.0
@@ -153,7 +153,7 @@ def cholesky_inverse_sum(indptr, indices, pair_gram, pair_rhs, others, gram, rhs
     return S_parts.sum(axis=0), t_parts.sum(axis=0), bad_parts.sum() == 0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=True)
 def cg_rows(indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues, rhs_rotated,
             shift_rotated, scale, reg, factors_rotated, max_steps, tolerance):
     """Preconditioned conjugate gradient for every row, in the eigenbasis of `gram`.
@@ -167,65 +167,77 @@ def cg_rows(indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues, r
     """
     n_rows, d = factors_rotated.shape
     decrease = np.zeros(n_rows)
-    for row in prange(n_rows):
-        start, end = indptr[row], indptr[row + 1]
-        s = scale[row]
-        diagonal = np.empty(d)
-        b = np.empty(d)
-        for i in range(d):
-            diagonal[i] = s * eigenvalues[i] + reg[row]
-            b[i] = s * rhs_rotated[i] + shift_rotated[i]
-        for k in range(start, end):
-            y = others_rotated[indices[k]]
-            beta = pair_rhs[k]
-            for i in range(d):
-                b[i] += beta * y[i]
-        preconditioner = diagonal.copy()
-        for k in range(start, end):
-            y = others_rotated[indices[k]]
-            a = pair_gram[k]
-            for i in range(d):
-                preconditioner[i] += a * y[i] * y[i]
-
-        x = np.empty(d)
-        for i in range(d):
-            x[i] = factors_rotated[row, i]
-        # residual r = b - A x
-        r = b - diagonal * x
-        for k in range(start, end):
-            y = others_rotated[indices[k]]
-            coefficient = pair_gram[k] * _dot(y, x)
-            for i in range(d):
-                r[i] -= coefficient * y[i]
-        threshold = tolerance * tolerance * _dot(b, b)
-        z = r / preconditioner
-        p = z.copy()
-        rz = _dot(r, z)
-        total = 0.0
-        for _ in range(max_steps):
-            if _dot(r, r) <= threshold or rz <= 0.0:
-                break
-            Ap = diagonal * p
-            for k in range(start, end):
-                y = others_rotated[indices[k]]
-                coefficient = pair_gram[k] * _dot(y, p)
-                for i in range(d):
-                    Ap[i] += coefficient * y[i]
-            pAp = _dot(p, Ap)
-            if not pAp > 0.0:
-                break
-            step = rz / pAp
-            total += step * rz
-            x += step * p
-            r -= step * Ap
-            z = r / preconditioner
-            rz_next = _dot(r, z)
-            p = z + (rz_next / rz) * p
-            rz = rz_next
-        for i in range(d):
-            factors_rotated[row, i] = x[i]
-        decrease[row] = total
+    n_blocks = min(n_rows, 256)
+    for block in prange(n_blocks):
+        # one workspace per block of rows: no allocation in the row loop
+        work = np.empty((8, d))
+        diagonal, preconditioner, x, b, r, z, p, Ap = (work[0], work[1], work[2], work[3],
+                                                       work[4], work[5], work[6], work[7])
+        for row in range(block * n_rows // n_blocks, (block + 1) * n_rows // n_blocks):
+            decrease[row] = _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated,
+                                    eigenvalues, rhs_rotated, shift_rotated, scale, reg,
+                                    factors_rotated, max_steps, tolerance, diagonal,
+                                    preconditioner, x, b, r, z, p, Ap)
     return decrease
+
+
+@njit(cache=True, fastmath=True)
+def _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues,
+            rhs_rotated, shift_rotated, scale, reg, factors_rotated, max_steps, tolerance,
+            diagonal, preconditioner, x, b, r, z, p, Ap):
+    """PCG on one row (see cg_rows) in the given workspace vectors; returns its decrease."""
+    d = x.shape[0]
+    start, end = indptr[row], indptr[row + 1]
+    for i in range(d):
+        diagonal[i] = scale[row] * eigenvalues[i] + reg[row]
+        preconditioner[i] = diagonal[i]
+        x[i] = factors_rotated[row, i]
+        b[i] = scale[row] * rhs_rotated[i] + shift_rotated[i]
+        r[i] = diagonal[i] * x[i]  # A x for now
+    # one pass over the row's pairs builds b, A x and the Jacobi diagonal together
+    for k in range(start, end):
+        y = others_rotated[indices[k]]
+        a = pair_gram[k]
+        beta = pair_rhs[k]
+        coefficient = a * _dot(y, x)
+        for i in range(d):
+            b[i] += beta * y[i]
+            r[i] += coefficient * y[i]
+            preconditioner[i] += a * y[i] * y[i]
+    for i in range(d):
+        r[i] = b[i] - r[i]
+        z[i] = r[i] / preconditioner[i]
+        p[i] = z[i]
+    threshold = tolerance * tolerance * _dot(b, b)
+    rz = _dot(r, z)
+    total = 0.0
+    for _ in range(max_steps):
+        if rz <= 0.0 or _dot(r, r) <= threshold:
+            break
+        for i in range(d):
+            Ap[i] = diagonal[i] * p[i]
+        for k in range(start, end):
+            y = others_rotated[indices[k]]
+            coefficient = pair_gram[k] * _dot(y, p)
+            for i in range(d):
+                Ap[i] += coefficient * y[i]
+        pAp = _dot(p, Ap)
+        if not pAp > 0.0:
+            break
+        step = rz / pAp
+        total += step * rz
+        for i in range(d):
+            x[i] += step * p[i]
+            r[i] -= step * Ap[i]
+            z[i] = r[i] / preconditioner[i]
+        rz_next = _dot(r, z)
+        ratio = rz_next / rz
+        for i in range(d):
+            p[i] = z[i] + ratio * p[i]
+        rz = rz_next
+    for i in range(d):
+        factors_rotated[row, i] = x[i]
+    return total
 
 
 @njit(parallel=True, cache=True)
@@ -238,3 +250,46 @@ def pair_scores(indptr, indices, row_factors, column_factors):
         for k in range(indptr[row], indptr[row + 1]):
             scores[k] = _dot(x, column_factors[indices[k]])
     return scores
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def weighted_row_sums(indptr, indices, weights, others):
+    """out[r] = sum_k weights[k] others[indices[k]] over the nonzeros k of row r.
+
+    The sparse-times-dense product of a CSR matrix whose values are `weights`, in the
+    dtype of `others` (a float32 model sums in float32 here: one rounding per pair).
+    """
+    n_rows = indptr.shape[0] - 1
+    d = others.shape[1]
+    out = np.zeros((n_rows, d), dtype=others.dtype)
+    for row in prange(n_rows):
+        total = out[row]
+        for k in range(indptr[row], indptr[row + 1]):
+            weight = weights[k]
+            y = others[indices[k]]
+            for i in range(d):
+                total[i] += weight * y[i]
+    return out
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def diagonal_solve(pair_rotated, rhs_rotated, shift_rotated, old_rotated, eigenvalues, scale,
+                   reg):
+    """Rows solved in a shared eigenbasis, where A_r = diag(scale_r e + reg_r).
+
+    b_r = pair_rotated[r] + scale_r rhs_rotated + shift_rotated. `pair_rotated` is
+    overwritten with the solutions; returns per row the decrease dx^T A_r dx, with
+    dx = old - x.
+    """
+    n_rows, d = pair_rotated.shape
+    decrease = np.empty(n_rows)
+    for row in prange(n_rows):
+        total = 0.0
+        for i in range(d):
+            diagonal = scale[row] * eigenvalues[i] + reg[row]
+            x = (pair_rotated[row, i] + scale[row] * rhs_rotated[i] + shift_rotated[i]) / diagonal
+            change = old_rotated[row, i] - x
+            total += diagonal * change * change
+            pair_rotated[row, i] = x
+        decrease[row] = total
+    return decrease

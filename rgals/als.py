@@ -37,12 +37,15 @@ class ALSSolver:
     loss : {"rg2", "rgx", "ials"}
         "rg2" and "rgx" are second-order expansions of the softmax ranking loss (rgx keeps
         the interactive term exactly); "ials" is the weighted squared loss of `implicit`.
-    alpha : float
+    alpha : float or None
         RG2/RGx: weight of the extra squared term on observed pairs (0 turns it off and
         enables the fast path). iALS: the confidence scale, as in `implicit`.
-    regularization : float
+        None: the loss's default (0.1 for RG2/RGx, 1.0 for iALS).
+    regularization : float or None
         lam > 0. RG2/RGx: lambda_u = lam (n_u/2 + alpha N + 1)^nu and
-        lambda_i = lam (sum_u w_u + alpha M)^nu; iALS: plain lam.
+        lambda_i = lam (sum_u w_u + alpha M)^nu; iALS: plain lam. None: the loss's
+        default (0.03 for RG2/RGx, 0.01 for iALS). Too large a value for RG2/RGx shrinks
+        every factor to zero; tune it on validation data.
     reg_exponent : float
         nu >= 0 in the regularisation above (0 gives a constant lam; iALS ignores it).
     iterations : int
@@ -64,7 +67,7 @@ class ALSSolver:
         Seed of the initial factors.
     """
 
-    def __init__(self, factors=64, loss="rg2", alpha=1.0, regularization=0.01,
+    def __init__(self, factors=64, loss="rg2", alpha=None, regularization=None,
                  reg_exponent=1.0, iterations=15, solver="auto", cg_steps=3,
                  dtype=np.float32, backend="cpu", num_threads=0, random_state=None):
         self.factors = factors
@@ -112,12 +115,15 @@ class ALSSolver:
             dtype = None
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be np.float32 or np.float64; got {self.dtype!r}")
+        loss_class = LOSSES[loss]
+        alpha = loss_class.default_alpha if self.alpha is None else self.alpha
+        regularization = (loss_class.default_regularization if self.regularization is None
+                          else self.regularization)
         params = dict(
             factors=check_integer(self.factors, "factors", 1),
             loss=loss,
-            alpha=check_real(self.alpha, "alpha", 0.0, strict=loss == "ials"),
-            regularization=check_real(self.regularization, "regularization", 0.0,
-                                      strict=True),
+            alpha=check_real(alpha, "alpha", 0.0, strict=loss == "ials"),
+            regularization=check_real(regularization, "regularization", 0.0, strict=True),
             reg_exponent=check_real(self.reg_exponent, "reg_exponent", 0.0),
             iterations=check_integer(self.iterations, "iterations", 1),
             solver=check_choice(self.solver, "solver", SOLVERS),

@@ -58,28 +58,30 @@ def solve_rows(systems, factors, solver="auto", cg_steps=3):
     it with the objective before and after checks that A and b match the loss.
     """
     method = resolve_solver(solver, systems)
+    if method not in ("eigen", "cholesky", "cg"):
+        raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
     _check_finite_systems(systems)
     d = factors.shape[1]
     shift = np.zeros(d)
     coupling = systems.coupling
+    basis = _EigenBasis(systems, factors.dtype) if method == "eigen" else None
     if coupling is not None:
         sigma_before = factors.sum(axis=0, dtype=np.float64)
         if method == "cg":
             # block descent on the coupling: hold sigma at its current value
             shift = coupling @ sigma_before
         else:
-            inverse_sum, solution_sum = _inverse_sum(systems, method)
+            inverse_sum, solution_sum = (basis.inverse_sum() if basis is not None
+                                         else _cholesky_inverse_sum(systems))
             sigma = np.linalg.solve(np.eye(d) - inverse_sum @ coupling, solution_sum)
             shift = coupling @ sigma
 
     if method == "eigen":
-        decrease = _solve_eigen(systems, factors, shift)
+        decrease = basis.solve(factors, shift)
     elif method == "cholesky":
         decrease = _solve_cholesky(systems, factors, shift)
-    elif method == "cg":
-        decrease = _solve_cg(systems, factors, shift, cg_steps)
     else:
-        raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
+        decrease = _solve_cg(systems, factors, shift, cg_steps)
 
     if coupling is not None:
         delta = factors.sum(axis=0, dtype=np.float64) - sigma_before
@@ -105,27 +107,40 @@ def _eigenbasis(gram):
     return np.maximum(eigenvalues, 0.0), eigenvectors
 
 
-def _eigen_parts(systems):
-    """Per-row diagonals D_r and rotated right-hand sides V^T b_r (without shift)."""
-    if systems.pair_gram is not None:
-        raise ValueError("the shared-eigenbasis path needs systems without pair Gram terms")
-    eigenvalues, eigenvectors = _eigenbasis(systems.gram)
-    matrix = systems.interactions
-    weighted = sp.csr_matrix((systems.pair_rhs, matrix.indices, matrix.indptr),
-                             shape=matrix.shape)
-    rhs = np.asarray(weighted @ systems.others, dtype=np.float64)
-    rhs += systems.scale[:, None] * systems.rhs
-    diagonal = systems.scale[:, None] * eigenvalues + systems.reg[:, None]
-    return diagonal, rhs @ eigenvectors, eigenvectors
+class _EigenBasis:
+    """Systems without pair Gram terms, A_r = V diag(scale_r e + reg_r) V^T: O(d^2) a row."""
 
+    def __init__(self, systems, dtype):
+        if systems.pair_gram is not None:
+            raise ValueError("the shared-eigenbasis path needs systems without pair Gram "
+                             "terms (solver='cholesky' or 'cg' handles those)")
+        self.systems = systems
+        self.eigenvalues, self.eigenvectors = _eigenbasis(systems.gram)
+        self.vectors = self.eigenvectors.astype(dtype)  # for products with the factors
+        matrix = systems.interactions
+        pair_sums = cpu.weighted_row_sums(matrix.indptr, matrix.indices, systems.pair_rhs,
+                                          systems.others)
+        self.pair_rotated = pair_sums @ self.vectors
+        self.rhs_rotated = self.eigenvectors.T @ systems.rhs
 
-def _solve_eigen(systems, factors, shift):
-    diagonal, rhs_rotated, eigenvectors = _eigen_parts(systems)
-    rhs_rotated += shift @ eigenvectors
-    solution_rotated = rhs_rotated / diagonal
-    change = factors @ eigenvectors - solution_rotated
-    factors[:] = solution_rotated @ eigenvectors.T
-    return float(np.sum(diagonal * change * change))
+    def diagonals(self):
+        return self.systems.scale[:, None] * self.eigenvalues + self.systems.reg[:, None]
+
+    def inverse_sum(self):
+        """sum_r A_r^{-1} and sum_r A_r^{-1} b_r."""
+        diagonals = self.diagonals()
+        rhs = self.pair_rotated + self.systems.scale[:, None] * self.rhs_rotated
+        inverse_sum = (self.eigenvectors * (1.0 / diagonals).sum(axis=0)) @ self.eigenvectors.T
+        return inverse_sum, self.eigenvectors @ (rhs / diagonals).sum(axis=0)
+
+    def solve(self, factors, shift):
+        old_rotated = factors @ self.vectors
+        solution = self.pair_rotated  # overwritten in place by the kernel
+        decrease = cpu.diagonal_solve(solution, self.rhs_rotated, self.eigenvectors.T @ shift,
+                                      old_rotated, self.eigenvalues, self.systems.scale,
+                                      self.systems.reg)
+        factors[:] = solution @ self.vectors.T
+        return float(decrease.sum())
 
 
 def _solve_cholesky(systems, factors, shift):
@@ -137,23 +152,19 @@ def _solve_cholesky(systems, factors, shift):
 
 def _solve_cg(systems, factors, shift, cg_steps):
     eigenvalues, eigenvectors = _eigenbasis(systems.gram)
-    others_rotated = (systems.others @ eigenvectors).astype(factors.dtype)
-    factors_rotated = factors @ eigenvectors
+    vectors = eigenvectors.astype(factors.dtype)  # products with the factors in their dtype
+    others_rotated = systems.others @ vectors
+    factors_rotated = factors @ vectors
     tolerance = 1e-12 if factors.dtype == np.float64 else 1e-6
     decrease = cpu.cg_rows(*_kernel_arrays(systems), others_rotated, eigenvalues,
                            eigenvectors.T @ systems.rhs, eigenvectors.T @ shift,
                            systems.scale, systems.reg, factors_rotated, cg_steps, tolerance)
-    factors[:] = factors_rotated @ eigenvectors.T
+    factors[:] = factors_rotated @ vectors.T
     return float(decrease.sum())
 
 
-def _inverse_sum(systems, method):
-    """sum_r A_r^{-1} and sum_r A_r^{-1} b_r, for the exact coupled step."""
-    if method == "eigen":
-        diagonal, rhs_rotated, eigenvectors = _eigen_parts(systems)
-        inverse_sum = (eigenvectors * (1.0 / diagonal).sum(axis=0)) @ eigenvectors.T
-        solution_sum = eigenvectors @ (rhs_rotated / diagonal).sum(axis=0)
-        return inverse_sum, solution_sum
+def _cholesky_inverse_sum(systems):
+    """sum_r A_r^{-1} and sum_r A_r^{-1} b_r by Cholesky, for the exact coupled step."""
     n_chunks = max(1, min(64, systems.interactions.shape[0]))
     inverse_sum, solution_sum, ok = cpu.cholesky_inverse_sum(
         *_kernel_arrays(systems), systems.others, systems.gram, systems.rhs,

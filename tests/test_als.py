@@ -91,7 +91,7 @@ def test_users_and_items_without_interactions_get_finite_factors(rng):
         solver = fit(user_items.tocsr(), loss=loss, alpha=alpha)
         assert np.isfinite(solver.user_factors_).all()
         assert np.isfinite(solver.item_factors_).all()
-        assert np.abs(solver.user_factors_[0]).max() == 0.0  # no evidence: p_u = 0
+        assert np.abs(solver.user_factors_[0]).max() <= 1e-8  # no evidence: p_u -> 0
 
 
 def test_same_seed_same_model_and_other_seed_other_model(rng):
