@@ -1,0 +1,96 @@
+"""Seconds per ALS sweep: rgals against implicit's CPU ALS on the same data and cores.
+
+    python bench/sweep_time.py --data ../shared/data/gowalla/train.tsv --threads 2
+
+Each row fits 1 + repeats sweeps; the first sweep (JIT compilation or cache load
+included) is reported apart and the median of the others is the time per sweep. The
+ratio column divides by implicit's median from the same run. Needs `pip install
+".[bench]"` for implicit.
+"""
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import rgals
+
+CONFIGS = [
+    # (label, loss, alpha): the solver is the default "auto"
+    ("rg2 alpha=0.1 (CG)", "rg2", 0.1),
+    ("rg2 alpha=0 (eigenbasis)", "rg2", 0.0),
+    ("rgx alpha=0.1 (CG)", "rgx", 0.1),
+    ("ials alpha=2 (CG)", "ials", 2.0),
+    ("ials alpha=1 (unit confidences: eigenbasis)", "ials", 1.0),
+]
+
+
+def read_interactions(path):
+    """A users x items CSR of ones from a two-column TSV with a header line."""
+    pairs = np.loadtxt(path, skiprows=1, dtype=np.int64, usecols=(0, 1))
+    return sp.csr_matrix((np.ones(len(pairs), dtype=np.float32), (pairs[:, 0], pairs[:, 1])))
+
+
+def time_rgals(user_items, loss, alpha, factors, threads, repeats, backend):
+    seconds = []
+    model = rgals.ALSSolver(factors=factors, loss=loss, alpha=alpha, iterations=1 + repeats,
+                            num_threads=threads, random_state=0, backend=backend)
+    model.fit(user_items, show_progress=False,
+              callback=lambda iteration, elapsed, record: seconds.append(record["seconds"]))
+    return seconds[0], statistics.median(seconds[1:])
+
+
+def time_implicit(user_items, factors, threads, repeats):
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    seconds = []
+    model = AlternatingLeastSquares(factors=factors, iterations=1 + repeats,
+                                    num_threads=threads, random_state=0)
+    # implicit parallelises its own loops and asks for single-threaded BLAS
+    with threadpool_limits(limits=1, user_api="blas"):
+        model.fit(user_items, show_progress=False,
+                  callback=lambda iteration, elapsed, loss: seconds.append(elapsed))
+    return seconds[0], statistics.median(seconds[1:])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data/gowalla/train.tsv")
+    parser.add_argument("--factors", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--backend", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--no-implicit", action="store_true", help="skip the implicit row")
+    args = parser.parse_args(argv)
+
+    user_items = read_interactions(args.data)
+    print(f"data {args.data}: {user_items.shape[0]} users x {user_items.shape[1]} items, "
+          f"{user_items.nnz} interactions; threads {args.threads}; median of {args.repeats} "
+          "sweeps after the first")
+    print(f"python {platform.python_version()}, rgals {rgals.__version__}, numpy "
+          f"{np.__version__}, {platform.processor() or platform.machine()}; BLAS "
+          f"{[info.get('internal_api') for info in threadpool_info()]}")
+    print()
+    print("| factors | method | s / sweep | first sweep (JIT incl.) | vs implicit |")
+    print("|---|---|---|---|---|")
+    for factors in args.factors:
+        peer = None
+        if not args.no_implicit:
+            first, peer = time_implicit(user_items, factors, args.threads, args.repeats)
+            print(f"| {factors} | implicit ALS (CG, 3 steps) | {peer:.3f} | {first:.3f} | 1.00 |",
+                  flush=True)
+        for label, loss, alpha in CONFIGS:
+            first, median = time_rgals(user_items, loss, alpha, factors, args.threads,
+                                       args.repeats, args.backend)
+            ratio = f"{median / peer:.2f}" if peer else "-"
+            print(f"| {factors} | rgals {label} | {median:.3f} | {first:.3f} | {ratio} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
