@@ -22,9 +22,9 @@ import rgals
 
 CONFIGS = [
     # (label, loss, alpha): the solver is the default "auto"
-    ("rg2 alpha=0.1 (CG)", "rg2", 0.1),
+    ("rg2 alpha=0.01 (CG)", "rg2", 0.01),
     ("rg2 alpha=0 (eigenbasis)", "rg2", 0.0),
-    ("rgx alpha=0.1 (CG)", "rgx", 0.1),
+    ("rgx alpha=0.01 (CG)", "rgx", 0.01),
     ("ials alpha=2 (CG)", "ials", 2.0),
     ("ials alpha=1 (unit confidences: eigenbasis)", "ials", 1.0),
 ]

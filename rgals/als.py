@@ -40,11 +40,11 @@ class ALSSolver:
     alpha : float or None
         RG2/RGx: weight of the extra squared term on observed pairs (0 turns it off and
         enables the fast path). iALS: the confidence scale, as in `implicit`.
-        None: the loss's default (0.1 for RG2/RGx, 1.0 for iALS).
+        None: the loss's default (0.01 for RG2/RGx, 1.0 for iALS).
     regularization : float or None
         lam > 0. RG2/RGx: lambda_u = lam (n_u/2 + alpha N + 1)^nu and
         lambda_i = lam (sum_u w_u + alpha M)^nu; iALS: plain lam. None: the loss's
-        default (0.03 for RG2/RGx, 0.01 for iALS). Too large a value for RG2/RGx shrinks
+        default (0.001 for RG2/RGx, 0.01 for iALS). Too large a value for RG2/RGx shrinks
         every factor to zero; tune it on validation data.
     reg_exponent : float
         nu >= 0 in the regularisation above (0 gives a constant lam; iALS ignores it).
