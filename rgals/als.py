@@ -62,7 +62,8 @@ class ALSSolver:
     backend : {"cpu", "gpu"}
         Where the kernels run ("gpu" needs CuPy and a CUDA device).
     num_threads : int
-        Threads for the kernels and BLAS during fit; 0 uses every core.
+        Threads for the kernels during fit; 0 uses every core (BLAS runs on one thread
+        meanwhile, so that its idle workers do not compete with the kernels).
     random_state : None, int or numpy Generator / RandomState
         Seed of the initial factors.
     """
@@ -350,13 +351,17 @@ def _generator(random_state):
 
 @contextmanager
 def _thread_limit(num_threads):
-    """Run Numba kernels and BLAS on `num_threads` threads (0: all), then restore."""
+    """Run the Numba kernels on `num_threads` threads (0: all), BLAS on one, then restore.
+
+    The dense products between kernels are small; OpenBLAS worker threads left spinning
+    after them take the cores from the Numba kernels (measured: a sweep twice as slow).
+    """
     available = numba.config.NUMBA_NUM_THREADS
     threads = available if num_threads == 0 else min(num_threads, available)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        with threadpool_limits(limits=threads, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(previous)
