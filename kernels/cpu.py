@@ -130,7 +130,7 @@ def cholesky_inverse_sum(indptr, indices, pair_gram, pair_rhs, others, gram, rhs
 
     These give the d x d system of a coupled step (RGx items). Rows are split into
     `n_chunks` contiguous blocks, each summed on its own, so that threads never share a
-    buffer. Returns (S, t, ok) with ok False if some A_r is not positive definite.
+    buffer. Returns (S, t, number of rows whose A_r is not positive definite).
     """
     n_rows = indptr.shape[0] - 1
     d = gram.shape[0]
@@ -150,7 +150,7 @@ def cholesky_inverse_sum(indptr, indices, pair_gram, pair_rhs, others, gram, rhs
                 unit[j] = 1.0
                 S_parts[chunk, :, j] += _cholesky_solve(A, unit)
                 unit[j] = 0.0
-    return S_parts.sum(axis=0), t_parts.sum(axis=0), bad_parts.sum() == 0
+    return S_parts.sum(axis=0), t_parts.sum(axis=0), bad_parts.sum()
 
 
 @njit(parallel=True, cache=True, fastmath=True)

@@ -11,6 +11,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from . import export
 from .losses import LOSSES
 from .ranking import normalized_rows, top_n
 from .solve import SOLVERS, solve_rows
@@ -322,9 +323,8 @@ class ALSSolver:
         Each file is written to a temporary name and renamed; existing files are kept
         unless `overwrite=True`.
         """
-        from .export import save
         self._check_fitted()
-        save(self, directory, overwrite=overwrite)
+        export.save(self, directory, overwrite=overwrite)
 
 
 def _same(a, b):

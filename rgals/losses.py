@@ -71,8 +71,7 @@ class RG2:
         return gram, (self.alpha + 0.5) * values
 
     def user_gram(self, item_factors):
-        gram, column_sum = _gram(item_factors)
-        return gram, column_sum
+        return _gram(item_factors)
 
     def user_systems(self, item_factors, user_items):
         """Systems for the users in the rows of `user_items` (training rows or new ones)."""

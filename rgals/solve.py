@@ -146,7 +146,7 @@ class _EigenBasis:
 def _solve_cholesky(systems, factors, shift):
     decrease = cpu.cholesky_rows(*_kernel_arrays(systems), systems.others, systems.gram,
                                  systems.rhs, shift, systems.scale, systems.reg, factors)
-    _check_positive_definite(decrease)
+    _check_positive_definite(int(np.sum(~np.isfinite(decrease))))
     return float(decrease.sum())
 
 
@@ -166,11 +166,10 @@ def _solve_cg(systems, factors, shift, cg_steps):
 def _cholesky_inverse_sum(systems):
     """sum_r A_r^{-1} and sum_r A_r^{-1} b_r by Cholesky, for the exact coupled step."""
     n_chunks = max(1, min(64, systems.interactions.shape[0]))
-    inverse_sum, solution_sum, ok = cpu.cholesky_inverse_sum(
+    inverse_sum, solution_sum, n_bad = cpu.cholesky_inverse_sum(
         *_kernel_arrays(systems), systems.others, systems.gram, systems.rhs,
         np.zeros(systems.gram.shape[0]), systems.scale, systems.reg, n_chunks)
-    if not ok:
-        _check_positive_definite(np.array([np.nan]))
+    _check_positive_definite(n_bad)
     return inverse_sum, solution_sum
 
 
@@ -185,9 +184,9 @@ def _check_finite_systems(systems):
                 "`regularization`, or use dtype=np.float64")
 
 
-def _check_positive_definite(decrease):
-    if not np.all(np.isfinite(decrease)):
+def _check_positive_definite(n_bad):
+    if n_bad:
         raise FloatingPointError(
-            f"{int(np.sum(~np.isfinite(decrease)))} row systems are not positive definite "
+            f"{n_bad} row systems are not positive definite "
             "(non-finite factors or a regularization too small for this data); "
             "increase `regularization` or use dtype=np.float64")
