@@ -6,8 +6,9 @@ Every kernel works on a batch of independent row systems (users or items)
     b_r = scale_r * rhs + shift + sum_k pair_rhs_k y_k
 
 where k runs over the nonzeros of row r of a CSR matrix (indptr, indices) and y_k is
-the row `indices[k]` of `others`. Rows run in parallel; all sums are in float64 whatever
-the dtype of the factors.
+the row `indices[k]` of `others`. Rows run in parallel. The exact solvers and the scores
+sum in float64; the sparse products and CG run in the factors' dtype, so that a float32
+model uses the full SIMD width (their callers pass every array in that dtype).
 """
 
 import numpy as np
@@ -19,6 +20,15 @@ def _dot(x, y):
     """x . y accumulated in float64 (np.dot in Numba needs equal dtypes)."""
     total = 0.0
     for i in range(x.shape[0]):
+        total += x[i] * y[i]
+    return total
+
+
+@njit(cache=True, fastmath=True)
+def _dot_same(x, y):
+    """x . y in the dtype of x and y: float32 models stay in float32 SIMD lanes."""
+    total = x[0] * y[0]
+    for i in range(1, x.shape[0]):
         total += x[i] * y[i]
     return total
 
@@ -170,7 +180,7 @@ def cg_rows(indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues, r
     n_blocks = min(n_rows, 256)
     for block in prange(n_blocks):
         # one workspace per block of rows: no allocation in the row loop
-        work = np.empty((8, d))
+        work = np.empty((8, d), dtype=factors_rotated.dtype)
         diagonal, preconditioner, x, b, r, z, p, Ap = (work[0], work[1], work[2], work[3],
                                                        work[4], work[5], work[6], work[7])
         for row in range(block * n_rows // n_blocks, (block + 1) * n_rows // n_blocks):
@@ -199,7 +209,7 @@ def _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalu
         y = others_rotated[indices[k]]
         a = pair_gram[k]
         beta = pair_rhs[k]
-        coefficient = a * _dot(y, x)
+        coefficient = a * _dot_same(y, x)
         for i in range(d):
             b[i] += beta * y[i]
             r[i] += coefficient * y[i]
@@ -208,20 +218,20 @@ def _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalu
         r[i] = b[i] - r[i]
         z[i] = r[i] / preconditioner[i]
         p[i] = z[i]
-    threshold = tolerance * tolerance * _dot(b, b)
-    rz = _dot(r, z)
+    threshold = tolerance * tolerance * _dot_same(b, b)
+    rz = _dot_same(r, z)
     total = 0.0
     for _ in range(max_steps):
-        if rz <= 0.0 or _dot(r, r) <= threshold:
+        if rz <= 0.0 or _dot_same(r, r) <= threshold:
             break
         for i in range(d):
             Ap[i] = diagonal[i] * p[i]
         for k in range(start, end):
             y = others_rotated[indices[k]]
-            coefficient = pair_gram[k] * _dot(y, p)
+            coefficient = pair_gram[k] * _dot_same(y, p)
             for i in range(d):
                 Ap[i] += coefficient * y[i]
-        pAp = _dot(p, Ap)
+        pAp = _dot_same(p, Ap)
         if not pAp > 0.0:
             break
         step = rz / pAp
@@ -230,7 +240,7 @@ def _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalu
             x[i] += step * p[i]
             r[i] -= step * Ap[i]
             z[i] = r[i] / preconditioner[i]
-        rz_next = _dot(r, z)
+        rz_next = _dot_same(r, z)
         ratio = rz_next / rz
         for i in range(d):
             p[i] = z[i] + ratio * p[i]

@@ -91,14 +91,18 @@ def solve_rows(systems, factors, solver="auto", cg_steps=3):
     return decrease
 
 
-def _kernel_arrays(systems):
-    """The arrays every kernel takes, in the dtypes their compiled signatures expect."""
+def _kernel_arrays(systems, dtype=np.float64):
+    """The sparse structure and pair weights every kernel takes, weights in `dtype`.
+
+    Kernels that compute in the factors' dtype get the weights in it: mixing float64
+    weights with float32 factors keeps Numba from vectorising the loops.
+    """
     matrix = systems.interactions
     pair_gram = systems.pair_gram
     if pair_gram is None:
         pair_gram = np.zeros(matrix.nnz)
-    return (matrix.indptr, matrix.indices, np.asarray(pair_gram, dtype=np.float64),
-            np.asarray(systems.pair_rhs, dtype=np.float64))
+    return (matrix.indptr, matrix.indices, np.asarray(pair_gram, dtype=dtype),
+            np.asarray(systems.pair_rhs, dtype=dtype))
 
 
 def _eigenbasis(gram):
@@ -118,7 +122,8 @@ class _EigenBasis:
         self.eigenvalues, self.eigenvectors = _eigenbasis(systems.gram)
         self.vectors = self.eigenvectors.astype(dtype)  # for products with the factors
         matrix = systems.interactions
-        pair_sums = cpu.weighted_row_sums(matrix.indptr, matrix.indices, systems.pair_rhs,
+        pair_sums = cpu.weighted_row_sums(matrix.indptr, matrix.indices,
+                                          systems.pair_rhs.astype(systems.others.dtype),
                                           systems.others)
         self.pair_rotated = pair_sums @ self.vectors
         self.rhs_rotated = self.eigenvectors.T @ systems.rhs
@@ -156,9 +161,11 @@ def _solve_cg(systems, factors, shift, cg_steps):
     others_rotated = systems.others @ vectors
     factors_rotated = factors @ vectors
     tolerance = 1e-12 if factors.dtype == np.float64 else 1e-6
-    decrease = cpu.cg_rows(*_kernel_arrays(systems), others_rotated, eigenvalues,
-                           eigenvectors.T @ systems.rhs, eigenvectors.T @ shift,
-                           systems.scale, systems.reg, factors_rotated, cg_steps, tolerance)
+    dtype = factors.dtype  # CG runs in the factors' dtype (SIMD width)
+    decrease = cpu.cg_rows(*_kernel_arrays(systems, dtype), others_rotated,
+                           eigenvalues.astype(dtype), (eigenvectors.T @ systems.rhs).astype(dtype),
+                           (eigenvectors.T @ shift).astype(dtype), systems.scale.astype(dtype),
+                           systems.reg.astype(dtype), factors_rotated, cg_steps, tolerance)
     factors[:] = factors_rotated @ vectors.T
     return float(decrease.sum())
 
