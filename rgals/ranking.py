@@ -1,17 +1,72 @@
-"""Batched top-N by inner product, with bounded memory."""
+"""Batched top-N by inner product, with bounded memory: recommend, similar_*, metrics."""
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
+from .kernels import cpu
 from .validation import check_ids
 
-# scores held at once: batch rows x candidates
-_SCORE_BUDGET = 1 << 22
+# Scores are computed one tile (a batch of queries x a block of targets) at a time and
+# merged into each query's running top list while the tile is still in cache: writing
+# all batch x n_targets scores to memory and partitioning them cost more than the product.
+_TILE = 1 << 17  # scores per tile and thread
+_BATCH = 256  # queries per batch (larger batches read the targets fewer times)
 
 
 def normalized_rows(factors):
     """Rows scaled to unit length (zero rows stay zero), for cosine similarity."""
     norms = np.linalg.norm(factors, axis=1, keepdims=True)
     return factors / np.maximum(norms, np.finfo(factors.dtype).tiny)
+
+
+def top_lists(queries, targets, depth, mask=None, removed=None, batch=None):
+    """The `depth` best targets of each query by score queries[r] . targets[j].
+
+    mask: CSR with one row per query whose stored columns are never ranked for that row;
+    removed: sorted target ids never ranked for any row. Returns (scores, ids) of shape
+    (rows, depth), best first; empty slots hold -inf and id -1. Equal scores rank the
+    lower id first. Batches of `batch` queries (default 256) run on numba's thread count,
+    each with single-threaded BLAS (OpenBLAS workers spinning beside the kernels cost more).
+    """
+    batch = batch or _BATCH
+    n_queries, n_targets = queries.shape[0], targets.shape[0]
+    dtype = np.result_type(queries, targets)
+    queries, targets = queries.astype(dtype, copy=False), targets.astype(dtype, copy=False)
+    best = np.full((n_queries, depth), -np.inf, dtype=dtype)
+    ids = np.full((n_queries, depth), -1, dtype=np.int64)
+    tile = max(1, _TILE // batch)
+
+    def rank(start):
+        stop = min(start + batch, n_queries)
+        if mask is None:
+            indptr, indices = np.zeros(stop - start + 1, np.int64), np.empty(0, np.int64)
+        else:
+            rows = mask[start:stop]
+            indptr, indices = rows.indptr.astype(np.int64), rows.indices.astype(np.int64)
+        next_mask = indptr[:-1].copy()
+        for offset in range(0, n_targets, tile):
+            scores = queries[start:stop] @ targets[offset:offset + tile].T
+            if removed is not None:
+                inside = removed[(removed >= offset) & (removed < offset + tile)]
+                scores[:, inside - offset] = -np.inf
+            cpu.merge_top(scores, offset, indptr, indices, next_mask, best[start:stop],
+                          ids[start:stop])
+
+    starts = range(0, n_queries, batch)
+    threads = numba.get_num_threads()
+    with threadpool_limits(limits=1, user_api="blas"):
+        if threads == 1 or len(starts) == 1:
+            for start in starts:
+                rank(start)
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                for _ in pool.map(rank, starts):  # re-raises a worker's exception
+                    pass
+    return best, ids
 
 
 def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
@@ -27,40 +82,29 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
     if candidates is not None and filter_ids is not None:
         raise ValueError("pass either items/users (the candidates) or filter_items/"
                          "filter_users, not both")
+    removed = None
+    if filter_ids is not None:
+        removed = np.unique(check_ids(filter_ids, n_targets, "filter_items"))
     if candidates is not None:
         candidates = check_ids(candidates, n_targets, "items")
         if candidates.size == 0:
             raise ValueError("items (the candidates to rank) is empty")
-        position = np.full(n_targets, -1, dtype=np.int64)
-        position[candidates] = np.arange(candidates.size)
         targets = targets[candidates]
-    removed = None
-    if filter_ids is not None:
-        removed = check_ids(filter_ids, n_targets, "filter_items")
-
-    n_ranked = targets.shape[0]
-    N = min(N, n_ranked)
-    ids = np.empty((queries.shape[0], N), dtype=np.int64)
-    best = np.empty((queries.shape[0], N), dtype=np.result_type(queries, targets))
-    batch = max(1, _SCORE_BUDGET // n_ranked)
-    for start in range(0, queries.shape[0], batch):
-        stop = min(start + batch, queries.shape[0])
-        scores = queries[start:stop] @ targets.T
-        if removed is not None:
-            scores[:, removed] = -np.inf
         if exclude is not None:
-            rows, columns = exclude[start:stop].nonzero()
-            if candidates is not None:
-                columns = position[columns]
-                rows, columns = rows[columns >= 0], columns[columns >= 0]
-            scores[rows, columns] = -np.inf
-        top = np.argpartition(-scores, N - 1, axis=1)[:, :N] if N < n_ranked else \
-            np.broadcast_to(np.arange(n_ranked), scores.shape).copy()
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        top_scores = np.take_along_axis(top_scores, order, axis=1)
-        found = candidates[top] if candidates is not None else top
-        ids[start:stop] = np.where(np.isneginf(top_scores), -1, found)
-        best[start:stop] = top_scores
-    return ids, best
+            # the excluded columns, renumbered as positions among the candidates
+            position = np.full(n_targets, -1, dtype=np.int64)
+            position[candidates] = np.arange(candidates.size)
+            rows, columns = exclude.nonzero()
+            columns = position[columns]
+            keep = columns >= 0
+            exclude = sp.csr_matrix((np.ones(keep.sum()), (rows[keep], columns[keep])),
+                                    shape=(exclude.shape[0], candidates.size))
+    if exclude is not None:
+        exclude = sp.csr_matrix(exclude)
+        if not exclude.has_canonical_format:  # the kernel needs sorted, unique columns
+            exclude = exclude.copy()
+            exclude.sum_duplicates()
+    scores, ids = top_lists(queries, targets, min(N, targets.shape[0]), exclude, removed)
+    if candidates is not None:
+        ids = np.where(ids >= 0, candidates[ids], -1)
+    return ids, scores
