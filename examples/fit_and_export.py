@@ -1,34 +1,34 @@
-"""Fit rgals on an interaction file, show a few recommendations, export the embeddings.
+"""Fit rgals on a train/test split, print its test metrics, export the embeddings.
 
-    python examples/fit_and_export.py ../shared/data/amazon2014-health/train.tsv out/health
+    python examples/fit_and_export.py ../shared/data/amazon2014-health out/health
 
-The file is tab-separated with a header line and two columns: user id, item id (dense,
-0-based), one interaction per line.
+The folder holds train.tsv and test.tsv (user and item ids, one interaction per line,
+a header line). The output folder gets user_factors.npy, item_factors.npy, the id maps
+user_ids.npy / item_ids.npy (row i of the factors is id [i]) and params.json;
+examples/serve_top_n.py serves recommendations from them.
 """
 
 import sys
-
-import numpy as np
-import scipy.sparse as sp
+from pathlib import Path
 
 import rgals
+from rgals import data, metrics
 
 
-def main(path, out):
-    pairs = np.loadtxt(path, skiprows=1, dtype=np.int64, usecols=(0, 1))
-    user_items = sp.csr_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])))
-    model = rgals.ALSSolver(factors=64, loss="rg2", iterations=15, random_state=0)
-    model.fit(user_items)
+def main(folder, out):
+    folder = Path(folder)
+    train = data.read(folder / "train.tsv")
+    test = data.read(folder / "test.tsv", users=train.user_ids, items=train.item_ids)
 
-    ids, scores = model.recommend([0, 1, 2], N=5)
-    for user, (items, values) in enumerate(zip(ids, scores)):
-        print(f"user {user}: items {items.tolist()} scores {[round(float(v), 3) for v in values]}")
-    print("items like item 0:", model.similar_items(0, N=5)[0].tolist())
+    model = rgals.ALSSolver(factors=64, loss="rg2", alpha=0.3, regularization=0.01,
+                            iterations=15, random_state=0)
+    model.fit(train.matrix)
+    for name, value in metrics.evaluate(model, test.matrix, K=(10, 20)).items():
+        print(f"{name:12} {value:.4f}" if name != "users" else f"({value} users evaluated)")
 
     model.save(out, overwrite=True)
-    print(f"saved {out}/user_factors.npy and {out}/item_factors.npy")
-    again = rgals.load(out)
-    assert np.array_equal(again.recommend(0, N=5)[0], ids[0])
+    train.save_ids(out, overwrite=True)
+    print(f"saved the embeddings and id maps in {out}/")
 
 
 if __name__ == "__main__":

@@ -26,9 +26,11 @@ def _map_checkout_kernels():
 
 _map_checkout_kernels()
 
+__version__ = "0.1.0"
+
+from . import data, metrics  # noqa: E402
 from .als import ALSSolver, NotFittedError  # noqa: E402
 from .export import load  # noqa: E402
 from .losses import LOSSES  # noqa: E402
 
-__version__ = "0.1.0"
-__all__ = ["ALSSolver", "NotFittedError", "load", "LOSSES", "__version__"]
+__all__ = ["ALSSolver", "NotFittedError", "load", "LOSSES", "data", "metrics", "__version__"]

@@ -25,7 +25,7 @@ def _params_for_json(solver):
     return params
 
 
-def _write_atomic(path, write):
+def write_atomic(path, write):
     """Write through `write(file)` into a temporary file beside `path`, then rename."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -40,15 +40,31 @@ def _write_atomic(path, write):
         raise
 
 
-def save(solver, directory, overwrite=False):
+def check_directory(directory, names, overwrite):
+    """`directory` as a Path, once writing the files `names` there is known to lose nothing."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"{directory} exists and is not a directory; choose a "
-                                 "directory path for the model files")
-    existing = [name for name in FILES if (directory / name).exists()]
+                                 "directory path for the output files")
+    existing = [name for name in names if (directory / name).exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{directory} already holds {', '.join(existing)}; pass "
-                              "overwrite=True to replace them, or choose another directory")
+                              "overwrite=True (--overwrite on the command line) to replace "
+                              "them, or choose another directory")
+    return directory
+
+
+def require_files(directory, names, problem):
+    """`directory` as a Path, once every file of `names` is known to be there."""
+    directory = Path(directory)
+    missing = [name for name in names if not (directory / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} {problem}: missing {', '.join(missing)}")
+    return directory
+
+
+def save(solver, directory, overwrite=False):
+    directory = check_directory(directory, FILES, overwrite)
     directory.mkdir(parents=True, exist_ok=True)
     metadata = {
         "format_version": FORMAT_VERSION,
@@ -58,14 +74,14 @@ def save(solver, directory, overwrite=False):
         "factors": int(solver.item_factors_.shape[1]),
         "dtype": solver.item_factors_.dtype.name,
     }
-    _write_atomic(directory / "user_factors.npy",
+    write_atomic(directory / "user_factors.npy",
                   lambda file: np.save(file, solver.user_factors_, allow_pickle=False))
-    _write_atomic(directory / "item_factors.npy",
+    write_atomic(directory / "item_factors.npy",
                   lambda file: np.save(file, solver.item_factors_, allow_pickle=False))
-    _write_atomic(directory / "user_items.npz",
+    write_atomic(directory / "user_items.npz",
                   lambda file: sp.save_npz(file, solver.user_items_, compressed=True))
     # params.json last: a directory with it is a complete model
-    _write_atomic(directory / "params.json",
+    write_atomic(directory / "params.json",
                   lambda file: file.write(json.dumps(metadata, indent=2).encode() + b"\n"))
 
 
@@ -73,11 +89,7 @@ def load(directory):
     """A fitted ALSSolver from a directory written by `ALSSolver.save`."""
     from .als import ALSSolver
 
-    directory = Path(directory)
-    missing = [name for name in FILES if not (directory / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{directory} is not a saved rgals model: missing "
-                                f"{', '.join(missing)}")
+    directory = require_files(directory, FILES, "is not a saved rgals model")
     try:
         metadata = json.loads((directory / "params.json").read_text())
         params = metadata["params"]

@@ -1,0 +1,7 @@
+"""`python -m rgals` runs the `rgals` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,268 @@
+"""The `rgals` command: fit, evaluate, recommend and demo.
+
+Errors print as one line (`rgals: error: ...`) and exit with status 1; `--debug` shows
+the traceback instead.
+"""
+
+import argparse
+import sys
+import time
+import numpy as np
+
+from . import __version__, data, export
+from .als import ALSSolver
+from .datasets import CITATION, PUBLISHED, load_default
+from .metrics import ranking_metrics
+
+# tuned on a 10% validation split of the embedded training set (seed 0; grid over loss,
+# alpha, regularization; validation NDCG@20 0.093); see README
+DEMO_PARAMS = dict(factors=64, loss="rg2", alpha=0.3, regularization=0.01, iterations=15,
+                   random_state=0)
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("rgals: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one clear line for users; --debug for developers
+        if getattr(args, "debug", False):  # absent unless given (see _parser)
+            raise
+        print(f"rgals: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser():
+    # --debug works before or after the command; SUPPRESS keeps a subcommand's default
+    # from overwriting a --debug given before it (the parsers share this action object,
+    # so no set_defaults on it either)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback on errors")
+
+    parser = argparse.ArgumentParser(
+        prog="rgals", parents=[common],
+        description="ALS matrix factorization for ranking (RG2, RGx, iALS).")
+    parser.add_argument("--version", action="version", version=f"rgals {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    fit = commands.add_parser("fit", parents=[common], help="fit on an interaction file",
+                              description="Fit embeddings; print test metrics when --test is "
+                                          "given; export them with --out.")
+    fit.add_argument("data", help="training interactions (pairs CSV/TSV, LightGCN txt, "
+                                  "MovieLens ratings, .mtx or .npz)")
+    fit.add_argument("--test", help="test interactions in the same format")
+    _add_reading_options(fit)
+    model = fit.add_argument_group("model")
+    model.add_argument("--loss", default="rg2", choices=["rg2", "rgx", "ials"])
+    model.add_argument("--factors", type=int, default=64)
+    model.add_argument("--alpha", type=float, help="default: the loss's default")
+    model.add_argument("--regularization", type=float, help="default: the loss's default")
+    model.add_argument("--reg-exponent", type=float, default=1.0)
+    model.add_argument("--iterations", type=int, default=15)
+    model.add_argument("--solver", default="auto", choices=["auto", "cholesky", "cg"])
+    model.add_argument("--cg-steps", type=int, default=3)
+    model.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    model.add_argument("--backend", default="cpu", choices=["cpu", "gpu"])
+    model.add_argument("--threads", type=int, default=0, help="0: every core")
+    model.add_argument("--seed", type=int, default=0)
+    _add_metric_options(fit)
+    fit.add_argument("--out", help="directory for user_factors.npy, item_factors.npy, the id "
+                                   "maps and params.json")
+    fit.add_argument("--overwrite", action="store_true", help="replace files in --out")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(run=_fit)
+
+    evaluate = commands.add_parser("evaluate", parents=[common],
+                                   help="metrics of a saved model on a test file",
+                                   description="Ranking metrics of a model saved by "
+                                               "`rgals fit --out` on a test file.")
+    evaluate.add_argument("model", help="directory written by `rgals fit --out`")
+    evaluate.add_argument("test", help="test interactions, with the training file's ids")
+    _add_reading_options(evaluate)
+    _add_metric_options(evaluate)
+    evaluate.set_defaults(run=_evaluate)
+
+    recommend = commands.add_parser("recommend", parents=[common],
+                                    help="top-N items for users of a saved model",
+                                    description="Print `user, rank, item, score` (tab-"
+                                                "separated) for the given original user ids.")
+    recommend.add_argument("model", help="directory written by `rgals fit --out`")
+    recommend.add_argument("users", nargs="+", help="user ids as in the training file")
+    recommend.add_argument("-n", "--top", type=int, default=10, help="items per user")
+    recommend.add_argument("--keep-seen", action="store_true",
+                           help="do not filter the user's training items")
+    recommend.set_defaults(run=_recommend)
+
+    demo = commands.add_parser("demo", parents=[common],
+                               help="fit and evaluate on the embedded dataset",
+                               description="Fit RG2 on the embedded Amazon 2014 Health split "
+                                           "and print its test metrics next to a popularity "
+                                           "baseline and published numbers.")
+    demo.add_argument("--threads", type=int, default=0, help="0: every core")
+    demo.add_argument("--out", help="also export the embeddings to this directory")
+    demo.add_argument("--overwrite", action="store_true", help="replace files in --out")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _add_reading_options(parser):
+    group = parser.add_argument_group("reading files")
+    group.add_argument("--format", default="auto",
+                       choices=["auto", "pairs", "lightgcn", "movielens", "mtx", "npz"])
+    group.add_argument("--sep", help="field separator of pairs files (default: detected)")
+    group.add_argument("--user-col", default="0", help="column name or position of user ids")
+    group.add_argument("--item-col", default="1", help="column name or position of item ids")
+    group.add_argument("--value-col", help="column of confidence values (default: all 1)")
+    group.add_argument("--min-value", type=float,
+                       help="drop interactions whose value is below this (e.g. 4 for ratings)")
+    group.add_argument("--binary", action="store_true", help="set kept values to 1")
+    group.add_argument("--unknown", default="error", choices=["error", "drop"],
+                       help="test ids never seen in training: fail, or drop them with a warning")
+
+
+def _add_metric_options(parser):
+    parser.add_argument("--k", type=int, nargs="+", default=[10, 20], metavar="K",
+                        help="cut-offs of the metrics (default: 10 20)")
+
+
+def _column(text):
+    """A column given on the command line: a position when it is a number, else a name."""
+    if text is None:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _read(path, args, users=None, items=None):
+    return data.read(path, format=args.format, sep=args.sep, user_col=_column(args.user_col),
+                     item_col=_column(args.item_col), value_col=_column(args.value_col),
+                     min_value=args.min_value, binary=args.binary, users=users, items=items,
+                     unknown=args.unknown)
+
+
+def _fit(args):
+    out = _check_output(args.out, args.overwrite)
+    train = _read(args.data, args)
+    test = (_read(args.test, args, users=train.user_ids, items=train.item_ids)
+            if args.test else None)
+    _say(f"{args.data}: {train.matrix.shape[0]} users x {train.matrix.shape[1]} items, "
+         f"{train.matrix.nnz} interactions")
+    model = ALSSolver(factors=args.factors, loss=args.loss, alpha=args.alpha,
+                      regularization=args.regularization, reg_exponent=args.reg_exponent,
+                      iterations=args.iterations, solver=args.solver, cg_steps=args.cg_steps,
+                      dtype=np.dtype(args.dtype), backend=args.backend,
+                      num_threads=args.threads, random_state=args.seed)
+    start = time.perf_counter()
+    model.fit(train.matrix, show_progress=not args.quiet)
+    _say(f"fitted {model!r} in {time.perf_counter() - start:.1f} s")
+    if test is not None:
+        _print_metrics({f"rgals {args.loss}": ranking_metrics(
+            model.user_factors_, model.item_factors_, test.matrix, train.matrix, K=args.k)})
+    if out is not None:
+        _save(model, train, out, args.overwrite)
+
+
+def _evaluate(args):
+    model, user_ids, item_ids = _load(args.model)
+    test = _read(args.test, args, users=user_ids, items=item_ids)
+    _print_metrics({args.model: ranking_metrics(model.user_factors_, model.item_factors_,
+                                                test.matrix, model.user_items_, K=args.k)})
+
+
+def _recommend(args):
+    model, user_ids, item_ids = _load(args.model)
+    rows = {str(user): row for row, user in enumerate(user_ids)}
+    unknown = [user for user in args.users if user not in rows]
+    if unknown:
+        raise ValueError(f"{len(unknown)} user ids are not in the model: "
+                         f"{', '.join(unknown[:5])}; the model knows {len(rows)} users "
+                         f"(for example {', '.join(map(str, user_ids[:3]))})")
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1; got {args.top}")
+    ids, scores = model.recommend(np.array([rows[user] for user in args.users]), N=args.top,
+                                  filter_already_liked_items=not args.keep_seen)
+    print("user\trank\titem\tscore")
+    for user, user_items, user_scores in zip(args.users, ids, scores):
+        for rank, (item, score) in enumerate(zip(user_items, user_scores), start=1):
+            if item >= 0:  # -1 pads users with fewer than N unseen items
+                print(f"{user}\t{rank}\t{item_ids[item]}\t{score:.6g}")
+
+
+def _demo(args):
+    out = _check_output(args.out, args.overwrite)
+    train, test = load_default()
+    _say(f"embedded dataset: {CITATION}")
+    _say(f"{train.shape[0]} users x {train.shape[1]} items; {train.nnz} training and "
+         f"{test.nnz} test interactions")
+    model = ALSSolver(num_threads=args.threads, **DEMO_PARAMS)
+    start = time.perf_counter()
+    model.fit(train, show_progress=not args.quiet)
+    _say(f"fitted {model!r} in {time.perf_counter() - start:.1f} s "
+         "(the first run also compiles the kernels)")
+    popularity = np.asarray(train.sum(axis=0)).reshape(-1, 1)
+    metrics = dict(K=(10, 20), metrics=("recall", "ndcg"))
+    rows = {"rgals rg2 (this run)": ranking_metrics(model.user_factors_, model.item_factors_,
+                                                     test, train, **metrics),
+            "popularity (this run)": ranking_metrics(np.ones((train.shape[0], 1)), popularity,
+                                                     test, train, **metrics)}
+    rows.update({f"{name} (published, Adam, GPU)": values for name, values in PUBLISHED.items()})
+    _print_metrics(rows)
+    if out is not None:
+        ids = np.arange(train.shape[0]), np.arange(train.shape[1])
+        _save(model, data.Interactions(model.user_items_, *ids), out, args.overwrite)
+
+
+def _check_output(out, overwrite):
+    """Refuse an output directory that holds model files before any work is done."""
+    return None if out is None else export.check_directory(out, export.FILES + data.ID_FILES,
+                                                           overwrite)
+
+
+def _save(model, interactions, out, overwrite):
+    model.save(out, overwrite=overwrite)
+    interactions.save_ids(out, overwrite=overwrite)
+    _say(f"saved {out}/user_factors.npy, {out}/item_factors.npy and the id maps "
+         f"({', '.join(data.ID_FILES)}: row i of the factors belongs to id [i])")
+
+
+def _load(directory):
+    from . import load
+
+    model = load(directory)
+    user_ids, item_ids = data.load_ids(directory)
+    if (len(user_ids), len(item_ids)) != model.user_items_.shape:
+        raise ValueError(f"{directory}: the id maps ({len(user_ids)} users, {len(item_ids)} "
+                         f"items) do not match the model {model.user_items_.shape}")
+    return model, user_ids, item_ids
+
+
+def _print_metrics(rows):
+    """A table with a row per model and a column per metric (a list for one model)."""
+    first = next(iter(rows.values()))
+    columns = [key for key in first if key != "users"]
+    if len(rows) == 1:
+        for column in columns:
+            print(f"{column:<14}{first[column]:.4f}")
+    else:
+        width = max(len(name) for name in rows)
+        print(f"{'':{width}}" + "".join(f"{column:>11}" for column in columns))
+        for name, values in rows.items():
+            print(f"{name:{width}}" + "".join(
+                f"{values[column]:11.4f}" if column in values else f"{'-':>11}"
+                for column in columns))
+    print(f"({first['users']} users with test items; full ranking, training items masked)")
+
+
+def _say(message):
+    print(message, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

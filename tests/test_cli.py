@@ -1,0 +1,141 @@
+"""The `rgals` command, end to end through `main(argv)`, on files written by the test."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rgals import cli, data, load
+from rgals.metrics import ranking_metrics
+
+
+def write_pairs(path, matrix, prefix_user="u", prefix_item="i"):
+    """A TSV with a header and string ids (u7, i3), one line per stored pair."""
+    coo = matrix.tocoo()
+    lines = ["user\titem"] + [f"{prefix_user}{u}\t{prefix_item}{i}"
+                              for u, i in zip(coo.row, coo.col)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def files(tmp_path, rng):
+    matrix = data.synthetic(n_users=80, n_items=50, factors=4, mean_activity=10,
+                            seed=int(rng.integers(1 << 30)))
+    train, test = data.holdout_split(matrix, ratio=0.2, seed=1)
+    return write_pairs(tmp_path / "train.tsv", train), write_pairs(tmp_path / "test.tsv", test)
+
+
+def run(argv, capsys):
+    status = cli.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def parse_metrics(out):
+    return {line.split()[0]: float(line.split()[1]) for line in out.splitlines()
+            if "@" in line.split(" ")[0]}
+
+
+FIT = ["--factors", "8", "--iterations", "4", "--threads", "1", "--quiet"]
+
+
+def test_fit_evaluate_recommend_round_trip(files, tmp_path, capsys):
+    train_path, test_path = files
+    out = tmp_path / "model"
+    status, stdout, stderr = run(["fit", str(train_path), "--test", str(test_path), *FIT,
+                                  "--out", str(out)], capsys)
+    assert status == 0, stderr
+    fitted = parse_metrics(stdout)
+    assert set(fitted) == {f"{name}@{k}" for name in ("ndcg", "recall", "precision", "mrr", "map")
+                           for k in (10, 20)}
+
+    # the saved factors, joined back to the original ids, give the printed metrics
+    model = load(out)
+    user_ids, item_ids = data.load_ids(out)
+    assert all(str(user).startswith("u") for user in user_ids)
+    test = data.read(test_path, users=user_ids, items=item_ids)
+    expected = ranking_metrics(model.user_factors_, model.item_factors_, test.matrix,
+                               model.user_items_, K=(10, 20))
+    for key, value in fitted.items():
+        assert value == pytest.approx(expected[key], abs=1e-4)
+
+    status, stdout, _ = run(["evaluate", str(out), str(test_path)], capsys)
+    assert status == 0
+    assert parse_metrics(stdout) == fitted
+
+    status, stdout, _ = run(["recommend", str(out), str(user_ids[3]), str(user_ids[0]),
+                             "-n", "5"], capsys)
+    assert status == 0
+    lines = [line.split("\t") for line in stdout.strip().splitlines()[1:]]
+    assert [line[0] for line in lines] == [str(user_ids[3])] * 5 + [str(user_ids[0])] * 5
+    ids, _ = model.recommend(3, N=5)
+    assert [line[2] for line in lines[:5]] == [str(item_ids[i]) for i in ids]
+    seen = set(item_ids[model.user_items_[3].indices].astype(str))
+    assert not seen & {line[2] for line in lines[:5]}
+
+
+def test_demo_beats_popularity_and_exports(tmp_path, capsys):
+    out = tmp_path / "demo"
+    status, stdout, stderr = run(["demo", "--quiet", "--out", str(out)], capsys)
+    assert status == 0, stderr
+    rows = {line.split("  ")[0].strip(): line.split()[-4:] for line in stdout.splitlines()
+            if "(this run)" in line}
+    ours, popularity = rows["rgals rg2 (this run)"], rows["popularity (this run)"]
+    # columns: recall@10 recall@20 ndcg@10 ndcg@20
+    assert float(ours[3]) > 1.2 * float(popularity[3])
+    assert (out / "user_factors.npy").is_file() and (out / "item_ids.npy").is_file()
+    assert np.load(out / "item_factors.npy").shape == (1200, 64)
+
+
+def test_errors_are_one_line(tmp_path, files, capsys):
+    status, stdout, stderr = run(["fit", str(tmp_path / "missing.tsv"), *FIT], capsys)
+    assert status == 1
+    assert stderr.startswith("rgals: error:") and "missing.tsv" in stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+
+    with pytest.raises(FileNotFoundError):
+        cli.main(["--debug", "fit", str(tmp_path / "missing.tsv")])
+    with pytest.raises(FileNotFoundError):
+        cli.main(["fit", str(tmp_path / "missing.tsv"), "--debug"])
+
+
+def test_refuses_to_overwrite_before_fitting(files, tmp_path, capsys):
+    train_path, _ = files
+    out = tmp_path / "model"
+    assert run(["fit", str(train_path), *FIT, "--out", str(out)], capsys)[0] == 0
+    before = (out / "user_factors.npy").read_bytes()
+    status, _, stderr = run(["fit", str(train_path), *FIT, "--seed", "5", "--out", str(out)],
+                            capsys)
+    assert status == 1 and "--overwrite" in stderr
+    assert (out / "user_factors.npy").read_bytes() == before
+    assert run(["fit", str(train_path), *FIT, "--seed", "5", "--out", str(out),
+                "--overwrite"], capsys)[0] == 0
+    assert (out / "user_factors.npy").read_bytes() != before
+
+
+def test_recommend_unknown_user(files, tmp_path, capsys):
+    train_path, _ = files
+    out = tmp_path / "model"
+    run(["fit", str(train_path), *FIT, "--out", str(out)], capsys)
+    status, _, stderr = run(["recommend", str(out), "nobody"], capsys)
+    assert status == 1 and "nobody" in stderr and "not in the model" in stderr
+
+
+def test_unknown_test_ids_fail_or_drop(files, tmp_path, capsys):
+    train_path, test_path = files
+    extra = test_path.read_text() + "stranger\ti0\n"
+    test_path.write_text(extra)
+    status, _, stderr = run(["fit", str(train_path), "--test", str(test_path), *FIT], capsys)
+    assert status == 1 and "drop" in stderr
+    with pytest.warns(UserWarning, match="1"):
+        status, stdout, _ = run(["fit", str(train_path), "--test", str(test_path), *FIT,
+                                 "--unknown", "drop"], capsys)
+    assert status == 0 and "ndcg@20" in stdout
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "rgals", "--version"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("rgals ")
