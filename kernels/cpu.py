@@ -16,15 +16,6 @@ from numba import njit, prange
 
 
 @njit(cache=True, fastmath=True)
-def _dot(x, y):
-    """x . y accumulated in float64 (np.dot in Numba needs equal dtypes)."""
-    total = 0.0
-    for i in range(x.shape[0]):
-        total += x[i] * y[i]
-    return total
-
-
-@njit(cache=True, fastmath=True)
 def _dot_same(x, y):
     """x . y in the dtype of x and y: float32 models stay in float32 SIMD lanes."""
     total = x[0] * y[0]
@@ -252,13 +243,18 @@ def _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalu
 
 @njit(parallel=True, cache=True)
 def pair_scores(indptr, indices, row_factors, column_factors):
-    """Scores row_factors[r] . column_factors[c] of every stored pair (r, c), in float64."""
+    """Scores row_factors[r] . column_factors[c] of every stored pair (r, c).
+
+    Summed in the factors' dtype (a float32 model's scores carry float32 rounding, about
+    1e-7 relative, far below what the monitor's identity check tolerates) and returned
+    in float64 for the objective's sums.
+    """
     n_rows = indptr.shape[0] - 1
     scores = np.empty(indices.shape[0])
     for row in prange(n_rows):
         x = row_factors[row]
         for k in range(indptr[row], indptr[row + 1]):
-            scores[k] = _dot(x, column_factors[indices[k]])
+            scores[k] = _dot_same(x, column_factors[indices[k]])
     return scores
 
 

@@ -32,5 +32,7 @@ from . import data, metrics  # noqa: E402
 from .als import ALSSolver, NotFittedError  # noqa: E402
 from .export import load  # noqa: E402
 from .losses import LOSSES  # noqa: E402
+from .monitor import ConvergenceMonitor  # noqa: E402
 
-__all__ = ["ALSSolver", "NotFittedError", "load", "LOSSES", "data", "metrics", "__version__"]
+__all__ = ["ALSSolver", "ConvergenceMonitor", "NotFittedError", "load", "LOSSES", "data", "metrics",
+           "__version__"]

@@ -4,6 +4,7 @@ import dataclasses
 import inspect
 import logging
 import time
+import warnings
 from contextlib import contextmanager
 
 import numba
@@ -13,6 +14,8 @@ from tqdm.auto import tqdm
 
 from . import export
 from .losses import LOSSES
+from .metrics import METRICS, ranking_metrics
+from .monitor import ConvergenceMonitor, softmax_loss
 from .ranking import normalized_rows, top_n
 from .solve import SOLVERS, solve_rows
 from .validation import (check_choice, check_ids, check_integer, check_interactions,
@@ -66,12 +69,35 @@ class ALSSolver:
         Threads for the kernels during fit; 0 uses every core (BLAS runs on one thread
         meanwhile, so that its idle workers do not compete with the kernels).
     random_state : None, int or numpy Generator / RandomState
-        Seed of the initial factors.
+        Seed of the initial factors (and of the softmax-loss user sample).
+    tol : float
+        Stop once a sweep decreases the objective by less than tol * |F| (0: run every
+        sweep). `iterations` is then the most sweeps the fit runs.
+    early_stopping : bool
+        Stop when the validation metric (needs `fit(..., validation=...)`) has not improved
+        for `patience` evaluations, and keep the factors of the best evaluation.
+    patience : int
+        Evaluations without improvement before early stopping.
+    validation_metric : str
+        "<metric>@<K>" with a metric of rgals.metrics.METRICS, e.g. "ndcg@20": shown on
+        the progress bar and used by early stopping; Recall at the same K is recorded too.
+    eval_every : int
+        Sweeps between evaluations of the validation metric and the softmax loss (the
+        last sweep is always evaluated).
+    softmax_users : int
+        Users sampled once per fit on whom the monitor evaluates the exact softmax loss
+        that RG2/RGx approximate (0: off; it costs users x items scores per evaluation).
+
+    After `fit`, `monitor_` (a `rgals.ConvergenceMonitor`) holds the objective, the
+    descent-identity check, the observed and bounded convergence rates, timings and
+    validation metrics of every half step.
     """
 
     def __init__(self, factors=64, loss="rg2", alpha=None, regularization=None,
                  reg_exponent=1.0, iterations=15, solver="auto", cg_steps=3,
-                 dtype=np.float32, backend="cpu", num_threads=0, random_state=None):
+                 dtype=np.float32, backend="cpu", num_threads=0, random_state=None,
+                 tol=1e-4, early_stopping=False, patience=3, validation_metric="ndcg@20",
+                 eval_every=1, softmax_users=0):
         self.factors = factors
         self.loss = loss
         self.alpha = alpha
@@ -84,6 +110,12 @@ class ALSSolver:
         self.backend = backend
         self.num_threads = num_threads
         self.random_state = random_state
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.validation_metric = validation_metric
+        self.eval_every = eval_every
+        self.softmax_users = softmax_users
 
     # -- scikit-learn conventions -------------------------------------------------------
 
@@ -133,6 +165,12 @@ class ALSSolver:
             dtype=dtype,
             backend=check_choice(self.backend, "backend", BACKENDS),
             num_threads=check_integer(self.num_threads, "num_threads", 0),
+            tol=check_real(self.tol, "tol", 0.0),
+            early_stopping=_check_bool(self.early_stopping, "early_stopping"),
+            patience=check_integer(self.patience, "patience", 1),
+            validation_metric=_parse_metric(self.validation_metric),
+            eval_every=check_integer(self.eval_every, "eval_every", 1),
+            softmax_users=check_integer(self.softmax_users, "softmax_users", 0),
         )
         if params["backend"] == "gpu":
             _require_gpu()
@@ -140,19 +178,30 @@ class ALSSolver:
 
     # -- fitting -----------------------------------------------------------------------
 
-    def fit(self, user_items, show_progress=True, callback=None):
+    def fit(self, user_items, show_progress=True, callback=None, validation=None):
         """Fit the factors to `user_items` (users x items, values = confidence weights).
 
         Accepts any scipy.sparse matrix or array (a dense ndarray is converted, with a
-        warning). `callback(iteration, elapsed, record)` runs after each sweep, where
-        `record` holds the objective and the decrease of each half step; returning False
-        stops the fit. Returns self.
+        warning). `validation`: a users x items matrix of held-out interactions, scored
+        every `eval_every` sweeps with `validation_metric` (and Recall at the same K),
+        training items masked; needed for `early_stopping`. `callback(iteration, elapsed,
+        record)` runs after each sweep with the sweep's monitor record (objective,
+        decreases, rate, rate bound, seconds, validation metrics); returning False stops
+        the fit. The whole record is in `monitor_` afterwards. Returns self.
         """
         params = self._validated_params()
         loss_class = LOSSES[params["loss"]]
         user_items = check_interactions(user_items, "user_items",
                                         allow_negative=loss_class.allows_negative,
                                         loss_name=params["loss"])
+        metric_name, metric_k = params["validation_metric"]
+        if validation is not None:
+            validation = check_interactions(validation, "validation", allow_negative=True,
+                                            shape=user_items.shape)
+        elif params["early_stopping"]:
+            raise ValueError("early_stopping=True needs validation data: pass "
+                             "fit(user_items, validation=held_out), e.g. from "
+                             "rgals.data.validation_split(user_items)")
         loss = loss_class(params["alpha"], params["regularization"], params["reg_exponent"],
                           user_items)
         item_users = user_items.T.tocsr()
@@ -165,35 +214,61 @@ class ALSSolver:
             params["dtype"])
         item_factors = (scale * rng.standard_normal((n_items, params["factors"]))).astype(
             params["dtype"])
+        softmax_users = np.sort(rng.choice(n_users, min(params["softmax_users"], n_users),
+                                           replace=False))
         solver, cg_steps = params["solver"], params["cg_steps"]
+        monitor = ConvergenceMonitor(
+            tol=params["tol"], metric=f"{metric_name}@{metric_k}",
+            identity_tolerance=1e-9 if params["dtype"] == np.float64 else 1e-5,
+            patience=params["patience"] if params["early_stopping"] else None)
+        best = None
+
+        def half_step(sweep, side, systems, factors):
+            start = time.perf_counter()
+            decrease = solve_rows(systems, factors, solver, cg_steps)
+            seconds = time.perf_counter() - start
+            _check_finite(factors, side, sweep, params)
+            monitor.half_step(sweep, side, systems, decrease,
+                              loss.objective(user_factors, item_factors, user_items), seconds)
 
         start = time.perf_counter()
         with _thread_limit(params["num_threads"]), tqdm(
                 total=params["iterations"], disable=not show_progress, unit="sweep",
                 desc=f"rgals {params['loss']}") as progress:
-            for iteration in range(params["iterations"]):
-                sweep_start = time.perf_counter()
-                user_decrease = solve_rows(loss.user_systems(item_factors, user_items),
-                                           user_factors, solver, cg_steps)
-                _check_finite(user_factors, "user", iteration, params)
-                item_decrease = solve_rows(loss.item_systems(user_factors, item_users),
-                                           item_factors, solver, cg_steps)
-                _check_finite(item_factors, "item", iteration, params)
-                record = {"seconds": time.perf_counter() - sweep_start,
-                          "user_decrease": user_decrease, "item_decrease": item_decrease}
-                progress.update(1)
-                if callback is not None or show_progress or log.isEnabledFor(logging.INFO):
-                    record["objective"] = loss.objective(user_factors, item_factors,
-                                                         user_items)
-                    progress.set_postfix(objective=f"{record['objective']:.6g}")
-                    log.info("sweep %d: objective %.6g", iteration + 1, record["objective"])
+            monitor.start(loss.objective(user_factors, item_factors, user_items))
+            for sweep in range(1, params["iterations"] + 1):
+                half_step(sweep, "user", loss.user_systems(item_factors, user_items),
+                          user_factors)
+                half_step(sweep, "item", loss.item_systems(user_factors, item_users),
+                          item_factors)
+                evaluate = sweep % params["eval_every"] == 0 or sweep == params["iterations"]
+                record = monitor.end_sweep(
+                    softmax_loss=(softmax_loss(user_factors, item_factors, user_items,
+                                               softmax_users)
+                                  if evaluate and softmax_users.size else None),
+                    validation=(ranking_metrics(user_factors, item_factors, validation,
+                                                user_items, K=metric_k,
+                                                metrics=(metric_name, "recall"))
+                                if evaluate and validation is not None else None))
+                if record.get("improved") and params["early_stopping"]:
+                    best = (user_factors.copy(), item_factors.copy())
+                _report(progress, record, monitor.metric)
                 if callback is not None and callback(
-                        iteration, time.perf_counter() - start, record) is False:
+                        sweep - 1, time.perf_counter() - start, record) is False:
+                    monitor.stop_reason = f"stopped by the callback after sweep {sweep}"
+                if monitor.stop_reason:
+                    log.info("%s", monitor.stop_reason)
                     break
 
+        if best is not None and monitor.best_sweep != monitor.rows[-1]["sweep"]:
+            user_factors, item_factors = best
+            log.info("restored the factors of sweep %d (best validation %s %.4f)",
+                     monitor.best_sweep, monitor.metric, monitor.best_score)
+        _warn_if_collapsed(user_factors, item_factors, params)
         self.user_factors_ = user_factors
         self.item_factors_ = item_factors
         self.user_items_ = user_items
+        self.monitor_ = monitor
         return self
 
     # -- use after fit -----------------------------------------------------------------
@@ -367,10 +442,47 @@ def _thread_limit(num_threads):
         numba.set_num_threads(previous)
 
 
-def _check_finite(factors, side, iteration, params):
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _parse_metric(text):
+    """("ndcg", 20) from "ndcg@20"."""
+    name, _, k = str(text).partition("@")
+    if name not in METRICS or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"validation_metric must look like 'ndcg@20': one of "
+                         f"{', '.join(METRICS)}, '@', a cutoff >= 1; got {text!r}")
+    return name, int(k)
+
+
+def _report(progress, record, metric):
+    """The sweep on the progress bar, or in the log when the bar is off."""
+    shown = {"F": f"{record['objective']:.6g}", "rho": f"{record['rate']:.3g}"}
+    if f"validation_{metric}" in record:
+        shown[metric] = f"{record[f'validation_{metric}']:.4f}"
+    progress.update(1)
+    progress.set_postfix(shown)
+    if progress.disable:
+        log.info("sweep %d: %s", record["sweep"],
+                 ", ".join(f"{name} {value}" for name, value in shown.items()))
+
+
+def _warn_if_collapsed(user_factors, item_factors, params):
+    largest = max(np.abs(user_factors).max(), np.abs(item_factors).max())
+    if largest < 1e-6:
+        warnings.warn(
+            f"every factor shrank to about zero (largest {largest:.2g}): the regularization "
+            f"({params['regularization']}) outweighs the data, and zero is a stable point of "
+            "this loss. Lower `regularization` (or raise alpha) and check on validation data",
+            RuntimeWarning, stacklevel=3)
+
+
+def _check_finite(factors, side, sweep, params):
     if not np.isfinite(factors).all():
         raise FloatingPointError(
-            f"the fit diverged: non-finite {side} factors in sweep {iteration + 1}. Likely "
+            f"the fit diverged: non-finite {side} factors in sweep {sweep}. Likely "
             f"causes: confidence values too large for dtype {params['dtype']}, or "
             f"regularization={params['regularization']} too small for this data. Scale the "
             "values down, raise `regularization`, or use dtype=np.float64")

@@ -91,6 +91,39 @@ def solve_rows(systems, factors, solver="auto", cg_steps=3):
     return decrease
 
 
+def hessian_bounds(systems):
+    """Bounds (lowest, highest) on the eigenvalues of the half step's Hessian.
+
+    The objective is x^T A_r x - 2 b_r^T x summed over rows, so the Hessian is 2 A_r
+    block by block (minus 2 (1 1^T) kron C with a coupling C). With gram eigenvalues
+    e_min, e_max: scale_r e_min + reg_r <= eig(A_r) <= scale_r e_max + reg_r when no pair
+    carries a Gram weight (exact); pair terms a_k y_k y_k^T widen the interval by the
+    negative and the positive parts of sum_k a_k |y_k|^2. For RGx's centred coupling
+    (C = gram / rows, unit scale) the gram part is (I - 1 1^T / rows) kron gram, whose
+    lowest eigenvalue is 0, so the bound is reg (exact without pair terms); any other
+    coupling lowers the bound by rows * eig_max(C) (Weyl).
+    """
+    eigenvalues = np.maximum(scipy.linalg.eigvalsh(systems.gram), 0.0)
+    matrix = systems.interactions
+    scale, reg = systems.scale, systems.reg
+    lowest = scale * eigenvalues[0] + reg
+    highest = scale * eigenvalues[-1] + reg
+    if systems.pair_gram is not None:
+        norms = np.einsum("ij,ij->i", systems.others, systems.others, dtype=np.float64)
+        for part, bound in ((np.minimum(systems.pair_gram, 0.0), lowest),
+                            (np.maximum(systems.pair_gram, 0.0), highest)):
+            bound += sp.csr_matrix((part, matrix.indices, matrix.indptr),
+                                   shape=matrix.shape) @ norms
+    lowest = lowest.min()
+    if systems.coupling is not None:
+        rows = matrix.shape[0]
+        if np.all(scale == 1.0) and np.allclose(systems.coupling * rows, systems.gram):
+            lowest -= eigenvalues[0]
+        else:
+            lowest -= rows * max(scipy.linalg.eigvalsh(systems.coupling)[-1], 0.0)
+    return 2.0 * float(lowest), 2.0 * float(highest.max())
+
+
 def _kernel_arrays(systems, dtype=np.float64):
     """The sparse structure and pair weights every kernel takes, weights in `dtype`.
 

@@ -77,25 +77,31 @@ class BruteForce:
         return (dscores @ Q + 2.0 * self.user_reg[:, None] * P,
                 dscores.T @ P + 2.0 * self.item_reg[:, None] * Q)
 
-    def block_decrease(self, before, after, other, side):
-        """F(before) - F(after) for one block, from the block's exact Hessian.
+    def _block_gradient(self, block, other, side):
+        P, Q = (block, other) if side == "user" else (other, block)
+        return self.gradients(P, Q)[0 if side == "user" else 1].ravel()
 
-        F is quadratic in each block, so with the Hessian H (built here column by column
-        from gradient differences) F(x0) - F(x1) = g(x1).(x0-x1) + (x0-x1)^T H (x0-x1) / 2.
+    def block_hessian(self, shape, other, side):
+        """The exact Hessian of F in one block (rows x d, flattened row-major).
+
+        F is quadratic in each block, so column k is the gradient's change along unit k.
         """
-        def gradient(block):
-            P, Q = (block, other) if side == "user" else (other, block)
-            return self.gradients(P, Q)[0 if side == "user" else 1]
-
-        delta = (before - after).ravel()
-        base = gradient(np.zeros_like(before)).ravel()
-        size = delta.size
+        base = self._block_gradient(np.zeros(shape), other, side)
+        size = base.size
         hessian = np.empty((size, size))
         for k in range(size):
             unit = np.zeros(size)
             unit[k] = 1.0
-            hessian[:, k] = gradient(unit.reshape(before.shape)).ravel() - base
-        return float(gradient(after).ravel() @ delta + 0.5 * delta @ hessian @ delta)
+            hessian[:, k] = self._block_gradient(unit.reshape(shape), other, side) - base
+        return hessian
+
+    def block_decrease(self, before, after, other, side):
+        """F(before) - F(after) for one block, from the block's exact Hessian H:
+        F(x0) - F(x1) = g(x1).(x0-x1) + (x0-x1)^T H (x0-x1) / 2."""
+        delta = (before - after).ravel()
+        hessian = self.block_hessian(before.shape, other, side)
+        return float(self._block_gradient(after, other, side) @ delta
+                     + 0.5 * delta @ hessian @ delta)
 
 
 @pytest.fixture(params=[0, 1, 2])
