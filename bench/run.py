@@ -1,0 +1,322 @@
+"""The quality-and-time benchmark: every method under one protocol (DESIGN section 3).
+
+    python bench/run.py --dataset health --methods all --trials 8 --threads 2
+    python bench/run.py --dataset gowalla --methods rgals-rg2 implicit --trials 4
+    python bench/run.py --report          # tables (markdown) and plots from bench/out/
+
+For each method: `trials` hyperparameter settings drawn at random from its search space
+(seeded; trial 0 is the method's default), each trained on the training split minus a
+10% validation split (per user, at least one item) while validation NDCG@20 is measured
+after every sweep/epoch; the setting with the best validation NDCG@20 is refitted on the
+whole training split for as many sweeps/epochs as it needed, and evaluated on the test
+split (full ranking, training items masked). Time to best = training seconds (solver
+half steps or gradient epochs; evaluation excluded) until the best validation NDCG@20 of
+the chosen setting. Results go to bench/out/<dataset>/<method>.json; --report turns them
+into the tables of bench/RESULTS.md and the PNGs of bench/plots/.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rgals  # noqa: E402
+from rgals.data import read, validation_split  # noqa: E402
+from rgals.export import write_atomic  # noqa: E402
+from rgals.metrics import ranking_metrics  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+DATASETS = {"health": "amazon2014-health", "electronic": "amazon2014-electronic",
+            "gowalla": "gowalla"}
+# Table 2 of Yang et al. (KDD 2025) on exactly these splits: (Recall@20, NDCG@20)
+PUBLISHED = {
+    "health": {"bpr": (0.1627, 0.1234), "softmax": (0.1719, 0.1261),
+               "softmax_at_k": (0.1823, 0.1390)},
+    "electronic": {"bpr": (0.0816, 0.0527), "softmax": (0.0821, 0.0529),
+                   "softmax_at_k": (0.0901, 0.0590)},
+    "gowalla": {"bpr": (0.1355, 0.1111), "softmax": (0.2064, 0.1624),
+                "softmax_at_k": (0.2121, 0.1709)},
+}
+FACTORS = 64
+# their tuned MF settings (same source): softmax temperature, SL@20 weight temperature;
+# trial 0 of the softmax-type baselines starts from them
+PUBLISHED_SETTINGS = {"health": (0.2, 2.5), "electronic": (0.2, 2.25), "gowalla": (0.1, 1.0)}
+# users per gradient step: 1024 leaves Health two Adam steps an epoch
+BATCH_USERS = 256
+warnings.filterwarnings("ignore", message="OpenBLAS is configured", category=RuntimeWarning)
+
+
+def log_uniform(rng, low, high):
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+# each method: (default setting, a draw from its search space, most sweeps/epochs)
+def rgals_space(loss):
+    # the library's defaults first, as for implicit; alpha also scales the regularisation
+    # (lambda_u grows with alpha * n_items), hence the wide ranges
+    default = {"loss": loss, "alpha": 0.01, "regularization": 1e-3}
+    return default, lambda rng: {"loss": loss, "alpha": log_uniform(rng, 1e-4, 1.0),
+                                 "regularization": log_uniform(rng, 1e-4, 0.1)}
+
+
+SPACES = {
+    "rgals-rg2": rgals_space("rg2"),
+    "rgals-rgx": rgals_space("rgx"),
+    "implicit": ({"regularization": 0.01, "alpha": 1.0},
+                 lambda rng: {"regularization": log_uniform(rng, 1e-3, 10.0),
+                              "alpha": log_uniform(rng, 0.3, 50.0)}),
+    "softmax": ({"learning_rate": 1e-3, "temperature": 0.2},
+                lambda rng: {"learning_rate": log_uniform(rng, 3e-4, 1e-2),
+                             "temperature": log_uniform(rng, 0.05, 0.5)}),
+    "sampled_softmax": ({"learning_rate": 1e-3, "temperature": 0.2, "negatives": 1000},
+                        lambda rng: {"learning_rate": log_uniform(rng, 3e-4, 1e-2),
+                                     "temperature": log_uniform(rng, 0.05, 0.5),
+                                     "negatives": int(rng.choice([100, 300, 1000]))}),
+    "bpr": ({"learning_rate": 1e-3, "weight_decay": 1e-6},
+            lambda rng: {"learning_rate": log_uniform(rng, 3e-4, 1e-2),
+                         "weight_decay": log_uniform(rng, 1e-8, 1e-3)}),
+    "softmax_at_k": ({"learning_rate": 1e-3, "temperature": 0.2, "weight_temperature": 1.0},
+                     lambda rng: {"learning_rate": log_uniform(rng, 3e-4, 1e-2),
+                                  "temperature": log_uniform(rng, 0.05, 0.5),
+                                  "weight_temperature": log_uniform(rng, 0.5, 3.0)}),
+}
+ALS = ("rgals-rg2", "rgals-rgx", "implicit")
+
+
+class Curve:
+    """Validation NDCG@20 against training seconds; says when to stop a trial."""
+
+    def __init__(self, validation, mask, patience):
+        self.validation, self.mask, self.patience = validation, mask, patience
+        self.points = []  # (step, training seconds, validation ndcg@20, recall@20)
+
+    def evaluate(self, step, seconds, user_factors, item_factors):
+        values = ranking_metrics(user_factors, item_factors, self.validation, self.mask,
+                                 K=20, metrics=("ndcg", "recall"))
+        return self.add(step, seconds, values["ndcg@20"], values["recall@20"])
+
+    def add(self, step, seconds, ndcg, recall):
+        self.points.append((step, seconds, ndcg, recall))
+        best = max(range(len(self.points)), key=lambda index: self.points[index][2])
+        return len(self.points) - 1 - best < self.patience  # False: stop
+
+    def best(self):
+        return max(self.points, key=lambda point: point[2])
+
+
+def train(method, params, matrix, steps, threads, seed, curve=None):
+    """Fit `method` for at most `steps` sweeps/epochs; returns (user factors, item
+    factors, seconds of each step). With `curve`, every step is evaluated on validation
+    (evaluation time excluded from the seconds) and the curve may stop the fit."""
+    step_seconds = []
+    if method.startswith("rgals"):
+        # rgals evaluates the validation split itself (fit(..., validation=...))
+        def callback(iteration, elapsed, record):
+            step_seconds.append(record["seconds"])
+            if curve is None:
+                return None
+            return curve.add(iteration + 1, sum(step_seconds), record["validation_ndcg@20"],
+                             record["validation_recall@20"])
+
+        model = rgals.ALSSolver(factors=FACTORS, iterations=steps, tol=0.0,
+                                num_threads=threads, random_state=seed, **params)
+        model.fit(matrix, show_progress=False, callback=callback,
+                  validation=None if curve is None else curve.validation)
+        return model.user_factors_, model.item_factors_, step_seconds
+    if method == "implicit":
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        model = AlternatingLeastSquares(factors=FACTORS, iterations=steps, num_threads=threads,
+                                        random_state=seed, **params)
+        clock = {}
+
+        def callback(iteration, elapsed, loss):
+            step_seconds.append(time.perf_counter() - clock["last"])
+            keep = (curve.evaluate(iteration + 1, sum(step_seconds), model.user_factors,
+                                   model.item_factors) if curve is not None else True)
+            clock["last"] = time.perf_counter()
+            if not keep:
+                raise _Stop
+
+        # implicit parallelises its own loops and asks for single-threaded BLAS (its warning
+        # about the process-wide OpenBLAS setting is silenced above: this limit overrides it)
+        with threadpool_limits(limits=1, user_api="blas"):
+            clock["last"] = time.perf_counter()
+            try:
+                model.fit(matrix.astype(np.float32), show_progress=False, callback=callback)
+            except _Stop:
+                pass
+        return model.user_factors, model.item_factors, step_seconds
+    from baselines import GradientMF
+
+    model = GradientMF(loss=method, factors=FACTORS, epochs=steps, random_state=seed,
+                       batch_users=BATCH_USERS, **params)
+
+    def callback(epoch, elapsed, model):
+        step_seconds.append(elapsed - sum(step_seconds))
+        if curve is None:
+            return None
+        return curve.evaluate(epoch, elapsed, model.user_factors_, model.item_factors_)
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        model.fit(matrix, callback=callback)
+    return model.user_factors_, model.item_factors_, step_seconds
+
+
+class _Stop(Exception):
+    """Ends an implicit fit from its callback (its callback cannot return False)."""
+
+
+def load(dataset):
+    folder = DATA / DATASETS[dataset]
+    train_set = read(folder / "train.tsv")
+    test_set = read(folder / "test.tsv", users=train_set.user_ids, items=train_set.item_ids)
+    return train_set.matrix, test_set.matrix
+
+
+def run_method(dataset, method, trials, steps, patience, threads, seed, out):
+    """Tune on validation, refit the best setting on all of train, test it; write JSON."""
+    train_matrix, test_matrix = load(dataset)
+    fit_part, validation = validation_split(train_matrix, ratio=0.1, seed=seed)
+    default, draw = SPACES[method]
+    temperature, weight_temperature = PUBLISHED_SETTINGS[dataset]
+    default = {**default, **{name: value for name, value in
+                             (("temperature", temperature),
+                              ("weight_temperature", weight_temperature))
+                             if name in default}}
+    # JIT compilation and cache loading happen here, outside every timed run
+    start = time.perf_counter()
+    train(method, default, fit_part, 1, threads, seed)
+    warm_up = time.perf_counter() - start
+    rng = np.random.default_rng(seed)
+    results = []
+    for trial in range(trials):
+        params = default if trial == 0 else draw(rng)
+        curve = Curve(validation, fit_part, patience)
+        start = time.perf_counter()
+        _, _, seconds = train(method, params, fit_part, steps, threads, seed, curve)
+        step, at_seconds, ndcg, recall = curve.best()
+        results.append({"params": params, "validation_ndcg@20": ndcg,
+                        "validation_recall@20": recall, "best_step": step,
+                        "seconds_to_best": at_seconds, "steps_run": len(seconds),
+                        "median_step_seconds": statistics.median(seconds),
+                        "wall_seconds": time.perf_counter() - start, "curve": curve.points})
+        print(f"{dataset} {method} trial {trial}: {params} -> validation NDCG@20 {ndcg:.4f} "
+              f"after {step} steps ({at_seconds:.1f} s)", flush=True)
+    best = max(results, key=lambda result: result["validation_ndcg@20"])
+    user_factors, item_factors, seconds = train(method, best["params"], train_matrix,
+                                                best["best_step"], threads, seed)
+    test = ranking_metrics(user_factors, item_factors, test_matrix, train_matrix, K=(10, 20),
+                           metrics=("recall", "ndcg"))
+    print(f"{dataset} {method} best {best['params']}: test {test}", flush=True)
+    record = {"dataset": dataset, "method": method, "trials": results, "best": best,
+              "test": test, "refit_step_seconds": seconds, "threads": threads, "seed": seed,
+              "steps": steps, "patience": patience, "warm_up_seconds": warm_up,
+              "environment": environment()}
+    path = out / dataset / f"{method}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda file: file.write(json.dumps(record, indent=1).encode()))
+    return record
+
+
+def environment():
+    versions = {"python": platform.python_version(), "rgals": rgals.__version__,
+                "numpy": np.__version__}
+    try:
+        import implicit
+        versions["implicit"] = implicit.__version__
+    except ImportError:
+        pass
+    return {"machine": platform.processor() or platform.machine(), "versions": versions}
+
+
+def report(out, plots):
+    """Markdown tables of every dataset in `out`, and a plot of each dataset's curves."""
+    lines = []
+    for dataset in DATASETS:
+        records = [json.loads(path.read_text()) for path in sorted((out / dataset).glob("*.json"))]
+        if not records:
+            continue
+        lines += [f"### {dataset}", "",
+                  "| method | trials | chosen setting | validation N@20 | test R@20 | test N@20 "
+                  "| seconds to best validation | s / step | published R@20 / N@20 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for record in sorted(records, key=lambda record: -record["test"]["ndcg@20"]):
+            best, test = record["best"], record["test"]
+            published = PUBLISHED[dataset].get(record["method"])
+            setting = ", ".join(f"{name}={value:.3g}" if isinstance(value, float)
+                                else f"{name}={value}" for name, value in best["params"].items())
+            lines.append(
+                f"| {record['method']} | {len(record['trials'])} | {setting} | "
+                f"{best['validation_ndcg@20']:.4f} | {test['recall@20']:.4f} | "
+                f"{test['ndcg@20']:.4f} | {best['seconds_to_best']:.2f} "
+                f"({best['best_step']} steps) | {best['median_step_seconds']:.3f} | "
+                + (f"{published[0]:.4f} / {published[1]:.4f} |" if published else "- |"))
+        lines.append("")
+        _plot(dataset, records, plots / f"{dataset}.png")
+    return "\n".join(lines)
+
+
+def _plot(dataset, records, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for record in records:
+        points = np.array(record["best"]["curve"])
+        style = "o-" if record["method"] in ALS else ".-"
+        axes.plot(points[:, 1], points[:, 2], style, markersize=3, label=record["method"])
+    axes.set_xscale("symlog", linthresh=0.1)
+    axes.set_xlabel("training seconds (evaluation excluded)")
+    axes.set_ylabel("validation NDCG@20")
+    axes.set_title(f"{dataset}: chosen setting of each method")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=list(DATASETS), nargs="+", default=["health"])
+    parser.add_argument("--methods", nargs="+", default=["all"],
+                        help=f"'all' or some of {', '.join(SPACES)}")
+    parser.add_argument("--trials", type=int, default=8, help="settings tried per method")
+    parser.add_argument("--als-steps", type=int, default=30, help="most sweeps (ALS)")
+    parser.add_argument("--epochs", type=int, default=200, help="most epochs (gradient)")
+    parser.add_argument("--patience", type=int, default=10,
+                        help="steps without a better validation NDCG@20 before a trial stops")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument("--report", action="store_true",
+                        help="print the tables and draw bench/plots/ from --out, then exit")
+    args = parser.parse_args(argv)
+    if args.report:
+        print(report(args.out, HERE / "plots"))
+        return 0
+    methods = list(SPACES) if args.methods == ["all"] else args.methods
+    unknown = [method for method in methods if method not in SPACES]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {list(SPACES)}")
+    for dataset in args.dataset:
+        for method in methods:
+            steps = args.als_steps if method in ALS else args.epochs
+            run_method(dataset, method, args.trials, steps, args.patience, args.threads,
+                       args.seed, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
