@@ -12,7 +12,6 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 
 import numpy as np
 import scipy.sparse as sp
