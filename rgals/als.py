@@ -18,8 +18,8 @@ from .metrics import METRICS, ranking_metrics
 from .monitor import ConvergenceMonitor, softmax_loss
 from .ranking import normalized_rows, top_n
 from .solve import SOLVERS, solve_rows
-from .validation import (check_choice, check_ids, check_integer, check_interactions,
-                         check_real)
+from .validation import (check_bool, check_choice, check_ids, check_integer,
+                         check_interactions, check_real)
 
 log = logging.getLogger("rgals")
 
@@ -166,7 +166,7 @@ class ALSSolver:
             backend=check_choice(self.backend, "backend", BACKENDS),
             num_threads=check_integer(self.num_threads, "num_threads", 0),
             tol=check_real(self.tol, "tol", 0.0),
-            early_stopping=_check_bool(self.early_stopping, "early_stopping"),
+            early_stopping=check_bool(self.early_stopping, "early_stopping"),
             patience=check_integer(self.patience, "patience", 1),
             validation_metric=_parse_metric(self.validation_metric),
             eval_every=check_integer(self.eval_every, "eval_every", 1),
@@ -440,12 +440,6 @@ def _thread_limit(num_threads):
             yield
     finally:
         numba.set_num_threads(previous)
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
 
 
 def _parse_metric(text):

@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .export import check_directory, require_files, write_atomic
-from .validation import check_choice, check_integer, check_interactions, check_real
+from .validation import (check_bool, check_choice, check_integer, check_interactions,
+                         check_real)
 
 FORMATS = ("auto", "pairs", "lightgcn", "movielens", "mtx", "npz")
 DUPLICATES = ("sum", "error")
@@ -91,8 +92,7 @@ def _check_options(min_value, binary, duplicates, unknown):
             min_value, numbers.Real) or not np.isfinite(min_value)):
         raise ValueError(f"min_value must be None or a finite number (interactions with a "
                          f"smaller value are dropped); got {min_value!r}")
-    if not isinstance(binary, (bool, np.bool_)):
-        raise ValueError(f"binary must be True or False; got {binary!r}")
+    check_bool(binary, "binary")
     check_choice(duplicates, "duplicates", DUPLICATES)
     check_choice(unknown, "unknown", UNKNOWN)
 

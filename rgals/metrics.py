@@ -23,7 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .ranking import top_lists
-from .validation import check_choice, check_ids, check_integer, check_interactions
+from .validation import (check_choice, check_ids, check_integer, check_interactions,
+                         check_numeric)
 
 METRICS = ("ndcg", "recall", "precision", "mrr", "map")
 
@@ -147,9 +148,7 @@ def _check_factors(factors, name):
     if array.ndim != 2:
         raise ValueError(f"{name} must be 2-D (rows x factors); got an array of shape "
                          f"{array.shape}")
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or \
-            np.issubdtype(array.dtype, np.complexfloating):
-        raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
+    check_numeric(array.dtype, name, "factors")
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float64)  # the kernel takes float32/64; it writes -inf
     bad = ~np.isfinite(array)

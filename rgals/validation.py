@@ -18,7 +18,7 @@ def check_interactions(matrix, name="user_items", allow_negative=False, shape=No
         if np.ndim(matrix) != 2:
             raise ValueError(f"{name} must be 2-D (rows x columns); got an array of shape "
                              f"{np.shape(matrix)}")
-        _check_numeric(np.asarray(matrix).dtype, name)
+        check_numeric(np.asarray(matrix).dtype, name)
         matrix = sp.csr_matrix(matrix)
         warnings.warn(f"{name} is a dense numpy array; converted it to a scipy.sparse CSR "
                       f"matrix with {matrix.nnz} stored values. Pass a sparse matrix to "
@@ -29,7 +29,7 @@ def check_interactions(matrix, name="user_items", allow_negative=False, shape=No
                         f"{type(matrix).__name__}")
     if len(matrix.shape) != 2:
         raise ValueError(f"{name} must be 2-D (rows x columns); got shape {matrix.shape}")
-    _check_numeric(matrix.dtype, name)
+    check_numeric(matrix.dtype, name)
     if shape is not None and tuple(matrix.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {matrix.shape}; expected {tuple(shape)}")
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
@@ -44,10 +44,10 @@ def check_interactions(matrix, name="user_items", allow_negative=False, shape=No
     return matrix
 
 
-def _check_numeric(dtype, name):
+def check_numeric(dtype, name, what="confidence values"):
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or \
             np.issubdtype(dtype, np.complexfloating):
-        raise TypeError(f"{name} must hold real numbers (confidence values); got dtype {dtype}")
+        raise TypeError(f"{name} must hold real numbers ({what}); got dtype {dtype}")
 
 
 def _first_position(matrix, mask):
@@ -104,6 +104,12 @@ def check_real(value, name, minimum, strict=False):
         relation = ">" if strict else ">="
         raise ValueError(f"{name} must be a finite number {relation} {minimum}; got {value!r}")
     return float(value)
+
+
+def check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
 
 
 def check_choice(value, name, choices):
