@@ -13,6 +13,8 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import export
+from .backend import (array_module, check_gpu_memory, gpu_memory_errors, require_gpu,
+                      to_device, to_host)
 from .losses import LOSSES
 from .metrics import METRICS, ranking_metrics
 from .monitor import ConvergenceMonitor, softmax_loss
@@ -64,7 +66,10 @@ class ALSSolver:
     dtype : numpy float dtype
         np.float32 (default) or np.float64 for the factors; sums are in float64.
     backend : {"cpu", "gpu"}
-        Where the kernels run ("gpu" needs CuPy and a CUDA device).
+        Where the fit runs: "cpu" (Numba kernels) or "gpu" (CuPy on a CUDA device; needs
+        `pip install 'rgals[gpu]'`). Both give the same model from the same seed. With
+        "gpu" the learned factors stay on the device as CuPy arrays (as in `implicit`'s
+        GPU models); `to_cpu()` returns a NumPy copy of the model, `to_gpu()` the reverse.
     num_threads : int
         Threads for the kernels during fit; 0 uses every core (BLAS runs on one thread
         meanwhile, so that its idle workers do not compete with the kernels).
@@ -173,7 +178,7 @@ class ALSSolver:
             softmax_users=check_integer(self.softmax_users, "softmax_users", 0),
         )
         if params["backend"] == "gpu":
-            _require_gpu()
+            require_gpu()
         return params
 
     # -- fitting -----------------------------------------------------------------------
@@ -202,8 +207,6 @@ class ALSSolver:
             raise ValueError("early_stopping=True needs validation data: pass "
                              "fit(user_items, validation=held_out), e.g. from "
                              "rgals.data.validation_split(user_items)")
-        loss = loss_class(params["alpha"], params["regularization"], params["reg_exponent"],
-                          user_items)
         item_users = user_items.T.tocsr()
         item_users.sort_indices()
 
@@ -214,6 +217,17 @@ class ALSSolver:
             params["dtype"])
         item_factors = (scale * rng.standard_normal((n_items, params["factors"]))).astype(
             params["dtype"])
+        # the same start on both backends; the GPU then works on copies of everything
+        data, data_by_item = user_items, item_users
+        if params["backend"] == "gpu":
+            check_gpu_memory(n_users, n_items, user_items.nnz, params["factors"],
+                             params["dtype"])
+            with gpu_memory_errors("the copy of the data to the GPU"):
+                data, data_by_item, user_factors, item_factors = (
+                    to_device(array) for array in (user_items, item_users, user_factors,
+                                                   item_factors))
+        loss = loss_class(params["alpha"], params["regularization"], params["reg_exponent"],
+                          data)
         softmax_users = np.sort(rng.choice(n_users, min(params["softmax_users"], n_users),
                                            replace=False))
         solver, cg_steps = params["solver"], params["cg_steps"]
@@ -229,22 +243,21 @@ class ALSSolver:
             seconds = time.perf_counter() - start
             _check_finite(factors, side, sweep, params)
             monitor.half_step(sweep, side, systems, decrease,
-                              loss.objective(user_factors, item_factors, user_items), seconds)
+                              loss.objective(user_factors, item_factors, data), seconds)
 
         start = time.perf_counter()
-        with _thread_limit(params["num_threads"]), tqdm(
+        with gpu_memory_errors("fit"), _thread_limit(params["num_threads"]), tqdm(
                 total=params["iterations"], disable=not show_progress, unit="sweep",
                 desc=f"rgals {params['loss']}") as progress:
-            monitor.start(loss.objective(user_factors, item_factors, user_items))
+            monitor.start(loss.objective(user_factors, item_factors, data))
             for sweep in range(1, params["iterations"] + 1):
-                half_step(sweep, "user", loss.user_systems(item_factors, user_items),
-                          user_factors)
-                half_step(sweep, "item", loss.item_systems(user_factors, item_users),
+                half_step(sweep, "user", loss.user_systems(item_factors, data), user_factors)
+                half_step(sweep, "item", loss.item_systems(user_factors, data_by_item),
                           item_factors)
                 evaluate = sweep % params["eval_every"] == 0 or sweep == params["iterations"]
                 record = monitor.end_sweep(
-                    softmax_loss=(softmax_loss(user_factors, item_factors, user_items,
-                                               softmax_users)
+                    softmax_loss=(softmax_loss(to_host(user_factors), to_host(item_factors),
+                                               user_items, softmax_users)
                                   if evaluate and softmax_users.size else None),
                     validation=(ranking_metrics(user_factors, item_factors, validation,
                                                 user_items, K=metric_k,
@@ -316,7 +329,7 @@ class ALSSolver:
         self._check_fitted()
         ids = check_ids(userid, None, "userid")
         rows = self._rows(ids, user_items, self.item_factors_.shape[0], "user_items", "item")
-        factors = self._fold_in(self._loss().user_systems(self.item_factors_, rows))
+        factors = self._fold_in(self._loss().user_systems(to_host(self.item_factors_), rows))
         return factors[0] if np.isscalar(userid) else factors
 
     def recalculate_item(self, itemid, item_users):
@@ -327,10 +340,10 @@ class ALSSolver:
         self._check_fitted()
         ids = check_ids(itemid, None, "itemid")
         rows = self._rows(ids, item_users, self.user_factors_.shape[0], "item_users", "user")
-        systems = self._loss().item_systems(self.user_factors_, rows)
+        systems = self._loss().item_systems(to_host(self.user_factors_), rows)
         if systems.coupling is not None:
             # the item side has unit scale, so the fixed coupling folds into rhs
-            item_sum = self.item_factors_.sum(axis=0, dtype=np.float64)
+            item_sum = to_host(self.item_factors_).sum(axis=0, dtype=np.float64)
             systems = dataclasses.replace(systems, coupling=None,
                                           rhs=systems.rhs + systems.coupling @ item_sum)
         factors = self._fold_in(systems)
@@ -340,7 +353,14 @@ class ALSSolver:
         factors = np.zeros((systems.interactions.shape[0], self.item_factors_.shape[1]),
                            dtype=self.item_factors_.dtype)
         solve_rows(systems, factors, solver="cholesky")
-        return factors
+        return self._on_backend(factors)
+
+    def _on_backend(self, array):
+        """A host array moved to where this model's factors live."""
+        return array if array_module(self.item_factors_) is np else to_device(array)
+
+    def _factor_rows(self, factors, ids):
+        return factors[array_module(factors).asarray(ids)]
 
     def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
                   filter_items=None, recalculate_user=False, items=None):
@@ -363,7 +383,7 @@ class ALSSolver:
                                  "of the users to fold in")
             rows = self._rows(ids, user_items, n_items, "user_items", "item")
         queries = (self.recalculate_user(ids, rows) if recalculate_user
-                   else self.user_factors_[ids])
+                   else self._factor_rows(self.user_factors_, ids))
         result = top_n(queries, self.item_factors_, N,
                        exclude=rows if filter_already_liked_items else None,
                        filter_ids=filter_items, candidates=items)
@@ -376,7 +396,7 @@ class ALSSolver:
         n_items = self.item_factors_.shape[0]
         ids = check_ids(itemid, None if recalculate_item else n_items, "itemid")
         queries = (self.recalculate_item(ids, item_users) if recalculate_item
-                   else self.item_factors_[ids])
+                   else self._factor_rows(self.item_factors_, ids))
         result = top_n(normalized_rows(queries), normalized_rows(self.item_factors_),
                        check_integer(N, "N", 1), filter_ids=filter_items, candidates=items)
         return _single(result) if np.isscalar(itemid) else result
@@ -385,7 +405,7 @@ class ALSSolver:
         """The N users most similar (cosine of factors) to each given user, itself included."""
         self._check_fitted()
         ids = check_ids(userid, self.user_factors_.shape[0], "userid")
-        result = top_n(normalized_rows(self.user_factors_[ids]),
+        result = top_n(normalized_rows(self._factor_rows(self.user_factors_, ids)),
                        normalized_rows(self.user_factors_), check_integer(N, "N", 1),
                        filter_ids=filter_users, candidates=users)
         return _single(result) if np.isscalar(userid) else result
@@ -400,6 +420,27 @@ class ALSSolver:
         """
         self._check_fitted()
         export.save(self, directory, overwrite=overwrite)
+
+    # -- moving between backends -------------------------------------------------------
+
+    def to_cpu(self):
+        """A copy of this fitted model with backend="cpu" and NumPy factors."""
+        return self._copy_to("cpu", to_host)
+
+    def to_gpu(self):
+        """A copy of this fitted model with backend="gpu" and CuPy factors."""
+        require_gpu()
+        return self._copy_to("gpu", to_device)
+
+    def _copy_to(self, backend, move):
+        self._check_fitted()
+        model = ALSSolver(**{**self.get_params(), "backend": backend})
+        model.user_factors_ = move(self.user_factors_).copy()
+        model.item_factors_ = move(self.item_factors_).copy()
+        model.user_items_ = self.user_items_
+        if hasattr(self, "monitor_"):
+            model.monitor_ = self.monitor_
+        return model
 
 
 def _same(a, b):
@@ -464,7 +505,7 @@ def _report(progress, record, metric):
 
 
 def _warn_if_collapsed(user_factors, item_factors, params):
-    largest = max(np.abs(user_factors).max(), np.abs(item_factors).max())
+    largest = max(float(abs(user_factors).max()), float(abs(item_factors).max()))
     if largest < 1e-6:
         warnings.warn(
             f"every factor shrank to about zero (largest {largest:.2g}): the regularization "
@@ -474,28 +515,10 @@ def _warn_if_collapsed(user_factors, item_factors, params):
 
 
 def _check_finite(factors, side, sweep, params):
-    if not np.isfinite(factors).all():
+    if not bool(array_module(factors).isfinite(factors).all()):
         raise FloatingPointError(
             f"the fit diverged: non-finite {side} factors in sweep {sweep}. Likely "
             f"causes: confidence values too large for dtype {params['dtype']}, or "
             f"regularization={params['regularization']} too small for this data. Scale the "
             "values down, raise `regularization`, or use dtype=np.float64")
 
-
-def _require_gpu():
-    try:
-        import cupy
-    except ImportError as error:
-        raise ImportError(
-            "backend='gpu' needs CuPy, which is not installed. Install it with "
-            "pip install 'rgals[gpu]' (CUDA 12; for other CUDA versions see "
-            "https://docs.cupy.dev/en/stable/install.html), or use backend='cpu'") from error
-    try:
-        devices = cupy.cuda.runtime.getDeviceCount()
-    except Exception:  # CuPy raises its own CUDA errors when no driver is present
-        devices = 0
-    if devices == 0:
-        raise RuntimeError("backend='gpu' found CuPy but no CUDA device (check the NVIDIA "
-                           "driver with nvidia-smi); use backend='cpu'")
-    raise NotImplementedError("the CuPy backend is not available in this version of rgals; "
-                              "use backend='cpu'")

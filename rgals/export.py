@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .backend import to_host
+from .validation import check_choice
+
 FORMAT_VERSION = 1
 FILES = ("user_factors.npy", "item_factors.npy", "user_items.npz", "params.json")
 
@@ -74,10 +77,12 @@ def save(solver, directory, overwrite=False):
         "factors": int(solver.item_factors_.shape[1]),
         "dtype": solver.item_factors_.dtype.name,
     }
-    write_atomic(directory / "user_factors.npy",
-                  lambda file: np.save(file, solver.user_factors_, allow_pickle=False))
-    write_atomic(directory / "item_factors.npy",
-                  lambda file: np.save(file, solver.item_factors_, allow_pickle=False))
+    # factors of a GPU model are copied to the host: both backends write the same files
+    for name, factors in (("user_factors.npy", solver.user_factors_),
+                          ("item_factors.npy", solver.item_factors_)):
+        write_atomic(directory / name,
+                     lambda file, factors=factors: np.save(file, to_host(factors),
+                                                           allow_pickle=False))
     write_atomic(directory / "user_items.npz",
                   lambda file: sp.save_npz(file, solver.user_items_, compressed=True))
     # params.json last: a directory with it is a complete model
@@ -85,8 +90,13 @@ def save(solver, directory, overwrite=False):
                   lambda file: file.write(json.dumps(metadata, indent=2).encode() + b"\n"))
 
 
-def load(directory):
-    """A fitted ALSSolver from a directory written by `ALSSolver.save`."""
+def load(directory, backend=None):
+    """A fitted ALSSolver from a directory written by `ALSSolver.save`.
+
+    backend: "cpu" or "gpu" for the loaded model; None keeps the one it was fitted with
+    (a model fitted on a GPU then needs CuPy and a device: pass backend="cpu" to use it
+    without).
+    """
     from .als import ALSSolver
 
     directory = require_files(directory, FILES, "is not a saved rgals model")
@@ -101,6 +111,8 @@ def load(directory):
     if metadata.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{directory} was saved in format {metadata.get('format_version')}; "
                          f"this rgals reads format {FORMAT_VERSION}")
+    if backend is not None:
+        params = {**params, "backend": check_choice(backend, "backend", ("cpu", "gpu"))}
     solver = ALSSolver(**params)
     factors = {}
     for name, shape in expected.items():
@@ -116,4 +128,4 @@ def load(directory):
     solver.user_factors_ = factors["user_factors.npy"]
     solver.item_factors_ = factors["item_factors.npy"]
     solver.user_items_ = user_items
-    return solver
+    return solver.to_gpu() if solver.backend == "gpu" else solver

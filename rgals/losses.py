@@ -10,11 +10,12 @@ n_u = sum_i c_ui, w_u = n_u / (2N), scores s_ui = p_u . q_i.
 
 F adds sum_u lambda_u |p_u|^2 + sum_i lambda_i |q_i|^2. No loss knows about devices or
 solvers: it hands the solver `RowSystems` and evaluates F without touching M x N pairs.
+The arrays stay in the library of the inputs (NumPy, or CuPy for backend="gpu").
 """
 
 import numpy as np
 
-from .kernels import cpu
+from .backend import array_module, kernels_for
 from .solve import RowSystems
 
 
@@ -30,11 +31,19 @@ def _gram(factors, weights=None):
 
 
 def _row_sums(matrix):
-    return np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
+    xp = array_module(matrix)
+    return xp.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
 
 
 def _pair_scores(user_items, user_factors, item_factors):
-    return cpu.pair_scores(user_items.indptr, user_items.indices, user_factors, item_factors)
+    kernels = kernels_for(array_module(user_factors))
+    return kernels.pair_scores(user_items.indptr, user_items.indices, user_factors,
+                               item_factors)
+
+
+def _squared_norms(factors):
+    factors = factors.astype(np.float64)
+    return (factors * factors).sum(axis=1)
 
 
 class RG2:
@@ -58,7 +67,7 @@ class RG2:
         self.n_users, self.n_items = user_items.shape
         self.user_weight = _row_sums(user_items) / (2.0 * self.n_items)
         self.item_reg = self.regularization * (
-            self.user_weight.sum() + self.alpha * self.n_users) ** self.reg_exponent
+            float(self.user_weight.sum()) + self.alpha * self.n_users) ** self.reg_exponent
 
     def user_reg(self, interaction_sums):
         base = interaction_sums / 2.0 + self.alpha * self.n_items + 1.0
@@ -66,7 +75,7 @@ class RG2:
 
     def pair_weights(self, values):
         """Per stored pair: its weight in A (None if all zero) and its weight in b."""
-        values = np.asarray(values, dtype=np.float64)
+        values = values.astype(np.float64)
         gram = self.alpha * values if self.alpha > 0 else None
         return gram, (self.alpha + 0.5) * values
 
@@ -85,9 +94,9 @@ class RG2:
         """Systems for the items in the rows of `item_users` (items x users)."""
         gram, column_sum = _gram(user_factors, self.user_weight)
         pair_gram, pair_rhs = self.pair_weights(item_users.data)
-        n_rows = item_users.shape[0]
+        n_rows, xp = item_users.shape[0], array_module(user_factors)
         return RowSystems(item_users, pair_gram, pair_rhs, user_factors, gram, -column_sum,
-                          scale=np.ones(n_rows), reg=np.full(n_rows, self.item_reg),
+                          scale=xp.ones(n_rows), reg=xp.full(n_rows, self.item_reg),
                           coupling=self.item_coupling(gram))
 
     def item_coupling(self, weighted_user_gram):
@@ -97,15 +106,14 @@ class RG2:
         item_gram, item_sum = _gram(item_factors)
         user_gram, user_sum = _gram(user_factors, self.user_weight)
         # sum_u w_u sum_j (s_uj + 1)^2 over all M x N pairs, in closed form
-        total = (np.sum(item_gram * user_gram) + 2.0 * item_sum @ user_sum
+        total = ((item_gram * user_gram).sum() + 2.0 * item_sum @ user_sum
                  + self.n_items * self.user_weight.sum())
         total -= self.interaction_term(item_sum, user_gram)
         scores = _pair_scores(user_items, user_factors, item_factors)
         values = user_items.data
-        total += np.sum(values * (self.alpha * (scores - 1.0) ** 2 - scores))
-        user_norms = np.einsum("ij,ij->i", user_factors, user_factors, dtype=np.float64)
-        total += self.user_reg(_row_sums(user_items)) @ user_norms
-        total += self.item_reg * np.sum(item_factors.astype(np.float64) ** 2)
+        total += (values * (self.alpha * (scores - 1.0) ** 2 - scores)).sum()
+        total += self.user_reg(_row_sums(user_items)) @ _squared_norms(user_factors)
+        total += self.item_reg * _squared_norms(item_factors).sum()
         return float(total)
 
     def interaction_term(self, item_sum, weighted_user_gram):
@@ -124,7 +132,7 @@ class RGx(RG2):
 
     def user_gram(self, item_factors):
         gram, column_sum = _gram(item_factors)
-        return gram - np.outer(column_sum, column_sum) / self.n_items, column_sum
+        return gram - column_sum[:, None] * column_sum[None, :] / self.n_items, column_sum
 
     def item_coupling(self, weighted_user_gram):
         return weighted_user_gram / self.n_items
@@ -151,16 +159,16 @@ class IALS:
         self.regularization = float(regularization)
 
     def pair_weights(self, values):
-        confidence = self.alpha * np.asarray(values, dtype=np.float64)
-        gram = np.abs(confidence) - 1.0
-        return (gram if np.any(gram) else None), np.maximum(confidence, 0.0)
+        confidence = self.alpha * values.astype(np.float64)
+        gram = abs(confidence) - 1.0
+        return (gram if bool(gram.any()) else None), confidence.clip(0.0, None)
 
     def _systems(self, others, rows):
         gram, _ = _gram(others)
         pair_gram, pair_rhs = self.pair_weights(rows.data)
-        n_rows, d = rows.shape[0], others.shape[1]
-        return RowSystems(rows, pair_gram, pair_rhs, others, gram, np.zeros(d),
-                          scale=np.ones(n_rows), reg=np.full(n_rows, self.regularization))
+        n_rows, d, xp = rows.shape[0], others.shape[1], array_module(others)
+        return RowSystems(rows, pair_gram, pair_rhs, others, gram, xp.zeros(d),
+                          scale=xp.ones(n_rows), reg=xp.full(n_rows, self.regularization))
 
     def user_systems(self, item_factors, user_items):
         return self._systems(item_factors, user_items)
@@ -171,13 +179,12 @@ class IALS:
     def objective(self, user_factors, item_factors, user_items):
         user_gram, _ = _gram(user_factors)
         item_gram, _ = _gram(item_factors)
-        total = np.sum(user_gram * item_gram)  # every pair as unobserved: sum s_uj^2
+        total = (user_gram * item_gram).sum()  # every pair as unobserved: sum s_uj^2
         scores = _pair_scores(user_items, user_factors, item_factors)
         confidence = self.alpha * user_items.data
         target = (confidence > 0).astype(np.float64)
-        total += np.sum(np.abs(confidence) * (target - scores) ** 2 - scores ** 2)
-        total += self.regularization * (np.sum(user_gram.diagonal())
-                                        + np.sum(item_gram.diagonal()))
+        total += (abs(confidence) * (target - scores) ** 2 - scores ** 2).sum()
+        total += self.regularization * float(user_gram.trace() + item_gram.trace())
         return float(total)
 
 

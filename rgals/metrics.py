@@ -22,6 +22,7 @@ rank the lower item id first.
 import numpy as np
 import scipy.sparse as sp
 
+from .backend import array_module
 from .ranking import top_lists
 from .validation import (check_choice, check_ids, check_integer, check_interactions,
                          check_numeric)
@@ -49,7 +50,7 @@ def ranking_metrics(user_factors, item_factors, test, train=None, K=(10, 20),
         raise ValueError(f"user_factors has {user_factors.shape[1]} factors per row but "
                          f"item_factors has {item_factors.shape[1]}; both must come from the "
                          "same model")
-    dtype = np.result_type(user_factors, item_factors)
+    dtype = np.result_type(user_factors.dtype, item_factors.dtype)
     user_factors = user_factors.astype(dtype, copy=False)
     item_factors = item_factors.astype(dtype, copy=False)
     n_users, n_items = user_factors.shape[0], item_factors.shape[0]
@@ -75,7 +76,8 @@ def ranking_metrics(user_factors, item_factors, test, train=None, K=(10, 20),
     # a user cannot have more than n_items hits, so a cutoff beyond n_items needs no
     # longer top list (nor a longer ideal DCG): metrics @K read column min(K, depth) - 1
     depth = min(cutoffs[-1], n_items)
-    _, ids = top_lists(user_factors[evaluated], item_factors, depth,
+    queries = user_factors[array_module(user_factors).asarray(evaluated)]
+    _, ids = top_lists(queries, item_factors, depth,
                        mask=None if train is None else train[evaluated],
                        batch=None if batch_users is None else
                        check_integer(batch_users, "batch_users", 1))
@@ -144,16 +146,17 @@ def _check_factors(factors, name):
     if sp.issparse(factors):
         raise TypeError(f"{name} must be a dense 2-D numpy array (rows x factors); got a "
                         "scipy.sparse matrix")
-    array = np.asarray(factors)
+    xp = array_module(factors)  # CuPy factors are ranked on their device
+    array = xp.asarray(factors)
     if array.ndim != 2:
         raise ValueError(f"{name} must be 2-D (rows x factors); got an array of shape "
                          f"{array.shape}")
     check_numeric(array.dtype, name, "factors")
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float64)  # the kernel takes float32/64; it writes -inf
-    bad = ~np.isfinite(array)
-    if bad.any():
-        row = int(np.flatnonzero(bad.any(axis=1))[0])
+    bad = ~xp.isfinite(array)
+    if bool(bad.any()):
+        row = int(xp.flatnonzero(bad.any(axis=1))[0])
         raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite values (the first in "
                          f"row {row}); the model diverged or was not fitted correctly")
     return array

@@ -7,7 +7,8 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from .kernels import cpu
+from .backend import array_module, to_host
+from .kernels import batched, cpu
 from .validation import check_ids
 
 # Scores are computed one tile (a batch of queries x a block of targets) at a time and
@@ -19,8 +20,9 @@ _BATCH = 256  # queries per batch (larger batches read the targets fewer times)
 
 def normalized_rows(factors):
     """Rows scaled to unit length (zero rows stay zero), for cosine similarity."""
-    norms = np.linalg.norm(factors, axis=1, keepdims=True)
-    return factors / np.maximum(norms, np.finfo(factors.dtype).tiny)
+    xp = array_module(factors)
+    norms = xp.sqrt((factors * factors).sum(axis=1, keepdims=True))
+    return factors / xp.maximum(norms, np.finfo(factors.dtype).tiny)
 
 
 def top_lists(queries, targets, depth, mask=None, removed=None, batch=None):
@@ -31,11 +33,20 @@ def top_lists(queries, targets, depth, mask=None, removed=None, batch=None):
     (rows, depth), best first; empty slots hold -inf and id -1. Equal scores rank the
     lower id first. Batches of `batch` queries (default 256) run on numba's thread count,
     each with single-threaded BLAS (OpenBLAS workers spinning beside the kernels cost more).
+    CuPy queries and targets are ranked on their device (same results, returned in NumPy).
     """
-    batch = batch or _BATCH
     n_queries, n_targets = queries.shape[0], targets.shape[0]
-    dtype = np.result_type(queries, targets)
+    dtype = np.result_type(queries.dtype, targets.dtype)
     queries, targets = queries.astype(dtype, copy=False), targets.astype(dtype, copy=False)
+    xp = array_module(queries)
+    if xp is not np:
+        best, ids = batched.top_lists(
+            queries, targets, depth,
+            None if mask is None else xp.asarray(mask.indptr),
+            None if mask is None else xp.asarray(mask.indices),
+            None if removed is None else xp.asarray(removed), batch)
+        return to_host(best), to_host(ids)
+    batch = batch or _BATCH
     best = np.full((n_queries, depth), -np.inf, dtype=dtype)
     ids = np.full((n_queries, depth), -1, dtype=np.int64)
     tile = max(1, _TILE // batch)
@@ -89,7 +100,7 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
         candidates = check_ids(candidates, n_targets, "items")
         if candidates.size == 0:
             raise ValueError("items (the candidates to rank) is empty")
-        targets = targets[candidates]
+        targets = targets[array_module(targets).asarray(candidates)]
         if exclude is not None:
             # the excluded columns, renumbered as positions among the candidates
             position = np.full(n_targets, -1, dtype=np.int64)

@@ -5,9 +5,8 @@ from typing import Optional
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 
-from .kernels import cpu
+from .backend import array_module, kernels_for
 
 SOLVERS = ("auto", "cholesky", "cg")
 
@@ -23,12 +22,15 @@ class RowSystems:
     Minimising x^T A_r x - 2 b_r^T x for every row is the half step. `pair_gram` is None
     when every pair weight is zero: then all systems share one eigenbasis (fast path).
 
+    All arrays live in one array library (NumPy, or CuPy for backend="gpu"); the solvers
+    run the kernels of that library.
+
     `coupling` C, when set, adds -sigma^T C sigma with sigma = sum_r x_r to the objective
     (RGx's interactive term on the item side); the minimiser then solves
     A_r x_r = b_r + C sigma for every r.
     """
 
-    interactions: sp.csr_matrix
+    interactions: "scipy.sparse.csr_matrix"  # or cupyx.scipy.sparse on the GPU
     pair_gram: Optional[np.ndarray]
     pair_rhs: np.ndarray
     others: np.ndarray
@@ -61,8 +63,9 @@ def solve_rows(systems, factors, solver="auto", cg_steps=3):
     if method not in ("eigen", "cholesky", "cg"):
         raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
     _check_finite_systems(systems)
+    xp = array_module(factors)
     d = factors.shape[1]
-    shift = np.zeros(d)
+    shift = xp.zeros(d)
     coupling = systems.coupling
     basis = _EigenBasis(systems, factors.dtype) if method == "eigen" else None
     if coupling is not None:
@@ -73,7 +76,7 @@ def solve_rows(systems, factors, solver="auto", cg_steps=3):
         else:
             inverse_sum, solution_sum = (basis.inverse_sum() if basis is not None
                                          else _cholesky_inverse_sum(systems))
-            sigma = np.linalg.solve(np.eye(d) - inverse_sum @ coupling, solution_sum)
+            sigma = xp.linalg.solve(xp.eye(d) - inverse_sum @ coupling, solution_sum)
             shift = coupling @ sigma
 
     if method == "eigen":
@@ -103,25 +106,29 @@ def hessian_bounds(systems):
     lowest eigenvalue is 0, so the bound is reg (exact without pair terms); any other
     coupling lowers the bound by rows * eig_max(C) (Weyl).
     """
-    eigenvalues = np.maximum(scipy.linalg.eigvalsh(systems.gram), 0.0)
+    xp = array_module(systems.scale)
+    eigenvalues = _eigenbasis(systems.gram, values_only=True)
     matrix = systems.interactions
     scale, reg = systems.scale, systems.reg
-    lowest = scale * eigenvalues[0] + reg
-    highest = scale * eigenvalues[-1] + reg
+    lowest = scale * float(eigenvalues[0]) + reg
+    highest = scale * float(eigenvalues[-1]) + reg
     if systems.pair_gram is not None:
-        norms = np.einsum("ij,ij->i", systems.others, systems.others, dtype=np.float64)
-        for part, bound in ((np.minimum(systems.pair_gram, 0.0), lowest),
-                            (np.maximum(systems.pair_gram, 0.0), highest)):
-            bound += sp.csr_matrix((part, matrix.indices, matrix.indptr),
-                                   shape=matrix.shape) @ norms
-    lowest = lowest.min()
+        others = systems.others.astype(np.float64)
+        norms = (others * others).sum(axis=1, keepdims=True)
+        kernels = kernels_for(xp)
+        for part, bound in ((xp.minimum(systems.pair_gram, 0.0), lowest),
+                            (xp.maximum(systems.pair_gram, 0.0), highest)):
+            bound += kernels.weighted_row_sums(matrix.indptr, matrix.indices, part, norms)[:, 0]
+    lowest = float(lowest.min())
     if systems.coupling is not None:
         rows = matrix.shape[0]
-        if np.all(scale == 1.0) and np.allclose(systems.coupling * rows, systems.gram):
-            lowest -= eigenvalues[0]
+        if bool((scale == 1.0).all()) and bool(xp.allclose(systems.coupling * rows,
+                                                              systems.gram)):
+            lowest -= float(eigenvalues[0])
         else:
-            lowest -= rows * max(scipy.linalg.eigvalsh(systems.coupling)[-1], 0.0)
-    return 2.0 * float(lowest), 2.0 * float(highest.max())
+            lowest -= rows * max(float(_eigenbasis(systems.coupling, values_only=True)[-1]),
+                                 0.0)
+    return 2.0 * lowest, 2.0 * float(highest.max())
 
 
 def _kernel_arrays(systems, dtype=np.float64):
@@ -133,15 +140,23 @@ def _kernel_arrays(systems, dtype=np.float64):
     matrix = systems.interactions
     pair_gram = systems.pair_gram
     if pair_gram is None:
-        pair_gram = np.zeros(matrix.nnz)
-    return (matrix.indptr, matrix.indices, np.asarray(pair_gram, dtype=dtype),
-            np.asarray(systems.pair_rhs, dtype=dtype))
+        pair_gram = array_module(systems.pair_rhs).zeros(matrix.nnz)
+    return (matrix.indptr, matrix.indices, pair_gram.astype(dtype, copy=False),
+            systems.pair_rhs.astype(dtype, copy=False))
 
 
-def _eigenbasis(gram):
-    eigenvalues, eigenvectors = scipy.linalg.eigh(gram)
+def _eigenbasis(gram, values_only=False):
+    """Eigenvalues (clipped at zero) and eigenvectors of a d x d Gram, on its device."""
+    xp = array_module(gram)
+    if xp is np:
+        result = scipy.linalg.eigh(gram, eigvals_only=values_only)
+    else:
+        result = xp.linalg.eigvalsh(gram) if values_only else xp.linalg.eigh(gram)
+    if values_only:
+        return xp.maximum(result, 0.0)
+    eigenvalues, eigenvectors = result
     # grams are positive semidefinite by construction; drop rounding below zero
-    return np.maximum(eigenvalues, 0.0), eigenvectors
+    return xp.maximum(eigenvalues, 0.0), eigenvectors
 
 
 class _EigenBasis:
@@ -155,9 +170,10 @@ class _EigenBasis:
         self.eigenvalues, self.eigenvectors = _eigenbasis(systems.gram)
         self.vectors = self.eigenvectors.astype(dtype)  # for products with the factors
         matrix = systems.interactions
-        pair_sums = cpu.weighted_row_sums(matrix.indptr, matrix.indices,
-                                          systems.pair_rhs.astype(systems.others.dtype),
-                                          systems.others)
+        self.kernels = kernels_for(array_module(systems.others))
+        pair_sums = self.kernels.weighted_row_sums(matrix.indptr, matrix.indices,
+                                                   systems.pair_rhs.astype(systems.others.dtype),
+                                                   systems.others)
         self.pair_rotated = pair_sums @ self.vectors
         self.rhs_rotated = self.eigenvectors.T @ systems.rhs
 
@@ -174,7 +190,7 @@ class _EigenBasis:
     def solve(self, factors, shift):
         old_rotated = factors @ self.vectors
         solution = self.pair_rotated  # overwritten in place by the kernel
-        decrease = cpu.diagonal_solve(solution, self.rhs_rotated, self.eigenvectors.T @ shift,
+        decrease = self.kernels.diagonal_solve(solution, self.rhs_rotated, self.eigenvectors.T @ shift,
                                       old_rotated, self.eigenvalues, self.systems.scale,
                                       self.systems.reg)
         factors[:] = solution @ self.vectors.T
@@ -182,9 +198,11 @@ class _EigenBasis:
 
 
 def _solve_cholesky(systems, factors, shift):
-    decrease = cpu.cholesky_rows(*_kernel_arrays(systems), systems.others, systems.gram,
-                                 systems.rhs, shift, systems.scale, systems.reg, factors)
-    _check_positive_definite(int(np.sum(~np.isfinite(decrease))))
+    xp = array_module(factors)
+    decrease = kernels_for(xp).cholesky_rows(*_kernel_arrays(systems), systems.others,
+                                             systems.gram, systems.rhs, shift, systems.scale,
+                                             systems.reg, factors)
+    _check_positive_definite(int((~xp.isfinite(decrease)).sum()))
     return float(decrease.sum())
 
 
@@ -195,7 +213,8 @@ def _solve_cg(systems, factors, shift, cg_steps):
     factors_rotated = factors @ vectors
     tolerance = 1e-12 if factors.dtype == np.float64 else 1e-6
     dtype = factors.dtype  # CG runs in the factors' dtype (SIMD width)
-    decrease = cpu.cg_rows(*_kernel_arrays(systems, dtype), others_rotated,
+    kernels = kernels_for(array_module(factors))
+    decrease = kernels.cg_rows(*_kernel_arrays(systems, dtype), others_rotated,
                            eigenvalues.astype(dtype), (eigenvectors.T @ systems.rhs).astype(dtype),
                            (eigenvectors.T @ shift).astype(dtype), systems.scale.astype(dtype),
                            systems.reg.astype(dtype), factors_rotated, cg_steps, tolerance)
@@ -205,10 +224,11 @@ def _solve_cg(systems, factors, shift, cg_steps):
 
 def _cholesky_inverse_sum(systems):
     """sum_r A_r^{-1} and sum_r A_r^{-1} b_r by Cholesky, for the exact coupled step."""
+    xp = array_module(systems.gram)
     n_chunks = max(1, min(64, systems.interactions.shape[0]))
-    inverse_sum, solution_sum, n_bad = cpu.cholesky_inverse_sum(
+    inverse_sum, solution_sum, n_bad = kernels_for(xp).cholesky_inverse_sum(
         *_kernel_arrays(systems), systems.others, systems.gram, systems.rhs,
-        np.zeros(systems.gram.shape[0]), systems.scale, systems.reg, n_chunks)
+        xp.zeros(systems.gram.shape[0]), systems.scale, systems.reg, n_chunks)
     _check_positive_definite(n_bad)
     return inverse_sum, solution_sum
 
@@ -216,7 +236,7 @@ def _cholesky_inverse_sum(systems):
 def _check_finite_systems(systems):
     for name in ("pair_gram", "pair_rhs", "gram", "rhs", "scale", "reg"):
         values = getattr(systems, name)
-        if values is not None and not np.all(np.isfinite(values)):
+        if values is not None and not bool(array_module(values).isfinite(values).all()):
             raise FloatingPointError(
                 f"the fit diverged: the half step's {name} is not finite. Likely causes: "
                 "confidence values or alpha too large (overflow), or factors that grew without "

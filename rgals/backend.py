@@ -1,0 +1,100 @@
+"""Where a fit runs: NumPy and the Numba kernels on the CPU, or CuPy on a CUDA device.
+
+The losses and the solvers are written once for both: they take the array module from
+their inputs (`array_module`) and the hot loops from `kernels_for`. This module moves
+data to the device and back, and turns a missing CuPy, a missing device or too little
+GPU memory into errors that say what to do.
+"""
+
+from contextlib import contextmanager
+
+import numpy as np
+
+from .kernels import batched, cpu
+from .kernels.batched import array_module, to_host  # noqa: F401 (the engine's import point)
+
+GIB = float(1 << 30)
+
+
+def kernels_for(xp):
+    """The kernel module for arrays of `xp`: Numba loops for NumPy, batched for CuPy."""
+    return cpu if xp is np else batched
+
+
+def require_gpu():
+    """The cupy module, once CuPy and a CUDA device are known to be there."""
+    try:
+        import cupy
+        import cupyx.scipy.sparse  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "backend='gpu' needs CuPy, which is not installed. Install it with "
+            "pip install 'rgals[gpu]' (CUDA 12; for other CUDA versions see "
+            "https://docs.cupy.dev/en/stable/install.html), or use backend='cpu'") from error
+    try:
+        devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # CuPy raises its own CUDA errors when no driver is present
+        devices = 0
+    if devices == 0:
+        raise RuntimeError("backend='gpu' found CuPy but no CUDA device (check the NVIDIA "
+                           "driver with nvidia-smi); use backend='cpu'")
+    return cupy
+
+
+def to_device(array):
+    """A CuPy copy of a NumPy array or a scipy.sparse CSR matrix."""
+    cupy = require_gpu()
+    if hasattr(array, "tocsr"):
+        import cupyx.scipy.sparse
+        return cupyx.scipy.sparse.csr_matrix(array)
+    return cupy.asarray(array)
+
+
+def fit_bytes(n_users, n_items, nnz, factors, dtype):
+    """About how many bytes of GPU memory a fit needs at its peak.
+
+    Both CSR copies of the interactions (int32 indices, float64 values), the factors,
+    a dozen rows x d work arrays of the largest side (rotations, CG vectors), about ten
+    float64 values per interaction (pair rows, weights, dot products) and the chunked
+    per-pair temporaries of the kernels.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    rows = max(n_users, n_items)
+    return int(2 * (nnz * 12 + (n_users + n_items + 2) * 4)
+               + (n_users + n_items) * factors * itemsize
+               + 12 * rows * factors * 8
+               + 10 * nnz * 8
+               + 4 * batched.PAIR_BUDGET * 8)
+
+
+def free_gpu_bytes():
+    """Free device memory plus what CuPy's pool holds unused."""
+    cupy = require_gpu()
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    return int(free + cupy.get_default_memory_pool().free_bytes())
+
+
+def check_gpu_memory(n_users, n_items, nnz, factors, dtype, available=None):
+    """Refuse, before any copy, a fit that does not fit in the device's free memory."""
+    needed = fit_bytes(n_users, n_items, nnz, factors, dtype)
+    available = free_gpu_bytes() if available is None else available
+    if needed > available:
+        raise MemoryError(
+            f"backend='gpu' needs about {needed / GIB:.2f} GiB of GPU memory for this fit "
+            f"({n_users} users, {n_items} items, {nnz} interactions, {factors} factors, "
+            f"{np.dtype(dtype).name}) but {available / GIB:.2f} GiB is free. Use fewer "
+            "factors, dtype=np.float32, free the device, or use backend='cpu'")
+    return needed
+
+
+@contextmanager
+def gpu_memory_errors(what):
+    """Turn CuPy's out-of-memory error inside the block into a MemoryError that says why."""
+    try:
+        yield
+    except Exception as error:
+        if type(error).__name__ != "OutOfMemoryError":
+            raise
+        raise MemoryError(f"the GPU ran out of memory during {what} ({error}). Use fewer "
+                          "factors, dtype=np.float32, free the device, or use "
+                          "backend='cpu'") from error
