@@ -1,11 +1,14 @@
 """Seconds per ALS sweep: rgals against implicit's CPU ALS on the same data and cores.
 
     python bench/sweep_time.py --data ../shared/data/gowalla/train.tsv --threads 2
+    python bench/sweep_time.py --backend gpu --factors 64 128 256 --threads 2
 
 Each row fits 1 + repeats sweeps; the first sweep (JIT compilation or cache load
 included) is reported apart and the median of the others is the time per sweep. The
-ratio column divides by implicit's median from the same run. Needs `pip install
-".[bench]"` for implicit.
+ratio column divides by implicit's median from the same run. With --backend gpu every
+row is also timed on rgals' CPU backend with --threads threads in the same run, and the
+last column is the GPU's speed-up over it. Needs `pip install ".[bench]"` for implicit
+(or --no-implicit).
 """
 
 import argparse
@@ -75,9 +78,18 @@ def main(argv=None):
     print(f"python {platform.python_version()}, rgals {rgals.__version__}, numpy "
           f"{np.__version__}, {platform.processor() or platform.machine()}; BLAS "
           f"{[info.get('internal_api') for info in threadpool_info()]}")
+    gpu = args.backend == "gpu"
+    if gpu:
+        import cupy
+
+        properties = cupy.cuda.runtime.getDeviceProperties(0)
+        print(f"GPU {properties['name'].decode()}, {properties['totalGlobalMem'] / 2**30:.0f} "
+              f"GiB; CuPy {cupy.__version__}, CUDA runtime "
+              f"{cupy.cuda.runtime.runtimeGetVersion()}")
     print()
-    print("| factors | method | s / sweep | first sweep (JIT incl.) | vs implicit |")
-    print("|---|---|---|---|---|")
+    header = "| factors | method | s / sweep | first sweep (JIT incl.) | vs implicit |"
+    print(header + (" CPU s / sweep | GPU speed-up |" if gpu else ""))
+    print("|---|---|---|---|---|" + ("---|---|" if gpu else ""))
     for factors in args.factors:
         peer = None
         if not args.no_implicit:
@@ -88,8 +100,12 @@ def main(argv=None):
             first, median = time_rgals(user_items, loss, alpha, factors, args.threads,
                                        args.repeats, args.backend)
             ratio = f"{median / peer:.2f}" if peer else "-"
-            print(f"| {factors} | rgals {label} | {median:.3f} | {first:.3f} | {ratio} |",
-                  flush=True)
+            row = f"| {factors} | rgals {label} | {median:.4f} | {first:.3f} | {ratio} |"
+            if gpu:
+                _, cpu = time_rgals(user_items, loss, alpha, factors, args.threads,
+                                    args.repeats, "cpu")
+                row += f" {cpu:.3f} | {cpu / median:.1f}x |"
+            print(row, flush=True)
 
 
 if __name__ == "__main__":
