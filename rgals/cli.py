@@ -235,7 +235,8 @@ def _save(model, interactions, out, overwrite):
 def _load(directory):
     from . import load
 
-    model = load(directory)
+    # evaluate/recommend run on the CPU, also for a model fitted with --backend gpu
+    model = load(directory, backend="cpu")
     user_ids, item_ids = data.load_ids(directory)
     if (len(user_ids), len(item_ids)) != model.user_items_.shape:
         raise ValueError(f"{directory}: the id maps ({len(user_ids)} users, {len(item_ids)} "

@@ -1,5 +1,6 @@
 """The `rgals` command, end to end through `main(argv)`, on files written by the test."""
 
+import json
 import subprocess
 import sys
 
@@ -139,3 +140,21 @@ def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "rgals", "--version"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("rgals ")
+
+
+def test_evaluate_and_recommend_a_gpu_fitted_model_on_the_cpu(files, tmp_path, capsys):
+    """A model saved with backend='gpu' is evaluated and served on the CPU."""
+    train_path, test_path = files
+    out = tmp_path / "model"
+    status, stdout, _ = run(["fit", str(train_path), "--test", str(test_path), *FIT,
+                             "--out", str(out)], capsys)
+    assert status == 0
+    description = json.loads((out / "params.json").read_text())
+    description["params"]["backend"] = "gpu"
+    (out / "params.json").write_text(json.dumps(description))
+    status, evaluated, stderr = run(["evaluate", str(out), str(test_path)], capsys)
+    assert status == 0, stderr
+    assert parse_metrics(evaluated) == parse_metrics(stdout)
+    user_ids, _ = data.load_ids(out)
+    status, _, stderr = run(["recommend", str(out), str(user_ids[0]), "-n", "3"], capsys)
+    assert status == 0, stderr
