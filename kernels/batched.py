@@ -161,7 +161,7 @@ def _block_systems(start, end, indptr_host, indptr, indices, pair_gram, pair_rhs
 
 def _exact_blocks(indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift, scale, reg,
                   extra_columns=None):
-    """For each block of rows: (start, end, A, b, solutions of A X = [b, extra])."""
+    """For each block of rows: (start, end, A, solutions of A X = [b, extra columns])."""
     xp = array_module(others)
     indptr_host = to_host(indptr)
     pair_rhs_sums = weighted_row_sums(indptr, indices, pair_rhs, others.astype(np.float64))
@@ -171,7 +171,7 @@ def _exact_blocks(indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift
         right = b[:, :, None]
         if extra_columns is not None:
             right = xp.concatenate([right, xp.broadcast_to(extra_columns, A.shape)], axis=2)
-        yield start, end, A, b, _solve(A, right)
+        yield start, end, A, _solve(A, right)
 
 
 def _solve(A, right):
@@ -189,7 +189,7 @@ def cholesky_rows(indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift
     returns each row's decrease dx^T A dx, NaN where the system is not positive definite."""
     xp = array_module(factors)
     decrease = xp.empty(factors.shape[0])
-    for start, end, A, _, solution in _exact_blocks(indptr, indices, pair_gram, pair_rhs,
+    for start, end, A, solution in _exact_blocks(indptr, indices, pair_gram, pair_rhs,
                                                     others, gram, rhs, shift, scale, reg):
         x = solution[:, :, 0]
         change = factors[start:end] - x
@@ -208,7 +208,7 @@ def cholesky_inverse_sum(indptr, indices, pair_gram, pair_rhs, others, gram, rhs
     xp = array_module(others)
     d = gram.shape[0]
     inverse_sum, solution_sum, n_bad = xp.zeros((d, d)), xp.zeros(d), 0
-    for _, _, _, _, solution in _exact_blocks(indptr, indices, pair_gram, pair_rhs, others,
+    for _, _, _, solution in _exact_blocks(indptr, indices, pair_gram, pair_rhs, others,
                                               gram, rhs, shift, scale, reg, xp.eye(d)):
         usable = xp.isfinite(solution).all(axis=(1, 2))
         n_bad += int((~usable).sum())
