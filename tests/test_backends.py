@@ -34,27 +34,31 @@ def user_items():
     return synthetic(n_users=80, n_items=50, mean_activity=8.0, seed=4)
 
 
+def use_kernels(patch, kernels_for):
+    """Make the engine's modules take their kernels from `kernels_for`."""
+    for module in (rgals.solve, rgals.losses):
+        patch.setattr(module, "kernels_for", kernels_for)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_name(request, monkeypatch):
     if request.param == "batched":
-        for module in (rgals.solve, rgals.losses):
-            monkeypatch.setattr(module, "kernels_for", lambda xp: batched)
+        use_kernels(monkeypatch, lambda xp: batched)
     return request.param
 
 
-def fit(user_items, backend_name, **params):
+def fit(user_items, backend_name, validation=None, **params):
     params = {"factors": 6, "iterations": 5, "random_state": 7, "dtype": np.float64,
               "regularization": 0.05, "tol": 0.0, **params,
               "backend": "gpu" if backend_name == "gpu" else "cpu"}
-    return ALSSolver(**params).fit(user_items, show_progress=False)
+    return ALSSolver(**params).fit(user_items, show_progress=False, validation=validation)
 
 
-def reference(user_items, **params):
+def reference(user_items, validation=None, **params):
     """The CPU backend's fit, with the Numba kernels whatever the test patched."""
     with pytest.MonkeyPatch.context() as patch:
-        for module in (rgals.solve, rgals.losses):
-            patch.setattr(module, "kernels_for", backend.kernels_for)
-        return fit(user_items, "cpu", **params)
+        use_kernels(patch, backend.kernels_for)
+        return fit(user_items, "cpu", validation, **params)
 
 
 def assert_same_factors(model, expected, tolerance):
@@ -110,15 +114,8 @@ def test_ranking_and_validation_agree(user_items, backend_name):
 def test_validation_and_early_stopping(user_items, backend_name):
     fit_part, validation = rgals.data.validation_split(user_items, seed=0)
     params = dict(loss="rg2", alpha=0.3, early_stopping=True, patience=2, iterations=8)
-    model = ALSSolver(**{"factors": 6, "random_state": 7, "dtype": np.float64,
-                         "regularization": 0.05, "tol": 0.0, **params,
-                         "backend": "gpu" if backend_name == "gpu" else "cpu"})
-    model.fit(fit_part, show_progress=False, validation=validation)
-    expected = ALSSolver(**{**model.get_params(), "backend": "cpu"})
-    with pytest.MonkeyPatch.context() as patch:
-        for module in (rgals.solve, rgals.losses):
-            patch.setattr(module, "kernels_for", backend.kernels_for)
-        expected.fit(fit_part, show_progress=False, validation=validation)
+    model = fit(fit_part, backend_name, validation, **params)
+    expected = reference(fit_part, validation, **params)
     np.testing.assert_allclose(model.monitor_.history["validation_ndcg@20"],
                                expected.monitor_.history["validation_ndcg@20"], rtol=1e-9)
     assert model.monitor_.best_sweep == expected.monitor_.best_sweep
