@@ -1,13 +1,13 @@
 """Gradient-trained matrix factorization: the peers rgals is compared with (DESIGN 5).
 
-One model, four losses, trained with Adam (written here, torch's defaults). User and item
+One model, five losses, trained with Adam (written here, torch's defaults). User and item
 embeddings P (M x d), Q (N x d); the score of a pair is
 
     s_ui = p_u . q_i                        (normalize=False)
     s_ui = p_u . q_i / (|p_u| |q_i|)        (normalize=True, cosine similarity)
 
 `normalize=None` (the default) follows the published setup (below): cosine similarity for
-the three softmax losses, the plain dot product for BPR. `user_factors_` and
+the softmax losses, the plain dot product for BPR. `user_factors_` and
 `item_factors_` are the scoring factors (unit rows under cosine), so that
 `user_factors_ @ item_factors_.T` ranks items exactly as the model scores them.
 
@@ -25,6 +25,10 @@ objective, which is the mean over the batch's (user, positive item) pairs of (ta
     "bpr"              -log sigmoid(s_ui - s_uj), one negative j per pair, uniform over the
                        items the user has not interacted with (rejection sampling)
     "softmax_at_k"     SL@K, below: w_ui * [the "softmax" term of the pair]
+    "sampled_softmax_at_k"
+                       SL@K as the authors train it: w_ui * log sum_{j in S \\ I_u}
+                       exp((s_uj - s_ui) / tau), S as in "sampled_softmax"; the positive
+                       is not in its own normaliser, so a pair's term can be negative
 
 plus `weight_decay / 2 * (|P_batch|^2 + |Q|^2)`: an L2 term in the objective (coupled,
 like torch.optim.Adam(weight_decay=...), not AdamW), on the raw embeddings, on the batch's
@@ -62,9 +66,12 @@ optim_SLatK.py). Per user,
   step; here in one pass right after epochs quantile_every, 2 quantile_every, ... (1-based),
   counted as training time;
 - their normaliser is sum_{j in N} over 1000 sampled negatives per pair (positives
-  excluded, the positive itself not included); the formula in their docstring sums over
-  all items I, which this module computes exactly (the same full softmax as "softmax"),
-  so `negatives` serves only the quantile estimate here.
+  excluded, the positive itself not included): "sampled_softmax_at_k", with one sample
+  of `negatives` items shared by a batch of users instead of one per pair. The formula
+  in their docstring sums over all items I: "softmax_at_k" computes it exactly (the same
+  full softmax as "softmax"), and there `negatives` serves only the quantile estimate.
+  The two differ in more than noise: the weight's own gradient, which pushes a positive's
+  score down, grows with the log-normaliser (log 41k on Gowalla against about log 1000).
 
 The published setup (the same code; the run script run_nni.py and the README in
 ../shared/data): MF with 64 dimensions; score = cosine similarity (F.cosine_similarity in
@@ -73,8 +80,8 @@ only under a --norm flag, with xavier-normal initialisation); Adam, lr 0.1 and w
 decay 0 in the run command, tuned over {0.1, 0.01, 0.001} and {0, 1e-6, 1e-5, 1e-4};
 batches of 1024 (user, item) pairs with 1000 negatives each;
 tau = 0.2, tau_w = 1.0 (tuned 2.5 / 2.25 / 1.0), K = 20, epoch_quantile 5 (or 20); 200
-epochs. Two differences here, both from the brief: batches of users, not of pairs (an
-epoch of Gowalla is about 30 Adam steps instead of about 790), and the full softmax.
+epochs. One difference here: batches of users, not of pairs (an epoch of Gowalla is
+about 120 Adam steps with the benchmark's 256 users instead of about 790).
 
 Initialisation: under cosine scores N(0, 0.01^2). Cosine scores do not change when P and Q
 are scaled, and Adam's step is scale-free, so training from N(0, s^2) with learning rate
@@ -105,7 +112,8 @@ import scipy.sparse as sp
 from numba import njit
 from scipy.special import expit
 
-LOSSES = ("softmax", "sampled_softmax", "bpr", "softmax_at_k")
+LOSSES = ("softmax", "sampled_softmax", "bpr", "softmax_at_k", "sampled_softmax_at_k")
+TOP_K_LOSSES = ("softmax_at_k", "sampled_softmax_at_k")
 
 _BETA1, _BETA2, _EPSILON = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults
 _NORM_FLOOR = 1e-12  # as torch.nn.functional.normalize
@@ -117,15 +125,15 @@ class GradientMF:
     """Matrix factorization trained by Adam on a softmax, sampled softmax, BPR or SL@K loss.
 
     Parameters are stored unchanged and checked in `fit` (scikit-learn style); the module
-    docstring defines the losses. `negatives` is the sample size of "sampled_softmax" and
+    docstring defines the losses. `negatives` is the sample size of the sampled losses and
     of SL@K's quantile estimate; `k`, `weight_temperature` and `quantile_every` belong to
-    "softmax_at_k". `normalize`: None (cosine for the softmax losses, dot product for
+    the two SL@K losses. `normalize`: None (cosine for the softmax losses, dot product for
     BPR, as published), True (cosine) or False (dot product).
 
     After `fit`: user_factors_, item_factors_ (float32 scoring factors), user_embeddings_,
     item_embeddings_ (the raw trained parameters), epoch_seconds_ (training seconds of each
     epoch), epoch_losses_ (mean mini-batch objective of each epoch, taken during the
-    epoch), quantiles_ ("softmax_at_k": the current beta_u^K of every user), normalize_.
+    epoch), quantiles_ (SL@K: the current beta_u^K of every user), normalize_.
     """
 
     def __init__(self, loss="softmax", factors=64, learning_rate=1e-3, weight_decay=0.0,
@@ -175,10 +183,10 @@ class GradientMF:
         active = np.flatnonzero(data.counts)  # users without positives have no loss
         batch = config["batch_users"]
         buffer = None
-        if config["loss"] in ("softmax", "softmax_at_k"):
+        if config["loss"] in ("softmax", "softmax_at_k"):  # the full softmax block
             buffer = np.empty((min(batch, active.size), n_items), dtype=np.float32)
         self.quantiles_ = (np.zeros(n_users, dtype=np.float32)
-                           if config["loss"] == "softmax_at_k" else None)
+                           if config["loss"] in TOP_K_LOSSES else None)
         self.normalize_ = config["normalize"]
         self.epoch_seconds_, self.epoch_losses_ = [], []
         elapsed = 0.0
@@ -193,7 +201,7 @@ class GradientMF:
                 adam.step(config["learning_rate"], users, grad_rows, grad_Q)
                 total += loss * count
                 pairs += count
-            if config["loss"] == "softmax_at_k" and epoch % config["quantile_every"] == 0:
+            if config["loss"] in TOP_K_LOSSES and epoch % config["quantile_every"] == 0:
                 self.quantiles_ = self._estimate(config, P, Q, data, rng)
             seconds = time.perf_counter() - start
             elapsed += seconds
@@ -212,7 +220,7 @@ class GradientMF:
         P: all user embeddings (n_users x d); Q: all item embeddings; user_items: the
         interactions; users: distinct user ids. rng: a numpy Generator or a seed for the
         sampled losses (a fixed seed draws the same samples on every call); None seeds
-        with random_state. quantiles ("softmax_at_k"): beta_u^K of every user, held
+        with random_state. quantiles (SL@K): beta_u^K of every user, held
         constant; None takes `quantiles_` of a fit on the same users, else zeros (the
         authors' starting value).
         """
@@ -234,7 +242,7 @@ class GradientMF:
             raise ValueError("users must be distinct (the gradient is per row of P[users])")
         if not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(self.random_state if rng is None else rng)
-        if config["loss"] == "softmax_at_k":
+        if config["loss"] in TOP_K_LOSSES:
             if quantiles is None:
                 fitted = getattr(self, "quantiles_", None)
                 quantiles = fitted if fitted is not None and len(fitted) == n_users \
@@ -320,13 +328,13 @@ class GradientMF:
         if count == 0:
             loss, gPh, gQh = 0.0, np.zeros_like(Ph), np.zeros_like(Qh)
         elif config["loss"] in ("softmax", "softmax_at_k"):
-            beta = None if config["loss"] == "softmax" else \
-                np.asarray(quantiles, dtype=Ph.dtype)[users]
+            beta = _batch_quantiles(config, quantiles, users, Ph.dtype)
             loss, gPh, gQh = _full_softmax(Ph, Qh, rows, columns, config, beta, buffer,
                                            config["normalize"])
-        elif config["loss"] == "sampled_softmax":
+        elif config["loss"] in ("sampled_softmax", "sampled_softmax_at_k"):
+            beta = _batch_quantiles(config, quantiles, users, Ph.dtype)
             sample = _sample(rng, data.shape[1], config["negatives"])
-            loss, gPh, gQh = _sampled_softmax(Ph, Qh, rows, columns, sample, config)
+            loss, gPh, gQh = _sampled_softmax(Ph, Qh, rows, columns, sample, config, beta)
         else:
             negatives = data.negatives(rng, users[rows])
             loss, gPh, gQh = _bpr(Ph, Qh, rows, columns, negatives)
@@ -420,13 +428,11 @@ def _full_softmax(Ph, Qh, rows, columns, config, beta, buffer, cosine):
         loss = float(pair_loss.sum()) / n_pairs
         row_weight = np.bincount(rows, minlength=n_batch).astype(np.float64)
         pair_gradient = np.full(n_pairs, -inv_tau)
-    else:  # SL@K: w = sigmoid((s_ui - beta_u) / tau_w), differentiated, beta constant
-        inv_tau_w = 1.0 / config["weight_temperature"]
+    else:
         positive = (shifted + shift[rows]) / inv_tau
-        weight = expit((positive - beta[rows]) * inv_tau_w)
+        weight, pair_gradient = _top_k_weights(positive, beta[rows], pair_loss, config)
         loss = float(np.dot(weight, pair_loss)) / n_pairs
         row_weight = np.bincount(rows, weights=weight, minlength=n_batch)
-        pair_gradient = -weight * inv_tau + weight * (1.0 - weight) * inv_tau_w * pair_loss
     # dL/ds_uj = c_u E_uj (all j) + pair terms at the positives, c_u = W_u / (tau n Z_u)
     factor = (row_weight * inv_tau / (n_pairs * total)).astype(dtype)[:, None]
     grad_P = factor * summed[:, :d]
@@ -435,7 +441,19 @@ def _full_softmax(Ph, Qh, rows, columns, config, beta, buffer, cosine):
     return loss, grad_P, grad_Q
 
 
-def _sampled_softmax(Ph, Qh, rows, columns, sample, config):
+def _top_k_weights(positive, beta, pair_loss, config):
+    """SL@K's weight w = sigmoid((s_ui - beta_u) / tau_w) of each pair and d(w l)/ds_ui
+    of its weighted pair loss l = log Z_u - s_ui / tau, through w and through -s_ui / tau
+    (beta constant; the normaliser's own share is added by the caller)."""
+    inv_tau_w = 1.0 / config["weight_temperature"]
+    weight = expit((positive - beta) * inv_tau_w)
+    gradient = weight * (1.0 - weight) * inv_tau_w * pair_loss - weight / config["temperature"]
+    return weight, gradient
+
+
+def _sampled_softmax(Ph, Qh, rows, columns, sample, config, beta=None):
+    """Sampled softmax (beta None) or SL@K over the sampled negatives, one batch x sample
+    block; the normaliser holds the positive itself only in the sampled softmax."""
     n_pairs = rows.size
     inv_tau = 1.0 / config["temperature"]
     n_batch, n_items = Ph.shape[0], Qh.shape[0]
@@ -453,8 +471,16 @@ def _sampled_softmax(Ph, Qh, rows, columns, sample, config):
         negative_lse = top * inv_tau + np.log(total)  # -inf where empty
     positive = _pair_scores(Ph, Qh, rows, columns)
     margin = negative_lse[rows] - positive * inv_tau
-    loss = float(np.logaddexp(0.0, margin).sum()) / n_pairs  # log(1 + e^margin)
-    slope = expit(margin)  # d loss / d margin
+    if beta is None:
+        loss = float(np.logaddexp(0.0, margin).sum()) / n_pairs  # log(1 + e^margin)
+        slope = expit(margin)  # d loss / d margin
+        pair_gradient = -slope * inv_tau
+    else:  # l = margin; a user whose whole sample is positives has no term (l = -inf)
+        usable = ~empty[rows]
+        margin[~usable] = 0.0
+        slope, pair_gradient = _top_k_weights(positive, beta[rows], margin, config)
+        pair_gradient *= usable  # its normaliser's share is 0 already (total = 0)
+        loss = float(np.dot(slope, margin)) / n_pairs
     row_slope = np.bincount(rows, weights=slope, minlength=n_batch)
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(total > 0, row_slope * inv_tau / (n_pairs * total), 0.0)
@@ -462,8 +488,15 @@ def _sampled_softmax(Ph, Qh, rows, columns, sample, config):
     grad_P = scores @ Qs
     grad_Q = np.zeros_like(Qh)
     grad_Q[sample] = scores.T @ Ph  # the sample holds distinct items
-    _add_pair_gradients(Ph, Qh, rows, columns, -slope * inv_tau / n_pairs, grad_P, grad_Q)
+    _add_pair_gradients(Ph, Qh, rows, columns, pair_gradient / n_pairs, grad_P, grad_Q)
     return loss, grad_P, grad_Q
+
+
+def _batch_quantiles(config, quantiles, users, dtype):
+    """beta_u^K of the batch's users for the SL@K losses, None for the others."""
+    if config["loss"] not in TOP_K_LOSSES:
+        return None
+    return np.asarray(quantiles, dtype=dtype)[users]
 
 
 def _bpr(Ph, Qh, rows, columns, negatives):

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-from baselines import LOSSES, GradientMF  # noqa: E402
+from baselines import LOSSES, TOP_K_LOSSES, GradientMF  # noqa: E402
 
 from rgals.data import holdout_split, synthetic  # noqa: E402
 from rgals.metrics import ranking_metrics  # noqa: E402
@@ -58,7 +58,9 @@ def test_gradients_match_central_differences(loss, normalize, temperature, decay
         return model.loss_and_gradients(P, Q, matrix, users, rng=11, quantiles=quantiles)
 
     loss_value, grad_rows, grad_Q = objective(P, Q)
-    assert np.isfinite(loss_value) and loss_value > 0
+    assert np.isfinite(loss_value)
+    if loss != "sampled_softmax_at_k":  # its normaliser leaves the positive out
+        assert loss_value > 0
     assert grad_rows.shape == (users.size, P.shape[1]) and grad_Q.shape == Q.shape
     assert grad_rows.dtype == np.float64 and grad_Q.dtype == np.float64
     step = 1e-6
@@ -130,6 +132,26 @@ def test_softmax_at_k_matches_brute_force():
     assert loss == pytest.approx(np.mean(terms), rel=1e-12)
 
 
+def test_sampled_softmax_at_k_with_every_item_sampled_sums_over_the_negatives():
+    matrix, P, Q, rng = small_problem(seed=10)
+    dense = matrix.toarray() > 0
+    dense[2] = True  # a user with no negatives at all has no term
+    matrix = sp.csr_matrix(dense.astype(np.float64))
+    users = np.arange(matrix.shape[0])
+    quantiles = 0.3 * rng.standard_normal(matrix.shape[0])
+    model = GradientMF(loss="sampled_softmax_at_k", temperature=0.3, weight_temperature=0.7,
+                       negatives=100)  # >= items: every item is sampled
+    loss, grad_rows, grad_Q = model.loss_and_gradients(P, Q, matrix, users,
+                                                       quantiles=quantiles)
+    scores = scores_of(P, Q, True)
+    terms = [(1 / (1 + np.exp(-(scores[u, i] - quantiles[u]) / 0.7)))
+             * (logsumexp(scores[u, ~dense[u]] / 0.3) - scores[u, i] / 0.3)
+             if (~dense[u]).any() else 0.0
+             for u in users for i in np.flatnonzero(dense[u])]
+    assert loss == pytest.approx(np.mean(terms), rel=1e-12)
+    assert np.all(grad_rows[2] == 0.0) and np.all(np.isfinite(grad_Q))
+
+
 def test_sampled_softmax_with_every_item_sampled_drops_the_other_positives():
     matrix, P, Q, _ = small_problem(seed=7)
     users = np.arange(matrix.shape[0])
@@ -181,6 +203,7 @@ SETTINGS = {  # small data, few Adam steps: settings that learn within 20 epochs
     "sampled_softmax": {"negatives": 100},
     "bpr": {"weight_decay": 1e-3},
     "softmax_at_k": {"k": 10, "negatives": 50, "weight_temperature": 2.5},
+    "sampled_softmax_at_k": {"k": 10, "negatives": 50, "weight_temperature": 2.5},
 }
 
 
@@ -204,7 +227,7 @@ def test_fit_lowers_the_loss_and_beats_popularity(loss):
 
     # the objective on all users, same samples, same quantiles: after epoch 1 and at the end
     users = np.flatnonzero(np.diff(train.indptr))
-    quantiles = model.quantiles_ if loss == "softmax_at_k" else None
+    quantiles = model.quantiles_ if loss in TOP_K_LOSSES else None
     early = model.loss_and_gradients(*snapshots[0], train, users, rng=0,
                                      quantiles=quantiles)[0]
     final = model.loss_and_gradients(model.user_embeddings_.astype(np.float64),
@@ -250,10 +273,11 @@ def test_fit_is_deterministic_and_callback_can_stop_it():
     np.testing.assert_array_equal(again.item_factors_, model.item_factors_)
 
 
-def test_softmax_at_k_refreshes_the_quantiles_every_quantile_every_epochs():
+@pytest.mark.parametrize("loss", TOP_K_LOSSES)
+def test_softmax_at_k_refreshes_the_quantiles_every_quantile_every_epochs(loss):
     train = synthetic(60, 40, seed=4)
     history = []
-    GradientMF(loss="softmax_at_k", factors=4, k=5, negatives=20, quantile_every=2,
+    GradientMF(loss=loss, factors=4, k=5, negatives=20, quantile_every=2,
                epochs=4).fit(train, callback=lambda e, s, m: history.append(m.quantiles_.copy()))
     assert np.all(history[0] == 0.0)  # the authors' starting value, until epoch 2
     assert not np.array_equal(history[1], history[0])
