@@ -182,6 +182,9 @@ class _Stop(Exception):
 
 def load(dataset):
     folder = DATA / DATASETS[dataset]
+    if not (folder / "train.tsv").is_file() or not (folder / "test.tsv").is_file():
+        raise FileNotFoundError(f"{folder} must hold train.tsv and test.tsv: the benchmarks "
+                                "read the shared datasets beside the repository (DESIGN 4)")
     train_set = read(folder / "train.tsv")
     test_set = read(folder / "test.tsv", users=train_set.user_ids, items=train_set.item_ids)
     return train_set.matrix, test_set.matrix
@@ -292,17 +295,28 @@ def _plot(dataset, records, path):
     plt.close(figure)
 
 
+def positive(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=list(DATASETS), nargs="+", default=["health"])
     parser.add_argument("--methods", nargs="+", default=["all"],
                         help=f"'all' or some of {', '.join(SPACES)}")
-    parser.add_argument("--trials", type=int, default=8, help="settings tried per method")
-    parser.add_argument("--als-steps", type=int, default=30, help="most sweeps (ALS)")
-    parser.add_argument("--epochs", type=int, default=200, help="most epochs (gradient)")
-    parser.add_argument("--patience", type=int, default=10,
+    parser.add_argument("--trials", type=positive, default=8, help="settings tried per method")
+    parser.add_argument("--als-steps", type=positive, default=30, help="most sweeps (ALS)")
+    parser.add_argument("--epochs", type=positive, default=200, help="most epochs (gradient)")
+    parser.add_argument("--patience", type=positive, default=10,
                         help="steps without a better validation NDCG@20 before a trial stops")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--report", action="store_true",
