@@ -7,9 +7,9 @@ embeddings P (M x d), Q (N x d); the score of a pair is
     s_ui = p_u . q_i / (|p_u| |q_i|)        (normalize=True, cosine similarity)
 
 `normalize=None` (the default) follows the published setup (below): cosine similarity for
-the softmax losses, the plain dot product for BPR. `user_factors_` and
-`item_factors_` are the scoring factors (unit rows under cosine), so that
-`user_factors_ @ item_factors_.T` ranks items exactly as the model scores them.
+the softmax losses, the plain dot product for BPR. `user_factors_` and `item_factors_` are
+the scoring factors (unit rows under cosine), so that `user_factors_ @ item_factors_.T`
+ranks items exactly as the model scores them.
 
 An epoch visits every user with at least one interaction once, in a random order, in
 mini-batches of `batch_users` users; each mini-batch is one Adam step on the mini-batch
