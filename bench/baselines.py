@@ -325,14 +325,13 @@ class GradientMF:
             Ph, Qh = rows_P, Q
         rows, columns, _ = data.batch(users)
         count = rows.size
+        beta = _batch_quantiles(config, quantiles, users, Ph.dtype)  # None but for SL@K
         if count == 0:
             loss, gPh, gQh = 0.0, np.zeros_like(Ph), np.zeros_like(Qh)
         elif config["loss"] in ("softmax", "softmax_at_k"):
-            beta = _batch_quantiles(config, quantiles, users, Ph.dtype)
             loss, gPh, gQh = _full_softmax(Ph, Qh, rows, columns, config, beta, buffer,
                                            config["normalize"])
         elif config["loss"] in ("sampled_softmax", "sampled_softmax_at_k"):
-            beta = _batch_quantiles(config, quantiles, users, Ph.dtype)
             sample = _sample(rng, data.shape[1], config["negatives"])
             loss, gPh, gQh = _sampled_softmax(Ph, Qh, rows, columns, sample, config, beta)
         else:
