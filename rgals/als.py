@@ -435,8 +435,10 @@ class ALSSolver:
     def _copy_to(self, backend, move):
         self._check_fitted()
         model = ALSSolver(**{**self.get_params(), "backend": backend})
-        model.user_factors_ = move(self.user_factors_).copy()
-        model.item_factors_ = move(self.item_factors_).copy()
+        for name in ("user_factors_", "item_factors_"):
+            array = getattr(self, name)
+            moved = move(array)  # a copy when it crosses devices, the array itself if not
+            setattr(model, name, moved.copy() if moved is array else moved)
         model.user_items_ = self.user_items_
         if hasattr(self, "monitor_"):
             model.monitor_ = self.monitor_
