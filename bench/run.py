@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rgals  # noqa: E402
 from rgals.data import read, validation_split  # noqa: E402
-from rgals.export import write_atomic  # noqa: E402
+from rgals.files import write_atomic  # noqa: E402
 from rgals.metrics import ranking_metrics  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

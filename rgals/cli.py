@@ -9,7 +9,7 @@ import sys
 import time
 import numpy as np
 
-from . import __version__, data, export
+from . import __version__, data, export, files
 from .als import ALSSolver
 from .datasets import CITATION, PUBLISHED, load_default
 from .metrics import ranking_metrics
@@ -221,8 +221,8 @@ def _demo(args):
 
 def _check_output(out, overwrite):
     """Refuse an output directory that holds model files before any work is done."""
-    return None if out is None else export.check_directory(out, export.FILES + data.ID_FILES,
-                                                           overwrite)
+    return None if out is None else files.check_directory(out, export.FILES + data.ID_FILES,
+                                                          overwrite)
 
 
 def _save(model, interactions, out, overwrite):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .export import check_directory, require_files, write_atomic
+from .files import check_directory, require_files, write_atomic
 from .validation import (check_bool, check_choice, check_integer, check_interactions,
                          check_real)
 

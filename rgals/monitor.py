@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .export import check_directory, write_atomic
+from .files import check_directory, write_atomic
 from .solve import hessian_bounds
 
 HALF_STEP_COLUMNS = ("sweep", "side", "objective", "decrease", "identity_error", "seconds",
