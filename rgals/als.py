@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import export
-from .backend import (array_module, check_gpu_memory, gpu_memory_errors, require_gpu,
+from .backend import (BACKENDS, array_module, check_gpu_memory, gpu_memory_errors, require_gpu,
                       to_device, to_host)
 from .losses import LOSSES
 from .metrics import METRICS, ranking_metrics
@@ -25,7 +25,6 @@ from .validation import (check_bool, check_choice, check_ids, check_integer,
 
 log = logging.getLogger("rgals")
 
-BACKENDS = ("cpu", "gpu")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 

@@ -11,9 +11,22 @@ from contextlib import contextmanager
 import numpy as np
 
 from .kernels import batched, cpu
-from .kernels.batched import array_module, to_host  # noqa: F401 (the engine's import point)
 
+BACKENDS = ("cpu", "gpu")
 GIB = float(1 << 30)
+
+
+def array_module(array):
+    """numpy or cupy, whichever holds `array` (a dense or a sparse matrix)."""
+    if type(array).__module__.startswith(("cupy", "cupyx")):
+        import cupy
+        return cupy
+    return np
+
+
+def to_host(array):
+    """A NumPy copy of a CuPy array; NumPy arrays pass through."""
+    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else array
 
 
 def kernels_for(xp):
