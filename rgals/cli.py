@@ -5,19 +5,26 @@ the traceback instead.
 """
 
 import argparse
+import inspect
 import sys
 import time
+
 import numpy as np
 
 from . import __version__, data, export, files
-from .als import ALSSolver
+from .als import DTYPES, ALSSolver
+from .backend import BACKENDS
 from .datasets import CITATION, PUBLISHED, load_default
+from .losses import LOSSES
 from .metrics import ranking_metrics
+from .solve import SOLVERS
 
 # tuned on a 10% validation split of the embedded training set (seed 0; grid over loss,
 # alpha, regularization; validation NDCG@20 0.093); see README
 DEMO_PARAMS = dict(factors=64, loss="rg2", alpha=0.3, regularization=0.01, iterations=15,
                    random_state=0)
+
+_DEFAULT = "default: %(default)s"  # help of an option that only has a default
 
 
 def main(argv=None):
@@ -60,18 +67,23 @@ def _parser():
     fit.add_argument("--test", help="test interactions in the same format")
     _add_reading_options(fit)
     model = fit.add_argument_group("model")
-    model.add_argument("--loss", default="rg2", choices=["rg2", "rgx", "ials"])
-    model.add_argument("--factors", type=int, default=64)
+    model.add_argument("--loss", default=_default("loss"), choices=list(LOSSES), help=_DEFAULT)
+    model.add_argument("--factors", type=int, default=_default("factors"), help=_DEFAULT)
     model.add_argument("--alpha", type=float, help="default: the loss's default")
     model.add_argument("--regularization", type=float, help="default: the loss's default")
-    model.add_argument("--reg-exponent", type=float, default=1.0)
-    model.add_argument("--iterations", type=int, default=15)
-    model.add_argument("--solver", default="auto", choices=["auto", "cholesky", "cg"])
-    model.add_argument("--cg-steps", type=int, default=3)
-    model.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    model.add_argument("--backend", default="cpu", choices=["cpu", "gpu"])
-    model.add_argument("--threads", type=int, default=0, help="0: every core")
-    model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--reg-exponent", type=float, default=_default("reg_exponent"),
+                       help=_DEFAULT)
+    model.add_argument("--iterations", type=int, default=_default("iterations"), help=_DEFAULT)
+    model.add_argument("--solver", default=_default("solver"), choices=list(SOLVERS),
+                       help=_DEFAULT)
+    model.add_argument("--cg-steps", type=int, default=_default("cg_steps"), help=_DEFAULT)
+    model.add_argument("--dtype", default=np.dtype(_default("dtype")).name,
+                       choices=[dtype.name for dtype in DTYPES], help=_DEFAULT)
+    model.add_argument("--backend", default=_default("backend"), choices=list(BACKENDS),
+                       help=_DEFAULT)
+    model.add_argument("--threads", type=int, default=_default("num_threads"),
+                       help="0: every core (default: %(default)s)")
+    model.add_argument("--seed", type=int, default=0, help=_DEFAULT)
     _add_metric_options(fit)
     fit.add_argument("--out", help="directory for user_factors.npy, item_factors.npy, the id "
                                    "maps and params.json")
@@ -95,7 +107,8 @@ def _parser():
                                                 "separated) for the given original user ids.")
     recommend.add_argument("model", help="directory written by `rgals fit --out`")
     recommend.add_argument("users", nargs="+", help="user ids as in the training file")
-    recommend.add_argument("-n", "--top", type=int, default=10, help="items per user")
+    recommend.add_argument("-n", "--top", type=int, default=_default("N", ALSSolver.recommend),
+                           help="items per user (default: %(default)s)")
     recommend.add_argument("--keep-seen", action="store_true",
                            help="do not filter the user's training items")
     recommend.set_defaults(run=_recommend)
@@ -105,7 +118,8 @@ def _parser():
                                description="Fit RG2 on the embedded Amazon 2014 Health split "
                                            "and print its test metrics next to a popularity "
                                            "baseline and published numbers.")
-    demo.add_argument("--threads", type=int, default=0, help="0: every core")
+    demo.add_argument("--threads", type=int, default=_default("num_threads"),
+                      help="0: every core (default: %(default)s)")
     demo.add_argument("--out", help="also export the embeddings to this directory")
     demo.add_argument("--overwrite", action="store_true", help="replace files in --out")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -115,22 +129,32 @@ def _parser():
 
 def _add_reading_options(parser):
     group = parser.add_argument_group("reading files")
-    group.add_argument("--format", default="auto",
-                       choices=["auto", "pairs", "lightgcn", "movielens", "mtx", "npz"])
+    group.add_argument("--format", default=_default("format", data.read),
+                       choices=list(data.FORMATS), help=_DEFAULT)
     group.add_argument("--sep", help="field separator of pairs files (default: detected)")
-    group.add_argument("--user-col", default="0", help="column name or position of user ids")
-    group.add_argument("--item-col", default="1", help="column name or position of item ids")
+    group.add_argument("--user-col", default=str(_default("user_col", data.read)),
+                       help="column name or position of user ids (default: %(default)s)")
+    group.add_argument("--item-col", default=str(_default("item_col", data.read)),
+                       help="column name or position of item ids (default: %(default)s)")
     group.add_argument("--value-col", help="column of confidence values (default: all 1)")
     group.add_argument("--min-value", type=float,
                        help="drop interactions whose value is below this (e.g. 4 for ratings)")
     group.add_argument("--binary", action="store_true", help="set kept values to 1")
-    group.add_argument("--unknown", default="error", choices=["error", "drop"],
-                       help="test ids never seen in training: fail, or drop them with a warning")
+    group.add_argument("--unknown", default=_default("unknown", data.read),
+                       choices=list(data.UNKNOWN),
+                       help="test ids never seen in training: fail, or drop them with a warning "
+                            "(default: %(default)s)")
 
 
 def _add_metric_options(parser):
-    parser.add_argument("--k", type=int, nargs="+", default=[10, 20], metavar="K",
-                        help="cut-offs of the metrics (default: 10 20)")
+    parser.add_argument("--k", type=int, nargs="+", metavar="K",
+                        default=list(_default("K", ranking_metrics)),
+                        help="cut-offs of the metrics (default: %(default)s)")
+
+
+def _default(name, function=ALSSolver):
+    """The default of parameter `name` of `function` (the estimator's, unless given)."""
+    return inspect.signature(function).parameters[name].default
 
 
 def _column(text):

@@ -1,5 +1,7 @@
 """The `rgals` command, end to end through `main(argv)`, on files written by the test."""
 
+import argparse
+import inspect
 import json
 import subprocess
 import sys
@@ -7,8 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from rgals import cli, data, load
+from rgals import ALSSolver, cli, data, load
+from rgals.als import DTYPES
+from rgals.backend import BACKENDS
+from rgals.losses import LOSSES
 from rgals.metrics import ranking_metrics
+from rgals.solve import SOLVERS
 
 
 def write_pairs(path, matrix, prefix_user="u", prefix_item="i"):
@@ -158,3 +164,36 @@ def test_evaluate_and_recommend_a_gpu_fitted_model_on_the_cpu(files, tmp_path, c
     user_ids, _ = data.load_ids(out)
     status, _, stderr = run(["recommend", str(out), str(user_ids[0]), "-n", "3"], capsys)
     assert status == 0, stderr
+
+
+def test_choices_and_defaults_come_from_the_package():
+    """A new loss, solver, backend or format appears on the command line by itself."""
+    parser = cli._parser()
+    commands = next(action.choices for action in parser._actions
+                    if isinstance(action, argparse._SubParsersAction))
+    options = {action.dest: action for action in commands["fit"]._actions}
+    assert options["loss"].choices == list(LOSSES)
+    assert options["solver"].choices == list(SOLVERS)
+    assert options["backend"].choices == list(BACKENDS)
+    assert options["dtype"].choices == [dtype.name for dtype in DTYPES]
+    assert options["format"].choices == list(data.FORMATS)
+    assert options["unknown"].choices == list(data.UNKNOWN)
+
+    estimator = inspect.signature(ALSSolver).parameters
+    reading = inspect.signature(data.read).parameters
+    fit = parser.parse_args(["fit", "train.tsv"])
+    for option, name in [("loss", "loss"), ("factors", "factors"),
+                         ("reg_exponent", "reg_exponent"), ("iterations", "iterations"),
+                         ("solver", "solver"), ("cg_steps", "cg_steps"), ("backend", "backend"),
+                         ("threads", "num_threads")]:
+        assert getattr(fit, option) == estimator[name].default, option
+    assert np.dtype(fit.dtype) == np.dtype(estimator["dtype"].default)
+    assert fit.alpha is None and fit.regularization is None  # the loss's defaults
+    assert fit.format == reading["format"].default and fit.unknown == reading["unknown"].default
+    assert (cli._column(fit.user_col), cli._column(fit.item_col)) == \
+        (reading["user_col"].default, reading["item_col"].default)
+    assert fit.k == list(inspect.signature(ranking_metrics).parameters["K"].default)
+    assert parser.parse_args(["demo"]).threads == estimator["num_threads"].default
+    assert parser.parse_args(["recommend", "model", "u1"]).top == \
+        inspect.signature(ALSSolver.recommend).parameters["N"].default
+    assert f"default: {estimator['factors'].default}" in commands["fit"].format_help()
