@@ -1,254 +1,267 @@
 """Array-library kernels for the GPU: every row of a half step at once, arrays in and out.
 
-The same functions and conventions as the Numba kernels of `cpu.py` (see there for the
-row systems A_r, b_r), written with whole-array operations of the array library that
-holds the inputs: CuPy on a CUDA device (cuBLAS products, cuSPARSE sparse-dense
-products, cuSOLVER batched solves), or NumPy, which lets the CPU test suite check every
-kernel against the Numba ones. Per-pair work runs in chunks of `PAIR_BUDGET` elements and
-dense d x d systems in blocks of `SYSTEM_BUDGET`, so memory stays bounded for any number
-of factors.
+`BatchedKernels(xp)` has the methods and conventions of the Numba kernels of `cpu.py`
+(see there for the row systems A_r, b_r), written with whole-array operations of the
+module `xp`: CuPy on a CUDA device (cuBLAS products, cuSPARSE sparse-dense products), or
+NumPy, which lets the CPU test suite check every kernel against the Numba ones. The exact
+solvers factorise all rows of a block by Cholesky together, column by column, with the
+pivot test of the Numba kernels, so both flag the same rows as not positive definite.
+Per-pair work runs in chunks of `PAIR_BUDGET` elements and dense d x d systems in blocks
+of `SYSTEM_BUDGET`, so memory stays bounded for any number of factors.
 """
 
 import numpy as np
-import scipy.sparse
 
 PAIR_BUDGET = 1 << 24  # elements of a per-pair temporary (pairs x d, or pairs x d x d)
 SYSTEM_BUDGET = 1 << 24  # elements of a block of dense systems (rows x d x d)
 
 
-def array_module(array):
-    """numpy or cupy, whichever holds `array` (a dense or a sparse matrix)."""
-    if type(array).__module__.startswith(("cupy", "cupyx")):
-        import cupy
-        return cupy
-    return np
+class BatchedKernels:
+    """The kernels of `cpu.py` for arrays of `xp` (the numpy or the cupy module)."""
 
-
-def sparse_module(xp):
-    """scipy.sparse for numpy arrays, cupyx.scipy.sparse for CuPy arrays."""
-    if xp is np:
-        return scipy.sparse
-    import cupyx.scipy.sparse
-    return cupyx.scipy.sparse
-
-
-def to_host(array):
-    """A NumPy copy of a CuPy array; NumPy arrays pass through."""
-    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else array
-
-
-def _csr(values, indices, indptr, n_columns):
-    xp = array_module(values)
-    return sparse_module(xp).csr_matrix((values, indices, indptr),
-                                        shape=(indptr.shape[0] - 1, n_columns))
-
-
-def _pair_rows(indptr, n_pairs):
-    """The row of every stored pair of a CSR structure."""
-    xp = array_module(indptr)
-    return xp.searchsorted(indptr, xp.arange(n_pairs, dtype=indptr.dtype), side="right") - 1
-
-
-def _pair_dots(rows, indices, row_vectors, column_vectors):
-    """row_vectors[rows[k]] . column_vectors[indices[k]] for every pair k, in chunks."""
-    xp = array_module(row_vectors)
-    n_pairs, d = indices.shape[0], row_vectors.shape[1]
-    dots = xp.empty(n_pairs, dtype=np.result_type(row_vectors, column_vectors))
-    chunk = max(1, PAIR_BUDGET // d)
-    for start in range(0, n_pairs, chunk):
-        part = slice(start, start + chunk)
-        dots[part] = (row_vectors[rows[part]] * column_vectors[indices[part]]).sum(axis=1)
-    return dots
-
-
-def pair_scores(indptr, indices, row_factors, column_factors):
-    """Scores row_factors[r] . column_factors[c] of every stored pair, in float64."""
-    rows = _pair_rows(indptr, indices.shape[0])
-    return _pair_dots(rows, indices, row_factors, column_factors).astype(np.float64)
-
-
-def weighted_row_sums(indptr, indices, weights, others):
-    """out[r] = sum_k weights[k] others[indices[k]]: a sparse-dense product."""
-    return _csr(weights.astype(others.dtype), indices, indptr, others.shape[0]) @ others
-
-
-def diagonal_solve(pair_rotated, rhs_rotated, shift_rotated, old_rotated, eigenvalues, scale,
-                   reg):
-    """Rows solved where A_r = diag(scale_r e + reg_r) (see cpu.diagonal_solve): writes the
-    solutions into `pair_rotated` and returns each row's decrease dx^T A_r dx."""
-    diagonal = scale[:, None] * eigenvalues + reg[:, None]
-    solution = (pair_rotated + scale[:, None] * rhs_rotated + shift_rotated) / diagonal
-    change = old_rotated - solution
-    pair_rotated[...] = solution
-    return (diagonal * change * change).sum(axis=1)
-
-
-def cg_rows(indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues, rhs_rotated,
-            shift_rotated, scale, reg, factors_rotated, max_steps, tolerance):
-    """Jacobi-preconditioned CG for all rows in lockstep, in the eigenbasis of the gram
-    (see cpu.cg_rows): a row stops where the CPU kernel's row would, so both give the same
-    iterates. Overwrites `factors_rotated`; returns each row's decrease."""
-    xp = array_module(factors_rotated)
-    n_items = others_rotated.shape[0]
-    rows = _pair_rows(indptr, indices.shape[0])
-    gram_matrix = _csr(pair_gram, indices, indptr, n_items)
-
-    def product(vectors):  # A_r v_r for every row
-        coefficients = pair_gram * _pair_dots(rows, indices, vectors, others_rotated)
-        return (diagonal * vectors
-                + _csr(coefficients, indices, indptr, n_items) @ others_rotated)
-
-    diagonal = scale[:, None] * eigenvalues + reg[:, None]
-    preconditioner = diagonal + gram_matrix @ (others_rotated * others_rotated)
-    b = (scale[:, None] * rhs_rotated + shift_rotated
-         + _csr(pair_rhs, indices, indptr, n_items) @ others_rotated)
-    x = factors_rotated.copy()
-    r = b - product(x)
-    z = r / preconditioner
-    p = z.copy()
-    threshold = tolerance * tolerance * (b * b).sum(axis=1)
-    rz = (r * z).sum(axis=1)
-    total = xp.zeros(x.shape[0])
-    active = (rz > 0) & ((r * r).sum(axis=1) > threshold)
-    for _ in range(max_steps):
-        if not bool(active.any()):
-            break
-        Ap = product(p)
-        pAp = (p * Ap).sum(axis=1)
-        active &= pAp > 0
-        step = xp.where(active, rz / xp.where(active, pAp, 1), 0).astype(x.dtype)
-        total += step * rz
-        x += step[:, None] * p
-        r -= step[:, None] * Ap
-        z = r / preconditioner
-        rz_next = (r * z).sum(axis=1)
-        ratio = xp.where(active, rz_next / xp.where(rz > 0, rz, 1), 0).astype(x.dtype)
-        p = z + ratio[:, None] * p
-        rz = rz_next
-        active &= (rz > 0) & ((r * r).sum(axis=1) > threshold)
-    factors_rotated[...] = x
-    return total
-
-
-def _system_blocks(indptr_host, d):
-    """(first row, end row) blocks whose dense systems fit in SYSTEM_BUDGET elements."""
-    n_rows = indptr_host.shape[0] - 1
-    rows = max(1, SYSTEM_BUDGET // (d * d))
-    return [(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]
-
-
-def _block_systems(start, end, indptr_host, indptr, indices, pair_gram, pair_rhs_sums,
-                   others, gram, rhs, shift, scale, reg):
-    """Dense A_r and b_r (float64) of rows start..end-1."""
-    xp = array_module(others)
-    d = gram.shape[0]
-    A = scale[start:end, None, None] * gram + reg[start:end, None, None] * xp.eye(d)
-    b = scale[start:end, None] * rhs + shift + pair_rhs_sums[start:end]
-    first, last = int(indptr_host[start]), int(indptr_host[end])
-    chunk = max(1, PAIR_BUDGET // (d * d))
-    flat = A.reshape(end - start, d * d)
-    for begin in range(first, last, chunk):
-        stop = min(begin + chunk, last)
-        y = others[indices[begin:stop]].astype(np.float64)
-        outer = (y * pair_gram[begin:stop, None])[:, :, None] * y[:, None, :]
-        # the chunk's pairs summed into their rows: a 0/1 (rows x pairs) CSR product
-        selector_indptr = xp.clip(indptr[start:end + 1], begin, stop) - begin
-        selector = _csr(xp.ones(stop - begin), xp.arange(stop - begin, dtype=indices.dtype),
-                        selector_indptr, stop - begin)
-        flat += selector @ outer.reshape(stop - begin, d * d)
-    return A, b
-
-
-def _exact_blocks(indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift, scale, reg,
-                  extra_columns=None):
-    """For each block of rows: (start, end, A, solutions of A X = [b, extra columns])."""
-    xp = array_module(others)
-    indptr_host = to_host(indptr)
-    pair_rhs_sums = weighted_row_sums(indptr, indices, pair_rhs, others.astype(np.float64))
-    for start, end in _system_blocks(indptr_host, gram.shape[0]):
-        A, b = _block_systems(start, end, indptr_host, indptr, indices, pair_gram,
-                              pair_rhs_sums, others, gram, rhs, shift, scale, reg)
-        right = b[:, :, None]
-        if extra_columns is not None:
-            right = xp.concatenate([right, xp.broadcast_to(extra_columns, A.shape)], axis=2)
-        yield start, end, A, _solve(A, right)
-
-
-def _solve(A, right):
-    """Batched solve; a block that is singular comes back as NaN (flagged by the caller)."""
-    xp = array_module(A)
-    try:
-        return xp.linalg.solve(A, right)
-    except np.linalg.LinAlgError:
-        return xp.full(right.shape, np.nan)
-
-
-def cholesky_rows(indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift, scale,
-                  reg, factors):
-    """Exact solve of every row system (see cpu.cholesky_rows); overwrites `factors` and
-    returns each row's decrease dx^T A dx, NaN where the system is not positive definite."""
-    xp = array_module(factors)
-    decrease = xp.empty(factors.shape[0])
-    for start, end, A, solution in _exact_blocks(indptr, indices, pair_gram, pair_rhs,
-                                                    others, gram, rhs, shift, scale, reg):
-        x = solution[:, :, 0]
-        change = factors[start:end] - x
-        block = xp.einsum("ri,rij,rj->r", change, A, change)
-        # a positive definite A gives dx^T A dx >= 0 and a finite x
-        usable = xp.isfinite(x).all(axis=1) & (block >= 0)
-        decrease[start:end] = xp.where(usable, block, np.nan)
-        factors[start:end] = x
-    return decrease
-
-
-def cholesky_inverse_sum(indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift,
-                         scale, reg, n_chunks=None):
-    """(sum_r A_r^{-1}, sum_r A_r^{-1} b_r, rows not positive definite), as in
-    cpu.cholesky_inverse_sum (`n_chunks` is only the CPU kernel's thread split)."""
-    xp = array_module(others)
-    d = gram.shape[0]
-    inverse_sum, solution_sum, n_bad = xp.zeros((d, d)), xp.zeros(d), 0
-    for _, _, _, solution in _exact_blocks(indptr, indices, pair_gram, pair_rhs, others,
-                                              gram, rhs, shift, scale, reg, xp.eye(d)):
-        usable = xp.isfinite(solution).all(axis=(1, 2))
-        n_bad += int((~usable).sum())
-        solution = solution[usable]
-        solution_sum += solution[:, :, 0].sum(axis=0)
-        inverse_sum += solution[:, :, 1:].sum(axis=0)
-    return inverse_sum, solution_sum, n_bad
-
-
-def top_lists(queries, targets, depth, mask_indptr=None, mask_indices=None, removed=None,
-              batch=None):
-    """The `depth` best targets of each query by inner product, best first, as
-    ranking.top_lists: masked pairs (CSR rows per query) and `removed` ids never rank,
-    nor do -inf or NaN scores; equal scores rank the lower id first; empty slots hold
-    -inf and id -1. `batch` queries are scored at a time (default: as many as keep the
-    scores within PAIR_BUDGET). Returns (scores, ids)."""
-    xp = array_module(queries)
-    n_queries, n_targets = queries.shape[0], targets.shape[0]
-    best = xp.full((n_queries, depth), -np.inf, dtype=queries.dtype)
-    ids = xp.full((n_queries, depth), -1, dtype=np.int64)
-    batch = max(1, min(batch or n_queries, PAIR_BUDGET // max(n_targets, 1)))
-    for start in range(0, n_queries, batch):
-        stop = min(start + batch, n_queries)
-        scores = queries[start:stop] @ targets.T
-        scores[xp.isnan(scores)] = -np.inf
-        if removed is not None and removed.size:
-            scores[:, removed] = -np.inf
-        if mask_indptr is not None:
-            first, last = int(mask_indptr[start]), int(mask_indptr[stop])
-            rows = _pair_rows(mask_indptr[start:stop + 1] - first, last - first)
-            scores[rows, mask_indices[first:last]] = -np.inf
-        if depth < n_targets:
-            # candidates in increasing id order, so that the stable sort keeps ties by id
-            candidates = xp.sort(xp.argpartition(-scores, depth - 1, axis=1)[:, :depth], axis=1)
+    def __init__(self, xp):
+        self.xp = xp
+        if xp is np:
+            import scipy.sparse as sparse
         else:
-            candidates = xp.broadcast_to(xp.arange(n_targets), scores.shape)
-        values = xp.take_along_axis(scores, candidates, axis=1)
-        order = xp.argsort(-values, axis=1, kind="stable")
-        values = xp.take_along_axis(values, order, axis=1)
-        found = xp.take_along_axis(candidates, order, axis=1)
-        best[start:stop] = values
-        ids[start:stop] = xp.where(values > -np.inf, found, -1)
-    return best, ids
+            import cupyx.scipy.sparse as sparse
+        self.sparse = sparse
+
+    def _host_copy(self, array):
+        """`array` as a NumPy array (block bounds are computed on the host)."""
+        return array if self.xp is np else array.get()
+
+    def _csr(self, values, indices, indptr, n_columns):
+        return self.sparse.csr_matrix((values, indices, indptr),
+                                      shape=(indptr.shape[0] - 1, n_columns))
+
+    def _pair_rows(self, indptr, n_pairs):
+        """The row of every stored pair of a CSR structure."""
+        xp = self.xp
+        return xp.searchsorted(indptr, xp.arange(n_pairs, dtype=indptr.dtype),
+                               side="right") - 1
+
+    def _pair_dots(self, rows, indices, row_vectors, column_vectors):
+        """row_vectors[rows[k]] . column_vectors[indices[k]] for every pair k, in chunks."""
+        n_pairs, d = indices.shape[0], row_vectors.shape[1]
+        dots = self.xp.empty(n_pairs, dtype=np.result_type(row_vectors.dtype,
+                                                           column_vectors.dtype))
+        chunk = max(1, PAIR_BUDGET // d)
+        for start in range(0, n_pairs, chunk):
+            part = slice(start, start + chunk)
+            dots[part] = (row_vectors[rows[part]] * column_vectors[indices[part]]).sum(axis=1)
+        return dots
+
+    def pair_scores(self, indptr, indices, row_factors, column_factors):
+        """Scores row_factors[r] . column_factors[c] of every stored pair, in float64."""
+        rows = self._pair_rows(indptr, indices.shape[0])
+        return self._pair_dots(rows, indices, row_factors, column_factors).astype(np.float64)
+
+    def weighted_row_sums(self, indptr, indices, weights, others):
+        """out[r] = sum_k weights[k] others[indices[k]]: a sparse-dense product."""
+        weights = weights.astype(others.dtype)
+        return self._csr(weights, indices, indptr, others.shape[0]) @ others
+
+    def diagonal_solve(self, pair_rotated, rhs_rotated, shift_rotated, old_rotated,
+                       eigenvalues, scale, reg):
+        """Rows solved where A_r = diag(scale_r e + reg_r) (see cpu.diagonal_solve): writes
+        the solutions into `pair_rotated` and returns each row's decrease dx^T A_r dx."""
+        diagonal = scale[:, None] * eigenvalues + reg[:, None]
+        solution = (pair_rotated + scale[:, None] * rhs_rotated + shift_rotated) / diagonal
+        change = old_rotated - solution
+        pair_rotated[...] = solution
+        return (diagonal * change * change).sum(axis=1)
+
+    def cg_rows(self, indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues,
+                rhs_rotated, shift_rotated, scale, reg, factors_rotated, max_steps, tolerance):
+        """Jacobi-preconditioned CG for all rows in lockstep, in the eigenbasis of the gram
+        (see cpu.cg_rows): a row stops where the CPU kernel's row would, so both give the
+        same iterates. Overwrites `factors_rotated`; returns each row's decrease."""
+        xp = self.xp
+        n_items = others_rotated.shape[0]
+        rows = self._pair_rows(indptr, indices.shape[0])
+        gram_matrix = self._csr(pair_gram, indices, indptr, n_items)
+
+        def product(vectors):  # A_r v_r for every row
+            coefficients = pair_gram * self._pair_dots(rows, indices, vectors, others_rotated)
+            return (diagonal * vectors
+                    + self._csr(coefficients, indices, indptr, n_items) @ others_rotated)
+
+        diagonal = scale[:, None] * eigenvalues + reg[:, None]
+        preconditioner = diagonal + gram_matrix @ (others_rotated * others_rotated)
+        b = (scale[:, None] * rhs_rotated + shift_rotated
+             + self._csr(pair_rhs, indices, indptr, n_items) @ others_rotated)
+        x = factors_rotated.copy()
+        r = b - product(x)
+        z = r / preconditioner
+        p = z.copy()
+        threshold = tolerance * tolerance * (b * b).sum(axis=1)
+        rz = (r * z).sum(axis=1)
+        total = xp.zeros(x.shape[0])
+        active = (rz > 0) & ((r * r).sum(axis=1) > threshold)
+        for _ in range(max_steps):
+            if not bool(active.any()):
+                break
+            Ap = product(p)
+            pAp = (p * Ap).sum(axis=1)
+            active &= pAp > 0
+            step = xp.where(active, rz / xp.where(active, pAp, 1), 0).astype(x.dtype)
+            total += step * rz
+            x += step[:, None] * p
+            r -= step[:, None] * Ap
+            z = r / preconditioner
+            rz_next = (r * z).sum(axis=1)
+            ratio = xp.where(active, rz_next / xp.where(rz > 0, rz, 1), 0).astype(x.dtype)
+            p = z + ratio[:, None] * p
+            rz = rz_next
+            active &= (rz > 0) & ((r * r).sum(axis=1) > threshold)
+        factors_rotated[...] = x
+        return total
+
+    def _system_blocks(self, indptr_host, d):
+        """(first row, end row) blocks whose dense systems fit in SYSTEM_BUDGET elements."""
+        n_rows = indptr_host.shape[0] - 1
+        rows = max(1, SYSTEM_BUDGET // (d * d))
+        return [(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]
+
+    def _block_systems(self, start, end, indptr_host, indptr, indices, pair_gram,
+                       pair_rhs_sums, others, gram, rhs, shift, scale, reg):
+        """Dense A_r and b_r (float64) of rows start..end-1."""
+        xp = self.xp
+        d = gram.shape[0]
+        A = scale[start:end, None, None] * gram + reg[start:end, None, None] * xp.eye(d)
+        b = scale[start:end, None] * rhs + shift + pair_rhs_sums[start:end]
+        first, last = int(indptr_host[start]), int(indptr_host[end])
+        chunk = max(1, PAIR_BUDGET // (d * d))
+        flat = A.reshape(end - start, d * d)
+        for begin in range(first, last, chunk):
+            stop = min(begin + chunk, last)
+            y = others[indices[begin:stop]].astype(np.float64)
+            outer = (y * pair_gram[begin:stop, None])[:, :, None] * y[:, None, :]
+            # the chunk's pairs summed into their rows: a 0/1 (rows x pairs) CSR product
+            selector_indptr = xp.clip(indptr[start:end + 1], begin, stop) - begin
+            selector = self._csr(xp.ones(stop - begin),
+                                 xp.arange(stop - begin, dtype=indices.dtype),
+                                 selector_indptr, stop - begin)
+            flat += selector @ outer.reshape(stop - begin, d * d)
+        return A, b
+
+    def _cholesky_factors(self, A):
+        """Lower Cholesky factors L of a block of systems A (rows x d x d), one column at a
+        time for all rows, and per row whether every pivot was > 0 (cpu._cholesky_lower's
+        test). From a row's first failing pivot on, its columns are those of the identity,
+        so that its L stays finite and the substitutions need no special case."""
+        xp = self.xp
+        n, d = A.shape[0], A.shape[1]
+        L = xp.zeros_like(A)
+        positive = xp.ones(n, dtype=bool)
+        for j in range(d):
+            done = L[:, j, :j]
+            pivot = A[:, j, j] - (done * done).sum(axis=1)
+            positive &= pivot > 0
+            root = xp.sqrt(xp.where(positive, pivot, 1.0))
+            L[:, j, j] = root
+            below = A[:, j + 1:, j] - (L[:, j + 1:, :j] @ done[:, :, None])[:, :, 0]
+            below /= root[:, None]
+            L[:, j + 1:, j] = xp.where(positive[:, None], below, 0.0)
+        return L, positive
+
+    def _cholesky_substitutions(self, L, right):
+        """X with L L^T X = right for every row (right: rows x d x columns): forward then
+        back substitution, one unknown at a time for all rows and columns."""
+        d = L.shape[1]
+        x = right.copy()
+        for i in range(d):
+            x[:, i] -= (L[:, i:i + 1, :i] @ x[:, :i])[:, 0]
+            x[:, i] /= L[:, i, i, None]
+        for i in range(d - 1, -1, -1):
+            x[:, i] -= (L[:, i + 1:, i][:, None, :] @ x[:, i + 1:])[:, 0]
+            x[:, i] /= L[:, i, i, None]
+        return x
+
+    def _exact_blocks(self, indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift,
+                      scale, reg, extra_columns=None):
+        """For each block of rows: (start, end, A, positive, X) with X the Cholesky solutions
+        of A X = [b, extra columns]; X is meaningless where `positive` is False."""
+        xp = self.xp
+        indptr_host = self._host_copy(indptr)
+        pair_rhs_sums = self.weighted_row_sums(indptr, indices, pair_rhs,
+                                               others.astype(np.float64))
+        for start, end in self._system_blocks(indptr_host, gram.shape[0]):
+            A, b = self._block_systems(start, end, indptr_host, indptr, indices, pair_gram,
+                                       pair_rhs_sums, others, gram, rhs, shift, scale, reg)
+            right = b[:, :, None]
+            if extra_columns is not None:
+                right = xp.concatenate([right, xp.broadcast_to(extra_columns, A.shape)],
+                                       axis=2)
+            L, positive = self._cholesky_factors(A)
+            yield start, end, A, positive, self._cholesky_substitutions(L, right)
+
+    def cholesky_rows(self, indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift,
+                      scale, reg, factors):
+        """Exact solve of every row system (see cpu.cholesky_rows); overwrites `factors` and
+        returns each row's decrease dx^T A dx, NaN where the system is not positive
+        definite (whose factors, as in the CPU kernel, are left as they were)."""
+        xp = self.xp
+        decrease = xp.empty(factors.shape[0])
+        for start, end, A, positive, solution in self._exact_blocks(
+                indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift, scale, reg):
+            x = solution[:, :, 0]
+            change = factors[start:end] - x
+            block = xp.einsum("ri,rij,rj->r", change, A, change)
+            decrease[start:end] = xp.where(positive, block, np.nan)
+            factors[start:end] = xp.where(positive[:, None], x, factors[start:end])
+        return decrease
+
+    def cholesky_inverse_sum(self, indptr, indices, pair_gram, pair_rhs, others, gram, rhs,
+                             shift, scale, reg, n_chunks):
+        """(sum_r A_r^{-1}, sum_r A_r^{-1} b_r, rows not positive definite), as in
+        cpu.cholesky_inverse_sum; the sums leave those rows out (`n_chunks` is only the CPU
+        kernel's thread split and is ignored)."""
+        xp = self.xp
+        d = gram.shape[0]
+        inverse_sum, solution_sum, n_bad = xp.zeros((d, d)), xp.zeros(d), 0
+        for _, _, _, positive, solution in self._exact_blocks(
+                indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift, scale, reg,
+                xp.eye(d)):
+            solution = xp.where(positive[:, None, None], solution, 0.0)
+            n_bad += (~positive).sum()
+            solution_sum += solution[:, :, 0].sum(axis=0)
+            inverse_sum += solution[:, :, 1:].sum(axis=0)
+        return inverse_sum, solution_sum, int(n_bad)
+
+    def top_lists(self, queries, targets, depth, mask_indptr=None, mask_indices=None,
+                  removed=None, batch=None):
+        """The `depth` best targets of each query by inner product, best first, as
+        ranking.top_lists: masked pairs (CSR rows per query) and `removed` ids never rank,
+        nor do -inf or NaN scores; equal scores rank the lower id first; empty slots hold
+        -inf and id -1. `batch` queries are scored at a time (default: as many as keep the
+        scores within PAIR_BUDGET). Returns (scores, ids)."""
+        xp = self.xp
+        n_queries, n_targets = queries.shape[0], targets.shape[0]
+        best = xp.full((n_queries, depth), -np.inf, dtype=queries.dtype)
+        ids = xp.full((n_queries, depth), -1, dtype=np.int64)
+        batch = max(1, min(batch or n_queries, PAIR_BUDGET // max(n_targets, 1)))
+        for start in range(0, n_queries, batch):
+            stop = min(start + batch, n_queries)
+            scores = queries[start:stop] @ targets.T
+            scores[xp.isnan(scores)] = -np.inf
+            if removed is not None and removed.size:
+                scores[:, removed] = -np.inf
+            if mask_indptr is not None:
+                first, last = int(mask_indptr[start]), int(mask_indptr[stop])
+                rows = self._pair_rows(mask_indptr[start:stop + 1] - first, last - first)
+                scores[rows, mask_indices[first:last]] = -np.inf
+            if depth < n_targets:
+                # candidates in increasing id order, so that the stable sort keeps ties by id
+                candidates = xp.sort(xp.argpartition(-scores, depth - 1, axis=1)[:, :depth],
+                                     axis=1)
+            else:
+                candidates = xp.broadcast_to(xp.arange(n_targets), scores.shape)
+            values = xp.take_along_axis(scores, candidates, axis=1)
+            order = xp.argsort(-values, axis=1, kind="stable")
+            values = xp.take_along_axis(values, order, axis=1)
+            found = xp.take_along_axis(candidates, order, axis=1)
+            best[start:stop] = values
+            ids[start:stop] = xp.where(values > -np.inf, found, -1)
+        return best, ids

@@ -29,10 +29,13 @@ _map_checkout_kernels()
 __version__ = "0.1.0"
 
 from . import data, metrics  # noqa: E402
+from . import losses  # noqa: E402
 from .als import ALSSolver, NotFittedError  # noqa: E402
-from .export import load  # noqa: E402
 from .losses import LOSSES  # noqa: E402
 from .monitor import ConvergenceMonitor  # noqa: E402
+from .training import train  # noqa: E402
 
-__all__ = ["ALSSolver", "ConvergenceMonitor", "NotFittedError", "load", "LOSSES", "data", "metrics",
-           "__version__"]
+load = ALSSolver.load
+
+__all__ = ["ALSSolver", "ConvergenceMonitor", "NotFittedError", "load", "LOSSES", "data",
+           "losses", "metrics", "train", "__version__"]

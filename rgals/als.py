@@ -3,23 +3,23 @@
 import dataclasses
 import inspect
 import logging
-import time
 import warnings
 from contextlib import contextmanager
 
 import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from . import export
-from .backend import (BACKENDS, array_module, check_gpu_memory, gpu_memory_errors, require_gpu,
-                      to_device, to_host)
-from .losses import LOSSES
-from .metrics import METRICS, ranking_metrics
-from .monitor import ConvergenceMonitor, softmax_loss
+from .backend import (_BATCHED, BACKENDS, backend_of, check_gpu_memory, get_backend,
+                      gpu_memory_errors, require_gpu, to_device, to_host)
+from .losses import Loss, make_loss
+from .metrics import METRICS
+from .prepared import prepare
 from .ranking import normalized_rows, top_n
 from .solve import SOLVERS, solve_rows
+from .training import (MONITOR_LEVELS, EarlyStopping, ProgressBar, Tolerance, UserCallback,
+                    train)
 from .validation import (check_bool, check_choice, check_ids, check_integer,
                          check_interactions, check_real)
 
@@ -39,9 +39,12 @@ class ALSSolver:
     ----------
     factors : int
         Embedding dimension d.
-    loss : {"rg2", "rgx", "ials"}
+    loss : {"rg2", "rgx", "ials"} or a rgals.losses.Loss
         "rg2" and "rgx" are second-order expansions of the softmax ranking loss (rgx keeps
         the interactive term exactly); "ials" is the weighted squared loss of `implicit`.
+        A loss object such as `rgals.losses.RG2(alpha=0.05)` carries its own
+        hyperparameters (then leave alpha, regularization and reg_exponent at None); it
+        gives the same model as the name with the same values.
     alpha : float or None
         RG2/RGx: weight of the extra squared term on observed pairs (0 turns it off and
         enables the fast path). iALS: the confidence scale, as in `implicit`.
@@ -51,8 +54,9 @@ class ALSSolver:
         lambda_i = lam (sum_u w_u + alpha M)^nu; iALS: plain lam. None: the loss's
         default (0.001 for RG2/RGx, 0.01 for iALS). Too large a value for RG2/RGx shrinks
         every factor to zero; tune it on validation data.
-    reg_exponent : float
-        nu >= 0 in the regularisation above (0 gives a constant lam; iALS ignores it).
+    reg_exponent : float or None
+        nu >= 0 in the regularisation above (0 gives a constant lam; None: 1.0; iALS has
+        no such parameter and ignores it).
     iterations : int
         Number of sweeps (a user half step then an item half step).
     solver : {"auto", "cholesky", "cg"}
@@ -91,17 +95,32 @@ class ALSSolver:
     softmax_users : int
         Users sampled once per fit on whom the monitor evaluates the exact softmax loss
         that RG2/RGx approximate (0: off; it costs users x items scores per evaluation).
+    monitor : {"sweep", "full"}
+        What the convergence monitor costs. "sweep": F carried from the solvers'
+        decreases, measured exactly on evaluation sweeps and at the end (where the
+        descent identity is checked); "full": exact F and the identity check after every
+        half step (tests, debugging; a fit pays for an objective per half step).
 
-    After `fit`, `monitor_` (a `rgals.ConvergenceMonitor`) holds the objective, the
-    descent-identity check, the observed and bounded convergence rates, timings and
-    validation metrics of every half step.
+    Attributes
+    ----------
+    user_factors_, item_factors_ : arrays (users x factors, items x factors)
+        The embeddings; NumPy, or CuPy with backend="gpu". Scores are their inner
+        products. `user_factors` / `item_factors` are aliases, as in `implicit`.
+    user_items_ : scipy.sparse.csr_matrix
+        The training interactions, checked and canonical (filtering, fold-in, `save`).
+    loss_ : rgals.losses.Loss
+        The fitted loss with its hyperparameters, bound to the training data; fold-in,
+        `save` and `load` use it.
+    monitor_ : rgals.ConvergenceMonitor
+        Objective, descent-identity checks, observed and bounded convergence rates,
+        seconds and validation metrics of every half step.
     """
 
     def __init__(self, factors=64, loss="rg2", alpha=None, regularization=None,
-                 reg_exponent=1.0, iterations=15, solver="auto", cg_steps=3,
+                 reg_exponent=None, iterations=15, solver="auto", cg_steps=3,
                  dtype=np.float32, backend="cpu", num_threads=0, random_state=None,
                  tol=1e-4, early_stopping=False, patience=3, validation_metric="ndcg@20",
-                 eval_every=1, softmax_users=0):
+                 eval_every=1, softmax_users=0, monitor="sweep"):
         self.factors = factors
         self.loss = loss
         self.alpha = alpha
@@ -120,6 +139,7 @@ class ALSSolver:
         self.validation_metric = validation_metric
         self.eval_every = eval_every
         self.softmax_users = softmax_users
+        self.monitor = monitor
 
     # -- scikit-learn conventions -------------------------------------------------------
 
@@ -146,28 +166,24 @@ class ALSSolver:
 
     def _validated_params(self):
         """The parameters, checked; the attributes themselves stay as the user set them."""
-        loss = check_choice(self.loss, "loss", tuple(LOSSES))
         try:
             dtype = np.dtype(self.dtype)
         except TypeError:
             dtype = None
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be np.float32 or np.float64; got {self.dtype!r}")
-        loss_class = LOSSES[loss]
-        alpha = loss_class.default_alpha if self.alpha is None else self.alpha
-        regularization = (loss_class.default_regularization if self.regularization is None
-                          else self.regularization)
+        # "_batched" (NumPy running the GPU's kernels) is private, for tests
+        backend = self.backend if self.backend == _BATCHED else check_choice(
+            self.backend, "backend", BACKENDS)
         params = dict(
             factors=check_integer(self.factors, "factors", 1),
-            loss=loss,
-            alpha=check_real(alpha, "alpha", 0.0, strict=loss == "ials"),
-            regularization=check_real(regularization, "regularization", 0.0, strict=True),
-            reg_exponent=check_real(self.reg_exponent, "reg_exponent", 0.0),
+            loss=make_loss(self.loss, alpha=self.alpha, regularization=self.regularization,
+                           reg_exponent=self.reg_exponent),
             iterations=check_integer(self.iterations, "iterations", 1),
             solver=check_choice(self.solver, "solver", SOLVERS),
             cg_steps=check_integer(self.cg_steps, "cg_steps", 1),
             dtype=dtype,
-            backend=check_choice(self.backend, "backend", BACKENDS),
+            backend=backend,
             num_threads=check_integer(self.num_threads, "num_threads", 0),
             tol=check_real(self.tol, "tol", 0.0),
             early_stopping=check_bool(self.early_stopping, "early_stopping"),
@@ -175,6 +191,7 @@ class ALSSolver:
             validation_metric=_parse_metric(self.validation_metric),
             eval_every=check_integer(self.eval_every, "eval_every", 1),
             softmax_users=check_integer(self.softmax_users, "softmax_users", 0),
+            monitor=check_choice(self.monitor, "monitor", MONITOR_LEVELS),
         )
         if params["backend"] == "gpu":
             require_gpu()
@@ -194,11 +211,10 @@ class ALSSolver:
         the fit. The whole record is in `monitor_` afterwards. Returns self.
         """
         params = self._validated_params()
-        loss_class = LOSSES[params["loss"]]
+        spec = params["loss"]
         user_items = check_interactions(user_items, "user_items",
-                                        allow_negative=loss_class.allows_negative,
-                                        loss_name=params["loss"])
-        metric_name, metric_k = params["validation_metric"]
+                                        allow_negative=spec.allows_negative,
+                                        loss_name=spec.name)
         if validation is not None:
             validation = check_interactions(validation, "validation", allow_negative=True,
                                             shape=user_items.shape)
@@ -206,80 +222,44 @@ class ALSSolver:
             raise ValueError("early_stopping=True needs validation data: pass "
                              "fit(user_items, validation=held_out), e.g. from "
                              "rgals.data.validation_split(user_items)")
-        item_users = user_items.T.tocsr()
-        item_users.sort_indices()
-
+        backend = get_backend(params["backend"])
         rng = _generator(self.random_state)
         n_users, n_items = user_items.shape
         scale = 0.01
+        # the same start on every backend, drawn on the host
         user_factors = (scale * rng.standard_normal((n_users, params["factors"]))).astype(
             params["dtype"])
         item_factors = (scale * rng.standard_normal((n_items, params["factors"]))).astype(
             params["dtype"])
-        # the same start on both backends; the GPU then works on copies of everything
-        data, data_by_item = user_items, item_users
-        if params["backend"] == "gpu":
-            check_gpu_memory(n_users, n_items, user_items.nnz, params["factors"],
-                             params["dtype"])
-            with gpu_memory_errors("the copy of the data to the GPU"):
-                data, data_by_item, user_factors, item_factors = (
-                    to_device(array) for array in (user_items, item_users, user_factors,
-                                                   item_factors))
-        loss = loss_class(params["alpha"], params["regularization"], params["reg_exponent"],
-                          data)
         softmax_users = np.sort(rng.choice(n_users, min(params["softmax_users"], n_users),
                                            replace=False))
-        solver, cg_steps = params["solver"], params["cg_steps"]
-        monitor = ConvergenceMonitor(
-            tol=params["tol"], metric=f"{metric_name}@{metric_k}",
-            identity_tolerance=1e-9 if params["dtype"] == np.float64 else 1e-5,
-            patience=params["patience"] if params["early_stopping"] else None)
-        best = None
-
-        def half_step(sweep, side, systems, factors):
-            start = time.perf_counter()
-            decrease = solve_rows(systems, factors, solver, cg_steps)
-            seconds = time.perf_counter() - start
-            _check_finite(factors, side, sweep, params)
-            monitor.half_step(sweep, side, systems, decrease,
-                              loss.objective(user_factors, item_factors, data), seconds)
-
-        start = time.perf_counter()
-        with gpu_memory_errors("fit"), _thread_limit(params["num_threads"]), tqdm(
-                total=params["iterations"], disable=not show_progress, unit="sweep",
-                desc=f"rgals {params['loss']}") as progress:
-            monitor.start(loss.objective(user_factors, item_factors, data))
-            for sweep in range(1, params["iterations"] + 1):
-                half_step(sweep, "user", loss.user_systems(item_factors, data), user_factors)
-                half_step(sweep, "item", loss.item_systems(user_factors, data_by_item),
-                          item_factors)
-                evaluate = sweep % params["eval_every"] == 0 or sweep == params["iterations"]
-                record = monitor.end_sweep(
-                    softmax_loss=(softmax_loss(to_host(user_factors), to_host(item_factors),
-                                               user_items, softmax_users)
-                                  if evaluate and softmax_users.size else None),
-                    validation=(ranking_metrics(user_factors, item_factors, validation,
-                                                user_items, K=metric_k,
-                                                metrics=(metric_name, "recall"))
-                                if evaluate and validation is not None else None))
-                if record.get("improved") and params["early_stopping"]:
-                    best = (user_factors.copy(), item_factors.copy())
-                _report(progress, record, monitor.metric)
-                if callback is not None and callback(
-                        sweep - 1, time.perf_counter() - start, record) is False:
-                    monitor.stop_reason = f"stopped by the callback after sweep {sweep}"
-                if monitor.stop_reason:
-                    log.info("%s", monitor.stop_reason)
-                    break
-
-        if best is not None and monitor.best_sweep != monitor.rows[-1]["sweep"]:
-            user_factors, item_factors = best
-            log.info("restored the factors of sweep %d (best validation %s %.4f)",
-                     monitor.best_sweep, monitor.metric, monitor.best_score)
-        _warn_if_collapsed(user_factors, item_factors, params)
+        if backend.on_device:
+            check_gpu_memory(n_users, n_items, user_items.nnz, params["factors"],
+                             params["dtype"])
+        with gpu_memory_errors("fit"), _thread_limit(params["num_threads"]):
+            data = prepare(user_items, backend)
+            user_factors, item_factors = backend.put(user_factors), backend.put(item_factors)
+            loss = spec.bind(data.user_items)
+            callbacks = [ProgressBar(params["iterations"], show_progress,
+                                     f"rgals {spec.name}"), Tolerance(params["tol"])]
+            if params["early_stopping"]:
+                callbacks.append(EarlyStopping(params["patience"]))
+            if callback is not None:
+                callbacks.append(UserCallback(callback))
+            metric_name, metric_k = params["validation_metric"]
+            monitor = train(
+                loss, data, user_factors, item_factors, params["iterations"],
+                solver=params["solver"], cg_steps=params["cg_steps"],
+                monitor=params["monitor"], tol=params["tol"],
+                identity_tolerance=1e-9 if params["dtype"] == np.float64 else 1e-5,
+                eval_every=params["eval_every"], validation=validation,
+                metric=(metric_name, metric_k), softmax_users=softmax_users,
+                callbacks=callbacks)
+        _warn_if_collapsed(user_factors, item_factors, spec)
         self.user_factors_ = user_factors
         self.item_factors_ = item_factors
         self.user_items_ = user_items
+        self.loss_ = loss if not backend.on_device else spec.bind(user_items)
         self.monitor_ = monitor
         return self
 
@@ -302,17 +282,12 @@ class ALSSolver:
             raise NotFittedError("this ALSSolver is not fitted yet: call fit(user_items) or "
                                  "rgals.load(directory) first")
 
-    def _loss(self):
-        params = self._validated_params()
-        return LOSSES[params["loss"]](params["alpha"], params["regularization"],
-                                      params["reg_exponent"], self.user_items_)
-
     def _rows(self, ids, rows, n_columns, name, other):
         """Interaction rows for `ids`: the given matrix, checked, or the training rows."""
         if rows is None:
             return self.user_items_[ids] if other == "item" else self.user_items_.T.tocsr()[ids]
-        rows = check_interactions(rows, name, allow_negative=LOSSES[self.loss].allows_negative,
-                                  loss_name=self.loss)
+        rows = check_interactions(rows, name, allow_negative=self.loss_.allows_negative,
+                                  loss_name=self.loss_.name)
         if rows.shape != (len(ids), n_columns):
             raise ValueError(
                 f"{name} has shape {rows.shape}; expected ({len(ids)}, {n_columns}): one row "
@@ -328,7 +303,7 @@ class ALSSolver:
         self._check_fitted()
         ids = check_ids(userid, None, "userid")
         rows = self._rows(ids, user_items, self.item_factors_.shape[0], "user_items", "item")
-        factors = self._fold_in(self._loss().user_systems(to_host(self.item_factors_), rows))
+        factors = self._fold_in(self.loss_.user_systems(to_host(self.item_factors_), rows))
         return factors[0] if np.isscalar(userid) else factors
 
     def recalculate_item(self, itemid, item_users):
@@ -339,7 +314,7 @@ class ALSSolver:
         self._check_fitted()
         ids = check_ids(itemid, None, "itemid")
         rows = self._rows(ids, item_users, self.user_factors_.shape[0], "item_users", "user")
-        systems = self._loss().item_systems(to_host(self.user_factors_), rows)
+        systems = self.loss_.item_systems(to_host(self.user_factors_), rows)
         if systems.coupling is not None:
             # the item side has unit scale, so the fixed coupling folds into rhs
             item_sum = to_host(self.item_factors_).sum(axis=0, dtype=np.float64)
@@ -356,10 +331,10 @@ class ALSSolver:
 
     def _on_backend(self, array):
         """A host array moved to where this model's factors live."""
-        return array if array_module(self.item_factors_) is np else to_device(array)
+        return backend_of(self.item_factors_).put(array)
 
     def _factor_rows(self, factors, ids):
-        return factors[array_module(factors).asarray(ids)]
+        return factors[backend_of(factors).xp.asarray(ids)]
 
     def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
                   filter_items=None, recalculate_user=False, items=None):
@@ -420,6 +395,23 @@ class ALSSolver:
         self._check_fitted()
         export.save(self, directory, overwrite=overwrite)
 
+    @classmethod
+    def load(cls, directory, backend=None):
+        """A fitted model from a directory written by `save` (also `rgals.load`).
+
+        backend: "cpu" or "gpu" for the loaded model; None keeps the one it was fitted
+        with (a model fitted on a GPU then needs CuPy and a device: pass backend="cpu" to
+        use it without).
+        """
+        params, user_factors, item_factors, user_items, loss = export.read(directory)
+        if backend is not None:
+            params = {**params, "backend": check_choice(backend, "backend", BACKENDS)}
+        model = cls(**params)
+        model.user_factors_, model.item_factors_ = user_factors, item_factors
+        model.user_items_ = user_items
+        model.loss_ = make_loss(loss).bind(user_items)
+        return model.to_gpu() if model.backend == "gpu" else model
+
     # -- moving between backends -------------------------------------------------------
 
     def to_cpu(self):
@@ -439,6 +431,7 @@ class ALSSolver:
             moved = move(array)  # a copy when it crosses devices, the array itself if not
             setattr(model, name, moved.copy() if moved is array else moved)
         model.user_items_ = self.user_items_
+        model.loss_ = self.loss_
         if hasattr(self, "monitor_"):
             model.monitor_ = self.monitor_
         return model
@@ -493,33 +486,11 @@ def _parse_metric(text):
     return name, int(k)
 
 
-def _report(progress, record, metric):
-    """The sweep on the progress bar, or in the log when the bar is off."""
-    shown = {"F": f"{record['objective']:.6g}", "rho": f"{record['rate']:.3g}"}
-    if f"validation_{metric}" in record:
-        shown[metric] = f"{record[f'validation_{metric}']:.4f}"
-    progress.update(1)
-    progress.set_postfix(shown)
-    if progress.disable:
-        log.info("sweep %d: %s", record["sweep"],
-                 ", ".join(f"{name} {value}" for name, value in shown.items()))
-
-
-def _warn_if_collapsed(user_factors, item_factors, params):
+def _warn_if_collapsed(user_factors, item_factors, loss):
     largest = max(float(abs(user_factors).max()), float(abs(item_factors).max()))
     if largest < 1e-6:
         warnings.warn(
             f"every factor shrank to about zero (largest {largest:.2g}): the regularization "
-            f"({params['regularization']}) outweighs the data, and zero is a stable point of "
+            f"({loss.regularization}) outweighs the data, and zero is a stable point of "
             "this loss. Lower `regularization` (or raise alpha) and check on validation data",
             RuntimeWarning, stacklevel=3)
-
-
-def _check_finite(factors, side, sweep, params):
-    if not bool(array_module(factors).isfinite(factors).all()):
-        raise FloatingPointError(
-            f"the fit diverged: non-finite {side} factors in sweep {sweep}. Likely "
-            f"causes: confidence values too large for dtype {params['dtype']}, or "
-            f"regularization={params['regularization']} too small for this data. Scale the "
-            "values down, raise `regularization`, or use dtype=np.float64")
-

@@ -1,19 +1,61 @@
 """Where a fit runs: NumPy and the Numba kernels on the CPU, or CuPy on a CUDA device.
 
-The losses and the solvers are written once for both: they take the array module from
-their inputs (`array_module`) and the hot loops from `kernels_for`. This module moves
-data to the device and back, and turns a missing CuPy, a missing device or too little
-GPU memory into errors that say what to do.
+`get_backend(name)` returns one `Backend`: its array module, its kernels and the moves
+between host and device. The losses and the solvers are written once and take
+everything device-specific from it. This module also turns a missing CuPy, a missing
+device or too little GPU memory into errors that say what to do.
 """
 
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
 
 import numpy as np
 
 from .kernels import batched, cpu
 
 BACKENDS = ("cpu", "gpu")
+# NumPy running the GPU's batched kernels: lets every machine test the GPU algorithms
+_BATCHED = "_batched"
 GIB = float(1 << 30)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array module, the kernels for its arrays, and moves to and from its device."""
+
+    name: str
+    xp: ModuleType
+    kernels: object  # kernels.cpu (Numba) or a kernels.batched.BatchedKernels
+    on_device: bool = False
+
+    def put(self, array):
+        """`array` (NumPy or scipy.sparse CSR) where this backend computes."""
+        return to_device(array) if self.on_device else array
+
+    def get(self, array):
+        """A host (NumPy) version of one of this backend's arrays."""
+        return to_host(array)
+
+
+@lru_cache(maxsize=None)  # one Backend per name (a failed "gpu" is not cached)
+def get_backend(name):
+    """The Backend called `name`: "cpu", "gpu" (needs CuPy and a device) or the private
+    "_batched" (NumPy with the GPU's kernels, for tests)."""
+    if name == "cpu":
+        return Backend("cpu", np, cpu)
+    if name == _BATCHED:
+        return Backend(_BATCHED, np, batched.BatchedKernels(np))
+    if name == "gpu":
+        cupy = require_gpu()
+        return Backend("gpu", cupy, batched.BatchedKernels(cupy), on_device=True)
+    raise ValueError(f"unknown backend {name!r}; use one of {', '.join(map(repr, BACKENDS))}")
+
+
+def backend_of(array):
+    """The backend whose arrays `array` is: "gpu" for CuPy arrays, else "cpu"."""
+    return get_backend("gpu" if array_module(array) is not np else "cpu")
 
 
 def array_module(array):
@@ -27,11 +69,6 @@ def array_module(array):
 def to_host(array):
     """A NumPy copy of a CuPy array; NumPy arrays pass through."""
     return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else array
-
-
-def kernels_for(xp):
-    """The kernel module for arrays of `xp`: Numba loops for NumPy, batched for CuPy."""
-    return cpu if xp is np else batched
 
 
 def require_gpu():

@@ -1,4 +1,4 @@
-"""The losses: each says what enters A and b on each side, and evaluates its objective F.
+"""The losses: what enters A and b on each side of a half step, and the objective F.
 
 Notation of DESIGN.md section 1: R is users x items with confidences c_ui > 0,
 n_u = sum_i c_ui, w_u = n_u / (2N), scores s_ui = p_u . q_i.
@@ -8,15 +8,58 @@ n_u = sum_i c_ui, w_u = n_u / (2N), scores s_ui = p_u . q_i.
     RGx(u) = RG2(u) - (w_u / N) (sum_j s_uj)^2
     iALS(u) = sum_{i in I_u} alpha c_ui (1 - s_ui)^2 + sum_{j not in I_u} s_uj^2
 
-F adds sum_u lambda_u |p_u|^2 + sum_i lambda_i |q_i|^2. No loss knows about devices or
-solvers: it hands the solver `RowSystems` and evaluates F without touching M x N pairs.
-The arrays stay in the library of the inputs (NumPy, or CuPy for backend="gpu").
+F adds sum_u lambda_u |p_u|^2 + sum_i lambda_i |q_i|^2.
+
+The protocol every loss follows (`Loss`), in the order a half step uses it:
+
+- a loss is built from keyword hyperparameters alone, `RG2(alpha=0.05)`, each declared
+  with its default and the domain a tuner searches (`Hyperparameter`);
+- `bind(user_items)` returns a copy that knows the data's constants (n_u, M, N);
+- `begin_sweep(P, Q, data)` freezes per-sweep quantities (none for these losses);
+- `side_statistics(side, fixed_factors, rows)`: sums over a block of the fixed side's
+  rows (Grams, weighted sums), added up across blocks (`add_statistics`);
+- `row_systems(side, statistics, block, others)`: the `RowSystems` A_r, b_r of a block;
+- `objective(P, Q, data)` without touching M x N pairs, and `hessian_bounds`.
+
+No loss knows about devices or solvers; arrays stay in the library of the inputs.
 """
+
+import copy
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import array_module, kernels_for
-from .solve import RowSystems
+from .backend import array_module, backend_of
+from .prepared import RowBlock, row_sums
+from .solve import RowSystems, row_bounds
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """A loss hyperparameter: its default, the values it may take, and what to search.
+
+    Valid values are >= `minimum` (> when `strict`); a tuner searches [low, high], on a
+    log scale when `log`.
+    """
+
+    default: float
+    minimum: float
+    strict: bool
+    low: float
+    high: float
+    log: bool
+    doc: str
+
+    def check(self, value, name):
+        ok = (isinstance(value, (int, float, np.integer, np.floating))
+              and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+              and (value > self.minimum if self.strict else value >= self.minimum))
+        if not ok:
+            relation = ">" if self.strict else ">="
+            raise ValueError(f"{name} must be a finite number {relation} {self.minimum}; "
+                             f"got {value!r}")
+        return float(value)
 
 
 def _gram(factors, weights=None):
@@ -30,23 +73,122 @@ def _gram(factors, weights=None):
             weighted.sum(axis=0, dtype=np.float64))
 
 
-def _row_sums(matrix):
-    xp = array_module(matrix)
-    return xp.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
-
-
-def _pair_scores(user_items, user_factors, item_factors):
-    kernels = kernels_for(array_module(user_factors))
-    return kernels.pair_scores(user_items.indptr, user_items.indices, user_factors,
-                               item_factors)
-
-
 def _squared_norms(factors):
     factors = factors.astype(np.float64)
     return (factors * factors).sum(axis=1)
 
 
-class RG2:
+def _observed_scores(data, user_factors, item_factors):
+    """(c_ui, s_ui) of every stored pair; `data` is PreparedData or a users x items CSR."""
+    user_items = getattr(data, "user_items", data)
+    backend = getattr(data, "backend", None) or backend_of(user_factors)
+    scores = backend.kernels.pair_scores(user_items.indptr, user_items.indices,
+                                         user_factors, item_factors)
+    return user_items.data, scores
+
+
+def add_statistics(parts):
+    """The side statistics of several row blocks, summed (the reduction of a half step)."""
+    parts = list(parts)
+    return {name: sum(part[name] for part in parts) for name in parts[0]}
+
+
+class Loss:
+    """Base of every loss: hyperparameters, binding to data, and the shared machinery.
+
+    Subclasses declare `name`, `allows_negative`, `hyperparameters` (name ->
+    Hyperparameter) and implement `_bind`, `side_statistics`, `row_systems`, `objective`.
+    """
+
+    name = None
+    allows_negative = False
+    hyperparameters = {}
+
+    def __init__(self, **hyperparameters):
+        unknown = sorted(set(hyperparameters) - set(self.hyperparameters))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter {unknown[0]!r} for loss {self.name!r}; "
+                             f"it takes {', '.join(self.hyperparameters) or 'none'}")
+        for name, declared in self.hyperparameters.items():
+            value = hyperparameters.get(name)
+            setattr(self, name, declared.default if value is None else
+                    declared.check(value, name))
+        self.bound = False
+
+    def get_params(self):
+        """The hyperparameters, name -> value."""
+        return {name: getattr(self, name) for name in self.hyperparameters}
+
+    def __repr__(self):
+        params = ", ".join(f"{name}={value!r}" for name, value in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_params() == other.get_params()
+
+    def __hash__(self):
+        return hash((type(self), tuple(self.get_params().items())))
+
+    def to_dict(self):
+        """{"name": ..., hyperparameters...}: what params.json stores (`make_loss` reads it)."""
+        return {"name": self.name, **self.get_params()}
+
+    def bind(self, user_items):
+        """A copy of this loss that knows the constants of `user_items` (users x items)."""
+        bound = copy.copy(self)
+        bound.n_users, bound.n_items = user_items.shape
+        bound._bind(user_items)
+        bound.bound = True
+        return bound
+
+    def _require_bound(self):
+        if not self.bound:
+            raise RuntimeError(f"{self!r} is not bound to data: call loss.bind(user_items) "
+                               "first (ALSSolver.fit does)")
+
+    def begin_sweep(self, user_factors, item_factors, data):
+        """Freeze the quantities this loss holds fixed for one sweep.
+
+        Returns True when that changed the objective (the monitor then starts a new
+        segment: rates and tol never compare across it). These losses have none.
+        """
+        return False
+
+    def user_systems(self, item_factors, user_items):
+        """Systems of the users in the rows of `user_items` (training rows or new ones)."""
+        statistics = self.side_statistics("user", item_factors, slice(None))
+        return self.row_systems("user", statistics, RowBlock.of(user_items, "user"),
+                                item_factors)
+
+    def item_systems(self, user_factors, item_users):
+        """Systems of the items in the rows of `item_users` (items x users)."""
+        statistics = self.side_statistics("item", user_factors, slice(None))
+        return self.row_systems("item", statistics, RowBlock.of(item_users, "item"),
+                                user_factors)
+
+    def hessian_bounds(self, side, systems, backend=None, eigenvalues=None):
+        """Bounds (lowest, highest) on the eigenvalues of the half step's Hessian.
+
+        The objective is x^T A_r x - 2 b_r^T x summed over the rows of every block in
+        `systems`, so the Hessian is 2 A_r row by row; a coupling C adds
+        -2 (1 1^T) kron C, which lowers the bound by rows * eig_max(C) (Weyl).
+        `eigenvalues`: those of the blocks' shared Gram, when the solver has them.
+        """
+        lowest, highest = _combined_bounds(systems, backend, eigenvalues)
+        coupling = systems[0].coupling
+        if coupling is not None:
+            rows = sum(part.interactions.shape[0] for part in systems)
+            xp = array_module(coupling)
+            lowest -= rows * max(float(xp.linalg.eigvalsh(coupling)[-1]), 0.0)
+        return 2.0 * lowest, 2.0 * highest
+
+
+def _combined_bounds(systems, backend, eigenvalues):
+    bounds = [row_bounds(part, backend) for part in systems]
+    return min(low for low, _ in bounds), max(high for _, high in bounds)
+
+
+class RG2(Loss):
     """Second-order Taylor expansion of the softmax loss without the interactive term.
 
     Regularisation as in the authors' code: lambda_u = lam (n_u/2 + alpha N + 1)^nu and
@@ -55,17 +197,20 @@ class RG2:
 
     name = "rg2"
     allows_negative = False
-    # no collapse to zero on any of the three shared datasets (validation NDCG@20, factors
-    # 64); the best values differ per dataset: tune them on validation data
-    default_alpha = 0.01
-    default_regularization = 1e-3
+    # the defaults: no collapse to zero on any of the three shared datasets (validation
+    # NDCG@20, 64 factors); the best values differ per dataset: tune them on validation
+    hyperparameters = {
+        "alpha": Hyperparameter(0.01, 0.0, False, 1e-4, 1.0, True,
+                                "weight of the squared term on observed pairs"),
+        "regularization": Hyperparameter(1e-3, 0.0, True, 1e-5, 1.0, True,
+                                         "lam in lambda_u and lambda_i"),
+        "reg_exponent": Hyperparameter(1.0, 0.0, False, 0.0, 1.0, False,
+                                       "nu in lambda_u and lambda_i (0: constant lam)"),
+    }
 
-    def __init__(self, alpha, regularization, reg_exponent, user_items):
-        self.alpha = float(alpha)
-        self.regularization = float(regularization)
-        self.reg_exponent = float(reg_exponent)
-        self.n_users, self.n_items = user_items.shape
-        self.user_weight = _row_sums(user_items) / (2.0 * self.n_items)
+    def _bind(self, user_items):
+        self.user_sums = row_sums(user_items)
+        self.user_weight = self.user_sums / (2.0 * self.n_items)
         self.item_reg = self.regularization * (
             float(self.user_weight.sum()) + self.alpha * self.n_users) ** self.reg_exponent
 
@@ -79,40 +224,50 @@ class RG2:
         gram = self.alpha * values if self.alpha > 0 else None
         return gram, (self.alpha + 0.5) * values
 
-    def user_gram(self, item_factors):
-        return _gram(item_factors)
+    def side_statistics(self, side, fixed_factors, rows):
+        """User step: G = Q^T Q and sigma = sum_j q_j over a block of items. Item step:
+        G_W = sum_u w_u p_u p_u^T and sigma_W = sum_u w_u p_u over a block of users."""
+        self._require_bound()
+        weights = None if side == "user" else self.user_weight[rows]
+        gram, column_sum = _gram(fixed_factors, weights)
+        return {"gram": gram, "sum": column_sum}
 
-    def user_systems(self, item_factors, user_items):
-        """Systems for the users in the rows of `user_items` (training rows or new ones)."""
-        sums = _row_sums(user_items)
-        gram, column_sum = self.user_gram(item_factors)
-        pair_gram, pair_rhs = self.pair_weights(user_items.data)
-        return RowSystems(user_items, pair_gram, pair_rhs, item_factors, gram, -column_sum,
-                          scale=sums / (2.0 * self.n_items), reg=self.user_reg(sums))
+    def user_gram(self, statistics):
+        return statistics["gram"]
 
-    def item_systems(self, user_factors, item_users):
-        """Systems for the items in the rows of `item_users` (items x users)."""
-        gram, column_sum = _gram(user_factors, self.user_weight)
-        pair_gram, pair_rhs = self.pair_weights(item_users.data)
-        n_rows, xp = item_users.shape[0], array_module(user_factors)
-        return RowSystems(item_users, pair_gram, pair_rhs, user_factors, gram, -column_sum,
-                          scale=xp.ones(n_rows), reg=xp.full(n_rows, self.item_reg),
-                          coupling=self.item_coupling(gram))
+    def row_systems(self, side, statistics, block, others):
+        """DESIGN 1.3. User: A_u = w_u G + alpha sum c q q^T + lambda_u I,
+        b_u = -w_u sigma + (alpha + 1/2) sum c q. Item: A_i = G_W + alpha sum c p p^T +
+        lambda_i I, b_i = -sigma_W + (alpha + 1/2) sum c p (RGx adds its coupling)."""
+        self._require_bound()
+        pair_gram, pair_rhs = self.pair_weights(block.matrix.data)
+        n_rows = block.matrix.shape[0]
+        xp = array_module(others)
+        if side == "user":
+            return RowSystems(block.matrix, pair_gram, pair_rhs, others,
+                              self.user_gram(statistics), -statistics["sum"],
+                              scale=block.row_sums / (2.0 * self.n_items),
+                              reg=self.user_reg(block.row_sums))
+        return RowSystems(block.matrix, pair_gram, pair_rhs, others, statistics["gram"],
+                          -statistics["sum"], scale=xp.ones(n_rows),
+                          reg=xp.full(n_rows, self.item_reg),
+                          coupling=self.item_coupling(statistics["gram"]))
 
     def item_coupling(self, weighted_user_gram):
         return None
 
-    def objective(self, user_factors, item_factors, user_items):
+    def objective(self, user_factors, item_factors, data):
+        """F of DESIGN 1.4 in closed form; `data` is PreparedData or a users x items CSR."""
+        self._require_bound()
         item_gram, item_sum = _gram(item_factors)
         user_gram, user_sum = _gram(user_factors, self.user_weight)
         # sum_u w_u sum_j (s_uj + 1)^2 over all M x N pairs, in closed form
         total = ((item_gram * user_gram).sum() + 2.0 * item_sum @ user_sum
                  + self.n_items * self.user_weight.sum())
         total -= self.interaction_term(item_sum, user_gram)
-        scores = _pair_scores(user_items, user_factors, item_factors)
-        values = user_items.data
+        values, scores = _observed_scores(data, user_factors, item_factors)
         total += (values * (self.alpha * (scores - 1.0) ** 2 - scores)).sum()
-        total += self.user_reg(_row_sums(user_items)) @ _squared_norms(user_factors)
+        total += self.user_reg(self.user_sums) @ _squared_norms(user_factors)
         total += self.item_reg * _squared_norms(item_factors).sum()
         return float(total)
 
@@ -125,14 +280,14 @@ class RGx(RG2):
     """The exact second-order expansion: RG2 minus the interactive term.
 
     The user step uses the centred Gram G - sigma sigma^T / N; the item step is coupled
-    through sigma_Q = sum_j q_j and solved exactly (DESIGN 1.3).
+    through sigma_Q = sum_j q_j (coupling C = G_W / N) and solved exactly (DESIGN 1.3).
     """
 
     name = "rgx"
 
-    def user_gram(self, item_factors):
-        gram, column_sum = _gram(item_factors)
-        return gram - column_sum[:, None] * column_sum[None, :] / self.n_items, column_sum
+    def user_gram(self, statistics):
+        column_sum = statistics["sum"]
+        return statistics["gram"] - column_sum[:, None] * column_sum[None, :] / self.n_items
 
     def item_coupling(self, weighted_user_gram):
         return weighted_user_gram / self.n_items
@@ -140,48 +295,66 @@ class RGx(RG2):
     def interaction_term(self, item_sum, weighted_user_gram):
         return float(item_sum @ weighted_user_gram @ item_sum) / self.n_items
 
+    def hessian_bounds(self, side, systems, backend=None, eigenvalues=None):
+        """As Loss.hessian_bounds, tighter for the item step: with unit scale and
+        C = G_W / N the Gram part is (I - 1 1^T / N) kron G_W, whose lowest eigenvalue is
+        0, so the bound drops by e_min(G_W) only (exact without pair terms)."""
+        if side == "user":
+            return super().hessian_bounds(side, systems, backend, eigenvalues)
+        lowest, highest = _combined_bounds(systems, backend, eigenvalues)
+        if eigenvalues is None:
+            eigenvalues = array_module(systems[0].gram).linalg.eigvalsh(systems[0].gram)
+        lowest -= max(float(eigenvalues[0]), 0.0)
+        return 2.0 * lowest, 2.0 * highest
 
-class IALS:
+
+class IALS(Loss):
     """Weighted squared loss of Hu et al. (2008) with `implicit`'s conventions.
 
     Confidence alpha * r_ui; a positive one has target 1, a negative one target 0 with
     weight |alpha * r_ui|; unobserved pairs have confidence 1 and target 0; plain
-    lam |x|^2 regularisation (reg_exponent does not apply).
+    lam |x|^2 regularisation.
     """
 
     name = "ials"
     allows_negative = True
-    default_alpha = 1.0  # implicit's defaults
-    default_regularization = 0.01
+    hyperparameters = {  # defaults: implicit's
+        "alpha": Hyperparameter(1.0, 0.0, True, 0.1, 100.0, True,
+                                "confidence scale: confidence = alpha * value"),
+        "regularization": Hyperparameter(0.01, 0.0, True, 1e-4, 10.0, True,
+                                         "lam of lam |x|^2"),
+    }
 
-    def __init__(self, alpha, regularization, reg_exponent, user_items):
-        self.alpha = float(alpha)
-        self.regularization = float(regularization)
+    def _bind(self, user_items):
+        # no pair carries a Gram weight when every |alpha c| is 1: the same on every block
+        values = user_items.data
+        self.unit_confidences = not bool((abs(self.alpha * values) != 1.0).any())
 
     def pair_weights(self, values):
         confidence = self.alpha * values.astype(np.float64)
-        gram = abs(confidence) - 1.0
-        return (gram if bool(gram.any()) else None), confidence.clip(0.0, None)
+        gram = None if self.unit_confidences else abs(confidence) - 1.0
+        return gram, confidence.clip(0.0, None)
 
-    def _systems(self, others, rows):
-        gram, _ = _gram(others)
-        pair_gram, pair_rhs = self.pair_weights(rows.data)
-        n_rows, d, xp = rows.shape[0], others.shape[1], array_module(others)
-        return RowSystems(rows, pair_gram, pair_rhs, others, gram, xp.zeros(d),
-                          scale=xp.ones(n_rows), reg=xp.full(n_rows, self.regularization))
+    def side_statistics(self, side, fixed_factors, rows):
+        self._require_bound()
+        gram, _ = _gram(fixed_factors)
+        return {"gram": gram}
 
-    def user_systems(self, item_factors, user_items):
-        return self._systems(item_factors, user_items)
+    def row_systems(self, side, statistics, block, others):
+        self._require_bound()
+        pair_gram, pair_rhs = self.pair_weights(block.matrix.data)
+        n_rows, d, xp = block.matrix.shape[0], others.shape[1], array_module(others)
+        return RowSystems(block.matrix, pair_gram, pair_rhs, others, statistics["gram"],
+                          xp.zeros(d), scale=xp.ones(n_rows),
+                          reg=xp.full(n_rows, self.regularization))
 
-    def item_systems(self, user_factors, item_users):
-        return self._systems(user_factors, item_users)
-
-    def objective(self, user_factors, item_factors, user_items):
+    def objective(self, user_factors, item_factors, data):
+        self._require_bound()
         user_gram, _ = _gram(user_factors)
         item_gram, _ = _gram(item_factors)
         total = (user_gram * item_gram).sum()  # every pair as unobserved: sum s_uj^2
-        scores = _pair_scores(user_items, user_factors, item_factors)
-        confidence = self.alpha * user_items.data
+        values, scores = _observed_scores(data, user_factors, item_factors)
+        confidence = self.alpha * values
         target = (confidence > 0).astype(np.float64)
         total += (abs(confidence) * (target - scores) ** 2 - scores ** 2).sum()
         total += self.regularization * float(user_gram.trace() + item_gram.trace())
@@ -189,3 +362,25 @@ class IALS:
 
 
 LOSSES = {loss.name: loss for loss in (RG2, RGx, IALS)}
+
+
+def make_loss(loss, **hyperparameters):
+    """A Loss from a name (with hyperparameters; None values take the loss's defaults),
+    a Loss object (copied; then no hyperparameters may be given), or a dict written by
+    `Loss.to_dict`."""
+    if isinstance(loss, dict):
+        loss = dict(loss)
+        return make_loss(loss.pop("name", None), **loss)
+    if isinstance(loss, Loss):
+        given = sorted(name for name, value in hyperparameters.items() if value is not None)
+        if given:
+            raise ValueError(f"{given[0]} was given both to the estimator and inside "
+                             f"loss={loss!r}; set it in one place (the loss object, or "
+                             "loss=name with the estimator's parameters)")
+        return type(loss)(**loss.get_params())
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; use one of "
+                         f"{', '.join(map(repr, LOSSES))} or a rgals.losses.Loss object")
+    declared = LOSSES[loss].hyperparameters
+    return LOSSES[loss](**{name: value for name, value in hyperparameters.items()
+                           if name in declared})

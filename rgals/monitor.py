@@ -16,7 +16,12 @@ minimum, and then only for exact solves (CG stops early). Early sweeps, far from
 minimum, can contract more slowly than the bound; the monitor reports that as
 `within_bound = 0` rather than hiding it. The Hessian bounds are exact when no pair
 carries a Gram weight (alpha = 0) and conservative otherwise (see
-`rgals.solve.hessian_bounds`).
+`rgals.solve.row_bounds` and each loss's `hessian_bounds`).
+
+What it costs is the fit's choice (rgals.training): monitor="full" measures the exact F
+after every half step (tests, debugging); monitor="sweep", the default, carries F
+forward by the solvers' decreases and measures it exactly on evaluation sweeps and at
+the end, where the descent identity is checked over the sweeps since the last exact F.
 """
 
 import csv
@@ -28,10 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from .files import check_directory, write_atomic
-from .solve import hessian_bounds
 
-HALF_STEP_COLUMNS = ("sweep", "side", "objective", "decrease", "identity_error", "seconds",
-                     "hessian_min", "hessian_max")
+HALF_STEP_COLUMNS = ("sweep", "side", "segment", "objective", "exact", "decrease",
+                     "identity_error", "seconds", "hessian_min", "hessian_max")
 SWEEP_COLUMNS = ("rate", "rate_bound", "predicted_sweeps", "within_bound", "softmax_loss")
 # rates may exceed the bound by rounding when the decreases are tiny
 _RATE_SLACK = 1e-6
@@ -40,68 +44,99 @@ _RATE_SLACK = 1e-6
 class ConvergenceMonitor:
     """Records a fit half step by half step; `solver.monitor_` after `fit`.
 
-    tol: the fit stops once a sweep decreases F by less than tol * |F| (0: never).
-    identity_tolerance: largest accepted |(F_before - F_after) - decrease| / |F|; beyond
-    it the monitor warns once (RuntimeWarning) that a half step does not match the loss.
-    metric, patience: early stopping on the validation metric (e.g. "ndcg@20") after
-    `patience` evaluations without improvement (None: no early stopping).
+    It records; the stopping policies (rgals.training) decide. tol: the tolerance the
+    `predicted_sweeps` column aims at. identity_tolerance: largest accepted
+    |(F_before - F_after) - decrease| / |F|; beyond it the monitor warns once
+    (RuntimeWarning) that a half step does not match the loss. metric: the validation
+    metric (e.g. "ndcg@20") whose best value and sweep it keeps (`best_sweep`,
+    `best_score`).
 
-    `history` is a dict of plain columns, one entry per half step. Sweep-level columns
-    (rate, rate_bound, predicted_sweeps, within_bound, softmax_loss and the validation
-    metrics) are filled on the row that ends each sweep (the item half step in a fit)
-    and NaN on the others.
+    `history` is a dict of plain columns, one entry per half step. `objective` is exact
+    where `exact` is 1; elsewhere (monitor="sweep") it is the last exact value minus the
+    solvers' decreases since, and `identity_error` is NaN. An exact value measured after
+    estimates checks them all: its row's `identity_error` is the estimate's error.
+    Sweep-level columns (rate, rate_bound, predicted_sweeps, within_bound, softmax_loss
+    and the validation metrics) are filled on the row that ends each sweep (the item half
+    step in a fit) and NaN on the others. `segment` counts changes of the objective (a
+    loss's per-sweep refresh): rates never compare sweeps of different segments.
     """
 
-    def __init__(self, tol=1e-4, identity_tolerance=1e-6, metric=None, patience=None):
+    def __init__(self, tol=1e-4, identity_tolerance=1e-6, metric=None):
         self.tol = tol
         self.identity_tolerance = identity_tolerance
         self.metric = metric
-        self.patience = patience
         self.rows = []
         self.initial_objective = None
         self.stop_reason = None
         self.best_sweep = None
         self.best_score = None
+        self.evaluations_since_best = 0
+        self.segment = 0
         self._objective = None
+        self._last_exact = None
         self._sweep_start = None
         self._sweep_first_row = 0
         self._previous_decrease = None
-        self._evaluations_since_best = 0
         self._warned = False
 
     def start(self, objective):
         """F at the initial factors."""
         self.initial_objective = self._objective = self._sweep_start = float(objective)
+        self._last_exact = self.initial_objective
 
-    def half_step(self, sweep, side, systems, decrease, objective, seconds):
-        """Record one half step; `systems` are the RowSystems it solved."""
-        objective = float(objective)
-        change = self._objective - objective
-        scale = max(abs(self._objective), abs(objective), np.finfo(float).tiny)
-        identity_error = abs(change - decrease) / scale
-        lowest, highest = hessian_bounds(systems)
+    def start_segment(self, objective):
+        """The objective changed between sweeps (a refresh): `objective` is the new F at
+        the current factors. Rates restart; tol compares only within the segment."""
+        self.segment += 1
+        self._objective = self._sweep_start = self._last_exact = float(objective)
+        self._previous_decrease = None
+
+    def half_step(self, sweep, side, decrease, objective, seconds, hessian):
+        """Record one half step. `objective`: the exact F after it, or None to carry the
+        estimate F_before - decrease. `hessian`: (lowest, highest) eigenvalue bounds."""
+        estimate = self._objective - float(decrease)
+        lowest, highest = hessian
         self.rows.append(dict(
-            sweep=sweep, side=side, objective=objective, decrease=float(decrease),
-            identity_error=identity_error, seconds=float(seconds), hessian_min=lowest,
-            hessian_max=highest, **{name: math.nan for name in SWEEP_COLUMNS}))
-        self._objective = objective
-        if identity_error > self.identity_tolerance and not self._warned:
+            sweep=sweep, side=side, segment=self.segment, objective=estimate, exact=0.0,
+            decrease=float(decrease), identity_error=math.nan, seconds=float(seconds),
+            hessian_min=lowest, hessian_max=highest,
+            **{name: math.nan for name in SWEEP_COLUMNS}))
+        self._objective = estimate
+        if objective is not None:
+            self.record_exact(objective)
+
+    def record_exact(self, objective):
+        """The exact F after the last recorded half step: replaces the estimate there and
+        checks it (the descent identity, over every half step since the last exact F)."""
+        row = self.rows[-1]
+        objective = float(objective)
+        estimate = row["objective"]
+        # relative to the objective's size over the checked steps (F can pass near 0)
+        scale = max(abs(self._last_exact), abs(estimate), abs(objective),
+                    np.finfo(float).tiny)
+        row.update(objective=objective, exact=1.0,
+                   identity_error=abs(estimate - objective) / scale)
+        self._objective = self._last_exact = objective
+        if row["identity_error"] > self.identity_tolerance and not self._warned:
             self._warned = True
             warnings.warn(
-                f"the {side} half step of sweep {sweep} reported a decrease of {decrease:.6g} "
-                f"but F fell by {change:.6g} (relative error {identity_error:.2g}): the solved "
-                "systems do not match the loss, or rounding is large for this dtype "
-                "(try dtype=np.float64)", RuntimeWarning, stacklevel=3)
+                f"the objective after the {row['side']} half step of sweep {row['sweep']} is "
+                f"{objective:.6g}, but the solvers' decreases give {estimate:.6g} (relative "
+                f"error {row['identity_error']:.2g}): the solved systems do not match the "
+                "loss, or rounding is large for this dtype (try dtype=np.float64)",
+                RuntimeWarning, stacklevel=3)
 
-    def end_sweep(self, softmax_loss=None, validation=None):
+    def end_sweep(self, objective=None, softmax_loss=None, validation=None):
         """Close the sweep whose half steps were just recorded; returns its record.
 
-        validation: a dict of metrics (rgals.metrics.ranking_metrics) when the fit
-        evaluated this sweep. Sets `stop_reason` when the fit should stop.
+        objective: the exact F after the sweep, if measured now. validation: a dict of
+        metrics (rgals.metrics.ranking_metrics) when the fit evaluated this sweep.
         """
         rows = self.rows[self._sweep_first_row:]
         if not rows:
             raise RuntimeError("end_sweep() needs at least one half_step() since the last one")
+        if objective is not None:
+            self.record_exact(objective)
         last = rows[-1]
         objective = last["objective"]
         decrease = self._sweep_start - objective
@@ -119,8 +154,10 @@ class ConvergenceMonitor:
         self._sweep_start = objective
         self._previous_decrease = decrease
         self._sweep_first_row = len(self.rows)
-        record = dict(sweep=last["sweep"], objective=objective, decrease=decrease,
-                      identity_error=max(row["identity_error"] for row in rows),
+        errors = [row["identity_error"] for row in rows if row["exact"]]
+        record = dict(sweep=last["sweep"], segment=last["segment"], objective=objective,
+                      exact=bool(last["exact"]), decrease=decrease,
+                      identity_error=max(errors) if errors else math.nan,
                       seconds=sum(row["seconds"] for row in rows),
                       **{f"{row['side']}_decrease": row["decrease"] for row in rows},
                       **{name: last[name] for name in SWEEP_COLUMNS})
@@ -129,9 +166,6 @@ class ConvergenceMonitor:
                 if name != "users":
                     last[f"validation_{name}"] = record[f"validation_{name}"] = float(value)
             record["improved"] = self._track_best(last["sweep"], validation)
-        if self.tol > 0 and decrease <= self.tol * abs(objective):
-            self.stop_reason = (f"converged: sweep {last['sweep']} decreased F by "
-                                f"{decrease:.3g} <= tol * |F| = {self.tol * abs(objective):.3g}")
         return record
 
     def _predicted_sweeps(self, decrease, objective, rate, rate_bound):
@@ -151,13 +185,9 @@ class ConvergenceMonitor:
             return False
         if self.best_score is None or score > self.best_score:
             self.best_sweep, self.best_score = sweep, score
-            self._evaluations_since_best = 0
+            self.evaluations_since_best = 0
             return True
-        self._evaluations_since_best += 1
-        if self.patience is not None and self._evaluations_since_best >= self.patience:
-            self.stop_reason = (f"early stopping: validation {self.metric} did not improve "
-                                f"for {self.patience} evaluations (best "
-                                f"{self.best_score:.4f} after sweep {self.best_sweep})")
+        self.evaluations_since_best += 1
         return False
 
     @property
@@ -170,7 +200,7 @@ class ConvergenceMonitor:
         for name in names:
             values = [row.get(name, math.nan) for row in self.rows]
             columns[name] = np.array(values, dtype=str if name == "side" else
-                                     np.int64 if name == "sweep" else np.float64)
+                                     np.int64 if name in ("sweep", "segment") else np.float64)
         return columns
 
     def to_csv(self, path, overwrite=False):

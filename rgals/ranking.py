@@ -7,8 +7,8 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from .backend import array_module, to_host
-from .kernels import batched, cpu
+from .backend import array_module, backend_of, to_host
+from .kernels import cpu
 from .validation import check_ids
 
 # Scores are computed one tile (a batch of queries x a block of targets) at a time and
@@ -38,9 +38,10 @@ def top_lists(queries, targets, depth, mask=None, removed=None, batch=None):
     n_queries, n_targets = queries.shape[0], targets.shape[0]
     dtype = np.result_type(queries.dtype, targets.dtype)
     queries, targets = queries.astype(dtype, copy=False), targets.astype(dtype, copy=False)
-    xp = array_module(queries)
-    if xp is not np:
-        best, ids = batched.top_lists(
+    backend = backend_of(queries)
+    if backend.on_device:
+        xp = backend.xp
+        best, ids = backend.kernels.top_lists(
             queries, targets, depth,
             None if mask is None else xp.asarray(mask.indptr),
             None if mask is None else xp.asarray(mask.indices),

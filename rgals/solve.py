@@ -3,10 +3,12 @@
 from dataclasses import dataclass
 from typing import Optional
 
+import math
+
 import numpy as np
 import scipy.linalg
 
-from .backend import array_module, kernels_for
+from .backend import array_module, backend_of
 
 SOLVERS = ("auto", "cholesky", "cg")
 
@@ -49,65 +51,88 @@ def resolve_solver(solver, systems):
     """
     if solver == "auto":
         return "eigen" if systems.pair_gram is None else "cg"
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
     return solver
 
 
-def solve_rows(systems, factors, solver="auto", cg_steps=3):
+def solve_rows(systems, factors, solver="auto", cg_steps=3, backend=None):
     """Run one half step in place on `factors` (rows x d); return the objective's decrease.
 
     The decrease is computed from the systems alone (sum of dx^T A dx for exact solves,
     its conjugate-gradient counterpart otherwise, plus the coupling term), so comparing
     it with the objective before and after checks that A and b match the loss.
     """
-    method = resolve_solver(solver, systems)
-    if method not in ("eigen", "cholesky", "cg"):
-        raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
-    _check_finite_systems(systems)
-    xp = array_module(factors)
-    d = factors.shape[1]
+    return solve_blocks([systems], [factors], solver, cg_steps, backend)[0]
+
+
+def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None):
+    """One half step over row blocks: `systems[k]` are the RowSystems of the rows
+    `factors[k]` (updated in place). Returns the objective's decrease.
+
+    The blocks share one Gram (and one coupling); each block is solved on its own, and
+    the coupled step (RGx items) first sums sum_r A_r^{-1} and sum_r A_r^{-1} b_r over
+    the blocks: several blocks give one block's factors up to summation order.
+    Returns (decrease, eigenvalues of the shared Gram or None), the latter for
+    `row_bounds`.
+    """
+    backend = backend or backend_of(factors[0])
+    xp = backend.xp
+    first = systems[0]
+    method = resolve_solver(solver, first)
+    for part in systems:
+        _check_finite_systems(part)
+    # one eigendecomposition of the shared Gram serves every block
+    eigen = _eigenbasis(first.gram) if method in ("eigen", "cg") else None
+    basis = ([_EigenBasis(part, factors[0].dtype, backend, eigen) for part in systems]
+             if method == "eigen" else None)
+    d = factors[0].shape[1]
     shift = xp.zeros(d)
-    coupling = systems.coupling
-    basis = _EigenBasis(systems, factors.dtype) if method == "eigen" else None
+    coupling = first.coupling
     if coupling is not None:
-        sigma_before = factors.sum(axis=0, dtype=np.float64)
+        sigma_before = sum(block.sum(axis=0, dtype=np.float64) for block in factors)
         if method == "cg":
             # block descent on the coupling: hold sigma at its current value
             shift = coupling @ sigma_before
         else:
-            inverse_sum, solution_sum = (basis.inverse_sum() if basis is not None
-                                         else _cholesky_inverse_sum(systems))
+            # the coupled minimiser: (I - S C) sigma = t, S = sum A^-1, t = sum A^-1 b
+            sums = [part.inverse_sum() for part in basis] if basis is not None else \
+                [_cholesky_inverse_sum(part, backend) for part in systems]
+            inverse_sum = sum(part[0] for part in sums)
+            solution_sum = sum(part[1] for part in sums)
             sigma = xp.linalg.solve(xp.eye(d) - inverse_sum @ coupling, solution_sum)
             shift = coupling @ sigma
 
-    if method == "eigen":
-        decrease = basis.solve(factors, shift)
-    elif method == "cholesky":
-        decrease = _solve_cholesky(systems, factors, shift)
-    else:
-        decrease = _solve_cg(systems, factors, shift, cg_steps)
+    decrease = 0.0
+    for k, (part, block) in enumerate(zip(systems, factors)):
+        if method == "eigen":
+            decrease += basis[k].solve(block, shift)
+        elif method == "cholesky":
+            decrease += _solve_cholesky(part, block, shift, backend)
+        else:
+            decrease += _solve_cg(part, block, shift, cg_steps, backend, eigen)
 
     if coupling is not None:
-        delta = factors.sum(axis=0, dtype=np.float64) - sigma_before
+        delta = sum(block.sum(axis=0, dtype=np.float64) for block in factors) - sigma_before
         coupling_change = float(delta @ coupling @ delta)
         # exact step: Hessian quadratic form; block descent: gain from updating sigma
         decrease += coupling_change if method == "cg" else -coupling_change
-    return decrease
+    return decrease, None if eigen is None else eigen[0]
 
 
-def hessian_bounds(systems):
-    """Bounds (lowest, highest) on the eigenvalues of the half step's Hessian.
+def row_bounds(systems, backend=None, eigenvalues=None):
+    """Bounds (lowest, highest) on the eigenvalues of every A_r of these systems.
 
-    The objective is x^T A_r x - 2 b_r^T x summed over rows, so the Hessian is 2 A_r
-    block by block (minus 2 (1 1^T) kron C with a coupling C). With gram eigenvalues
-    e_min, e_max: scale_r e_min + reg_r <= eig(A_r) <= scale_r e_max + reg_r when no pair
-    carries a Gram weight (exact); pair terms a_k y_k y_k^T widen the interval by the
-    negative and the positive parts of sum_k a_k |y_k|^2. For RGx's centred coupling
-    (C = gram / rows, unit scale) the gram part is (I - 1 1^T / rows) kron gram, whose
-    lowest eigenvalue is 0, so the bound is reg (exact without pair terms); any other
-    coupling lowers the bound by rows * eig_max(C) (Weyl).
+    With gram eigenvalues e_min, e_max: scale_r e_min + reg_r <= eig(A_r) <=
+    scale_r e_max + reg_r when no pair carries a Gram weight (exact); pair terms
+    a_k y_k y_k^T widen the interval by the negative and the positive parts of
+    sum_k a_k |y_k|^2. The coupling, which ties rows together, is the loss's to bound
+    (Loss.hessian_bounds). `eigenvalues`: the Gram's, when the solver has them.
     """
-    xp = array_module(systems.scale)
-    eigenvalues = _eigenbasis(systems.gram, values_only=True)
+    backend = backend or backend_of(systems.others)
+    xp = backend.xp
+    if eigenvalues is None:
+        eigenvalues = _eigenbasis(systems.gram, values_only=True)
     matrix = systems.interactions
     scale, reg = systems.scale, systems.reg
     lowest = scale * float(eigenvalues[0]) + reg
@@ -115,20 +140,13 @@ def hessian_bounds(systems):
     if systems.pair_gram is not None:
         others = systems.others.astype(np.float64)
         norms = (others * others).sum(axis=1, keepdims=True)
-        kernels = kernels_for(xp)
         for part, bound in ((xp.minimum(systems.pair_gram, 0.0), lowest),
                             (xp.maximum(systems.pair_gram, 0.0), highest)):
-            bound += kernels.weighted_row_sums(matrix.indptr, matrix.indices, part, norms)[:, 0]
-    lowest = float(lowest.min())
-    if systems.coupling is not None:
-        rows = matrix.shape[0]
-        if bool((scale == 1.0).all()) and bool(xp.allclose(systems.coupling * rows,
-                                                              systems.gram)):
-            lowest -= float(eigenvalues[0])
-        else:
-            lowest -= rows * max(float(_eigenbasis(systems.coupling, values_only=True)[-1]),
-                                 0.0)
-    return 2.0 * lowest, 2.0 * float(highest.max())
+            bound += backend.kernels.weighted_row_sums(matrix.indptr, matrix.indices, part,
+                                                       norms)[:, 0]
+    if lowest.shape[0] == 0:
+        return math.inf, -math.inf
+    return float(lowest.min()), float(highest.max())
 
 
 def _kernel_arrays(systems, dtype=np.float64):
@@ -162,18 +180,18 @@ def _eigenbasis(gram, values_only=False):
 class _EigenBasis:
     """Systems without pair Gram terms, A_r = V diag(scale_r e + reg_r) V^T: O(d^2) a row."""
 
-    def __init__(self, systems, dtype):
+    def __init__(self, systems, dtype, backend, eigen):
         if systems.pair_gram is not None:
             raise ValueError("the shared-eigenbasis path needs systems without pair Gram "
                              "terms (solver='cholesky' or 'cg' handles those)")
         self.systems = systems
-        self.eigenvalues, self.eigenvectors = _eigenbasis(systems.gram)
+        self.eigenvalues, self.eigenvectors = eigen
         self.vectors = self.eigenvectors.astype(dtype)  # for products with the factors
         matrix = systems.interactions
-        self.kernels = kernels_for(array_module(systems.others))
-        pair_sums = self.kernels.weighted_row_sums(matrix.indptr, matrix.indices,
-                                                   systems.pair_rhs.astype(systems.others.dtype),
-                                                   systems.others)
+        self.kernels = backend.kernels
+        pair_sums = self.kernels.weighted_row_sums(
+            matrix.indptr, matrix.indices, systems.pair_rhs.astype(systems.others.dtype),
+            systems.others)
         self.pair_rotated = pair_sums @ self.vectors
         self.rhs_rotated = self.eigenvectors.T @ systems.rhs
 
@@ -190,43 +208,42 @@ class _EigenBasis:
     def solve(self, factors, shift):
         old_rotated = factors @ self.vectors
         solution = self.pair_rotated  # overwritten in place by the kernel
-        decrease = self.kernels.diagonal_solve(solution, self.rhs_rotated, self.eigenvectors.T @ shift,
-                                      old_rotated, self.eigenvalues, self.systems.scale,
-                                      self.systems.reg)
+        decrease = self.kernels.diagonal_solve(
+            solution, self.rhs_rotated, self.eigenvectors.T @ shift, old_rotated,
+            self.eigenvalues, self.systems.scale, self.systems.reg)
         factors[:] = solution @ self.vectors.T
         return float(decrease.sum())
 
 
-def _solve_cholesky(systems, factors, shift):
-    xp = array_module(factors)
-    decrease = kernels_for(xp).cholesky_rows(*_kernel_arrays(systems), systems.others,
+def _solve_cholesky(systems, factors, shift, backend):
+    decrease = backend.kernels.cholesky_rows(*_kernel_arrays(systems), systems.others,
                                              systems.gram, systems.rhs, shift, systems.scale,
                                              systems.reg, factors)
-    _check_positive_definite(int((~xp.isfinite(decrease)).sum()))
+    _check_positive_definite(int((~backend.xp.isfinite(decrease)).sum()))
     return float(decrease.sum())
 
 
-def _solve_cg(systems, factors, shift, cg_steps):
-    eigenvalues, eigenvectors = _eigenbasis(systems.gram)
+def _solve_cg(systems, factors, shift, cg_steps, backend, eigen):
+    eigenvalues, eigenvectors = eigen
     vectors = eigenvectors.astype(factors.dtype)  # products with the factors in their dtype
     others_rotated = systems.others @ vectors
     factors_rotated = factors @ vectors
     tolerance = 1e-12 if factors.dtype == np.float64 else 1e-6
     dtype = factors.dtype  # CG runs in the factors' dtype (SIMD width)
-    kernels = kernels_for(array_module(factors))
-    decrease = kernels.cg_rows(*_kernel_arrays(systems, dtype), others_rotated,
-                           eigenvalues.astype(dtype), (eigenvectors.T @ systems.rhs).astype(dtype),
-                           (eigenvectors.T @ shift).astype(dtype), systems.scale.astype(dtype),
-                           systems.reg.astype(dtype), factors_rotated, cg_steps, tolerance)
+    decrease = backend.kernels.cg_rows(
+        *_kernel_arrays(systems, dtype), others_rotated, eigenvalues.astype(dtype),
+        (eigenvectors.T @ systems.rhs).astype(dtype), (eigenvectors.T @ shift).astype(dtype),
+        systems.scale.astype(dtype), systems.reg.astype(dtype), factors_rotated, cg_steps,
+        tolerance)
     factors[:] = factors_rotated @ vectors.T
     return float(decrease.sum())
 
 
-def _cholesky_inverse_sum(systems):
+def _cholesky_inverse_sum(systems, backend):
     """sum_r A_r^{-1} and sum_r A_r^{-1} b_r by Cholesky, for the exact coupled step."""
-    xp = array_module(systems.gram)
+    xp = backend.xp
     n_chunks = max(1, min(64, systems.interactions.shape[0]))
-    inverse_sum, solution_sum, n_bad = kernels_for(xp).cholesky_inverse_sum(
+    inverse_sum, solution_sum, n_bad = backend.kernels.cholesky_inverse_sum(
         *_kernel_arrays(systems), systems.others, systems.gram, systems.rhs,
         xp.zeros(systems.gram.shape[0]), systems.scale, systems.reg, n_chunks)
     _check_positive_definite(n_bad)

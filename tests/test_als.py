@@ -120,7 +120,7 @@ def test_ials_factors_solve_the_same_normal_equations_as_implicit(rng):
                                                 use_cg=False, iterations=4, random_state=1)
     peer.fit(user_items, show_progress=False)
     # implicit's last half step solved the items given its users: ours must agree
-    loss = IALS(3.0, 0.1, 1.0, check_interactions(user_items))
+    loss = IALS(alpha=3.0, regularization=0.1).bind(check_interactions(user_items))
     ours = peer.item_factors.astype(np.float64).copy()
     systems = loss.item_systems(peer.user_factors.astype(np.float64),
                                 check_interactions(user_items.T))

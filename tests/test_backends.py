@@ -1,8 +1,9 @@
 """One model whatever the backend: the behavioural tests run per backend.
 
 - "cpu": the Numba kernels.
-- "batched": the GPU's batched kernels (kernels/batched.py) run with NumPy arrays, so
-  that every machine checks the GPU algorithms inside a whole fit.
+- "batched": the GPU's batched kernels (kernels/batched.py) run with NumPy arrays (the
+  private backend "_batched"), so that every machine checks the GPU algorithms inside a
+  whole fit.
 - "gpu": CuPy on a CUDA device; skipped when CuPy or a device is missing (as in CI).
 """
 
@@ -14,11 +15,8 @@ import numpy as np
 import pytest
 
 import rgals
-import rgals.losses
-import rgals.solve
 from rgals import ALSSolver, backend
 from rgals.data import synthetic
-from rgals.kernels import batched
 from test_kernels_batched import HAS_GPU
 
 BACKENDS = ["batched", pytest.param("gpu", marks=pytest.mark.skipif(
@@ -34,31 +32,21 @@ def user_items():
     return synthetic(n_users=80, n_items=50, mean_activity=8.0, seed=4)
 
 
-def use_kernels(patch, kernels_for):
-    """Make the engine's modules take their kernels from `kernels_for`."""
-    for module in (rgals.solve, rgals.losses):
-        patch.setattr(module, "kernels_for", kernels_for)
-
-
 @pytest.fixture(params=BACKENDS)
-def backend_name(request, monkeypatch):
-    if request.param == "batched":
-        use_kernels(monkeypatch, lambda xp: batched)
+def backend_name(request):
     return request.param
 
 
 def fit(user_items, backend_name, validation=None, **params):
     params = {"factors": 6, "iterations": 5, "random_state": 7, "dtype": np.float64,
-              "regularization": 0.05, "tol": 0.0, **params,
-              "backend": "gpu" if backend_name == "gpu" else "cpu"}
+              "regularization": 0.05, "tol": 0.0, "monitor": "full", **params,
+              "backend": "_batched" if backend_name == "batched" else backend_name}
     return ALSSolver(**params).fit(user_items, show_progress=False, validation=validation)
 
 
 def reference(user_items, validation=None, **params):
-    """The CPU backend's fit, with the Numba kernels whatever the test patched."""
-    with pytest.MonkeyPatch.context() as patch:
-        use_kernels(patch, backend.kernels_for)
-        return fit(user_items, "cpu", validation, **params)
+    """The CPU backend's fit (the Numba kernels)."""
+    return fit(user_items, "cpu", validation, **params)
 
 
 def assert_same_factors(model, expected, tolerance):

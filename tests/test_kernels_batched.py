@@ -4,6 +4,8 @@ On a machine with CuPy and a CUDA device the same checks also run on the device
 (parameter `xp`); elsewhere those cases are skipped.
 """
 
+import inspect
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -28,6 +30,11 @@ def xp(request):
     return np if request.param == "numpy" else cupy
 
 
+@pytest.fixture
+def kernels(xp):
+    return batched.BatchedKernels(xp)
+
+
 @pytest.fixture(params=["default", "tiny"])
 def budgets(request, monkeypatch):
     """Also run with tiny work budgets, so that every chunked loop takes many turns."""
@@ -38,13 +45,11 @@ def budgets(request, monkeypatch):
 
 
 def device(xp, value):
-    if sp.issparse(value):
-        return value if xp is np else batched.sparse_module(xp).csr_matrix(value)
     return xp.asarray(value)
 
 
 def host(value):
-    return batched.to_host(value)
+    return np.asarray(value) if cupy is None else cupy.asnumpy(value)
 
 
 def problem(rng, name, alpha, side, d=6):
@@ -64,7 +69,7 @@ CASES = [("rg2", 0.7), ("rgx", 0.7), ("ials", 2.0), ("rg2", 0.0)]
 
 @pytest.mark.parametrize("name,alpha", CASES)
 @pytest.mark.parametrize("side", ["user", "item"])
-def test_cg_rows_takes_the_cpu_kernels_steps(rng, xp, budgets, name, alpha, side):
+def test_cg_rows_takes_the_cpu_kernels_steps(rng, xp, kernels, budgets, name, alpha, side):
     systems, start = problem(rng, name, alpha, side)
     eigenvalues, eigenvectors = np.linalg.eigh(systems.gram)
     eigenvalues = np.maximum(eigenvalues, 0.0)
@@ -75,7 +80,7 @@ def test_cg_rows_takes_the_cpu_kernels_steps(rng, xp, budgets, name, alpha, side
     expected_factors = start @ eigenvectors
     expected = cpu.cg_rows(*_kernel_arrays(systems), *rest, expected_factors, 3, 1e-12)
     factors = device(xp, start @ eigenvectors)
-    decrease = batched.cg_rows(*kernel_inputs(xp, systems), *[device(xp, a) for a in rest],
+    decrease = kernels.cg_rows(*kernel_inputs(xp, systems), *[device(xp, a) for a in rest],
                                factors, 3, 1e-12)
     np.testing.assert_allclose(host(factors), expected_factors, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(host(decrease), expected, rtol=1e-9, atol=1e-14)
@@ -84,7 +89,7 @@ def test_cg_rows_takes_the_cpu_kernels_steps(rng, xp, budgets, name, alpha, side
 
 @pytest.mark.parametrize("name,alpha", CASES)
 @pytest.mark.parametrize("side", ["user", "item"])
-def test_exact_solves_match_the_cpu_kernels(rng, xp, budgets, name, alpha, side):
+def test_exact_solves_match_the_cpu_kernels(rng, xp, kernels, budgets, name, alpha, side):
     systems, start = problem(rng, name, alpha, side)
     shift = rng.standard_normal(start.shape[1])
     rest = [systems.others, systems.gram, systems.rhs, shift, systems.scale, systems.reg]
@@ -92,43 +97,101 @@ def test_exact_solves_match_the_cpu_kernels(rng, xp, budgets, name, alpha, side)
     expected = cpu.cholesky_rows(*_kernel_arrays(systems), *rest, expected_factors)
     factors = device(xp, start)
     inputs = kernel_inputs(xp, systems) + [device(xp, a) for a in rest]
-    decrease = batched.cholesky_rows(*inputs, factors)
+    decrease = kernels.cholesky_rows(*inputs, factors)
     np.testing.assert_allclose(host(factors), expected_factors, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(host(decrease), expected, rtol=1e-9, atol=1e-14)
 
     inverse_sum, solution_sum, n_bad = cpu.cholesky_inverse_sum(*_kernel_arrays(systems),
                                                                 *rest, 4)
-    got = batched.cholesky_inverse_sum(*inputs)
+    got = kernels.cholesky_inverse_sum(*inputs, 4)
     np.testing.assert_allclose(host(got[0]), inverse_sum, rtol=1e-10)
     np.testing.assert_allclose(host(got[1]), solution_sum, rtol=1e-10, atol=1e-12)
     assert got[2] == n_bad == 0
 
 
-def test_exact_solves_flag_systems_that_are_not_positive_definite(rng, xp):
-    systems, start = problem(rng, "rg2", 0.4, "user")
-    inputs = kernel_inputs(xp, systems) + [device(xp, a) for a in (
-        systems.others, systems.gram, systems.rhs, np.zeros(start.shape[1]), systems.scale,
-        -1e3 * np.ones_like(systems.reg))]
-    decrease = host(batched.cholesky_rows(*inputs, device(xp, start)))
-    assert np.isnan(decrease).all()
-    assert batched.cholesky_inverse_sum(*inputs)[2] >= 0
+def exact_solves(rng, xp, kernels, systems, start, reg):
+    """(cpu, batched) results of cholesky_rows and cholesky_inverse_sum with this `reg`:
+    each a (decrease, factors, (S, t, rows not positive definite))."""
+    shift = rng.standard_normal(start.shape[1])
+    rest = [systems.others, systems.gram, systems.rhs, shift, systems.scale, reg]
+    factors = start.copy()
+    decrease = cpu.cholesky_rows(*_kernel_arrays(systems), *rest, factors)
+    expected = decrease, factors, cpu.cholesky_inverse_sum(*_kernel_arrays(systems), *rest, 4)
+    inputs = kernel_inputs(xp, systems) + [device(xp, a) for a in rest]
+    factors = device(xp, start)
+    decrease = host(kernels.cholesky_rows(*inputs, factors))
+    S, t, n_bad = kernels.cholesky_inverse_sum(*inputs, 4)
+    return expected, (decrease, host(factors), (host(S), host(t), n_bad))
 
 
-def test_sparse_products_and_scores(rng, xp, budgets):
+def failing_reg(systems, kind):
+    """A reg per row that leaves no A_r positive definite: -1e3 (negative definite), or
+    minus the midpoint of the eigenvalues of A_r without reg (indefinite: eigenvalues on
+    both sides of zero, which a dx^T A dx >= 0 test mostly misses)."""
+    if kind == "negative definite":
+        return np.full_like(systems.reg, -1e3)
+    indptr, indices, pair_gram, _ = _kernel_arrays(systems)
+    reg = np.empty_like(systems.reg)
+    for row in range(reg.shape[0]):
+        pairs = slice(indptr[row], indptr[row + 1])
+        y = systems.others[indices[pairs]]
+        eigenvalues = np.linalg.eigvalsh(systems.scale[row] * systems.gram
+                                         + (y * pair_gram[pairs, None]).T @ y)
+        reg[row] = -(eigenvalues[0] + eigenvalues[-1]) / 2
+    return reg
+
+
+FAILURES = ["negative definite", "indefinite"]
+
+
+@pytest.mark.parametrize("kind", FAILURES)
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_exact_solves_flag_every_row_that_is_not_positive_definite(rng, xp, kernels, budgets,
+                                                                   side, kind):
+    systems, start = problem(rng, "rg2", 0.4, side)
+    expected, got = exact_solves(rng, xp, kernels, systems, start, failing_reg(systems, kind))
+    assert np.isnan(expected[0]).all()
+    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(expected[0]))
+    assert got[2][2] == expected[2][2] == start.shape[0]
+
+
+@pytest.mark.parametrize("kind", FAILURES)
+@pytest.mark.parametrize("name,alpha", CASES)
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_exact_solves_flag_only_the_rows_that_are_not_positive_definite(
+        rng, xp, kernels, budgets, name, alpha, side, kind):
+    systems, start = problem(rng, name, alpha, side)
+    n_rows = start.shape[0]
+    bad = np.zeros(n_rows, dtype=bool)
+    bad[rng.permutation(n_rows)[:n_rows // 3]] = True
+    reg = np.where(bad, failing_reg(systems, kind), systems.reg)
+    (expected, expected_factors, expected_sums), (decrease, factors, sums) = exact_solves(
+        rng, xp, kernels, systems, start, reg)
+    np.testing.assert_array_equal(np.isnan(expected), bad)
+    np.testing.assert_array_equal(np.isnan(decrease), bad)
+    good = ~bad
+    np.testing.assert_allclose(decrease[good], expected[good], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(factors[good], expected_factors[good], rtol=1e-10, atol=1e-12)
+    assert sums[2] == expected_sums[2] == bad.sum()
+    np.testing.assert_allclose(sums[0], expected_sums[0], rtol=1e-10)
+    np.testing.assert_allclose(sums[1], expected_sums[1], rtol=1e-10, atol=1e-12)
+
+
+def test_sparse_products_and_scores(rng, xp, kernels, budgets):
     systems, start = problem(rng, "rg2", 0.7, "user")
     indptr, indices, pair_gram, pair_rhs = _kernel_arrays(systems)
     others = systems.others
     expected = cpu.weighted_row_sums(indptr, indices, pair_rhs, others)
-    got = batched.weighted_row_sums(*[device(xp, a) for a in (indptr, indices, pair_rhs,
+    got = kernels.weighted_row_sums(*[device(xp, a) for a in (indptr, indices, pair_rhs,
                                                                others)])
     np.testing.assert_allclose(host(got), expected, rtol=1e-12, atol=1e-14)
-    scores = batched.pair_scores(*[device(xp, a) for a in (indptr, indices, start, others)])
+    scores = kernels.pair_scores(*[device(xp, a) for a in (indptr, indices, start, others)])
     rows, columns = systems.interactions.nonzero()
     np.testing.assert_allclose(host(scores), np.sum(start[rows] * others[columns], axis=1),
                                rtol=1e-12)
 
 
-def test_diagonal_solve(rng, xp):
+def test_diagonal_solve(rng, xp, kernels):
     n, d = 9, 4
     arrays = [rng.standard_normal((n, d)), rng.standard_normal(d), rng.standard_normal(d),
               rng.standard_normal((n, d)), rng.random(d), rng.random(n) + 0.1,
@@ -136,12 +199,12 @@ def test_diagonal_solve(rng, xp):
     expected_solution = arrays[0].copy()
     expected = cpu.diagonal_solve(expected_solution, *arrays[1:])
     solution = device(xp, arrays[0])
-    decrease = batched.diagonal_solve(solution, *[device(xp, a) for a in arrays[1:]])
+    decrease = kernels.diagonal_solve(solution, *[device(xp, a) for a in arrays[1:]])
     np.testing.assert_allclose(host(solution), expected_solution, rtol=1e-12)
     np.testing.assert_allclose(host(decrease), expected, rtol=1e-12)
 
 
-def test_float32_cg_stays_close_to_float64(rng, xp):
+def test_float32_cg_stays_close_to_float64(rng, xp, kernels):
     systems, start = problem(rng, "rg2", 0.7, "user", d=8)
     eigenvalues, eigenvectors = np.linalg.eigh(systems.gram)
     rest = [systems.others @ eigenvectors, np.maximum(eigenvalues, 0.0),
@@ -149,7 +212,7 @@ def test_float32_cg_stays_close_to_float64(rng, xp):
     results = {}
     for dtype in (np.float64, np.float32):
         factors = device(xp, (start @ eigenvectors).astype(dtype))
-        batched.cg_rows(*kernel_inputs(xp, systems, dtype),
+        kernels.cg_rows(*kernel_inputs(xp, systems, dtype),
                         *[device(xp, np.asarray(a, dtype)) for a in rest], factors, 3, 1e-6)
         assert factors.dtype == dtype
         results[dtype] = host(factors)
@@ -158,14 +221,14 @@ def test_float32_cg_stays_close_to_float64(rng, xp):
 
 
 @pytest.mark.parametrize("depth", [1, 5, 40])
-def test_top_lists_match_the_cpu_ranking(rng, xp, budgets, depth):
+def test_top_lists_match_the_cpu_ranking(rng, xp, kernels, budgets, depth):
     queries, targets = rng.standard_normal((13, 4)), rng.standard_normal((31, 4))
     targets[3] = np.nan  # a NaN score never ranks
     mask = sp.csr_matrix(rng.random((13, 31)) < 0.3)
     mask.sort_indices()
     removed = np.array([0, 7, 30])
     expected_scores, expected_ids = top_lists(queries, targets, min(depth, 31), mask, removed)
-    scores, ids = batched.top_lists(device(xp, queries), device(xp, targets), min(depth, 31),
+    scores, ids = kernels.top_lists(device(xp, queries), device(xp, targets), min(depth, 31),
                                     device(xp, mask.indptr), device(xp, mask.indices),
                                     device(xp, removed), batch=4)
     np.testing.assert_array_equal(host(ids), expected_ids)
@@ -174,9 +237,14 @@ def test_top_lists_match_the_cpu_ranking(rng, xp, budgets, depth):
         assert (host(ids) == -1).any()  # slots beyond the items left stay empty
 
 
-def test_array_module_and_host_copies():
-    assert batched.array_module(np.zeros(3)) is np
-    assert batched.array_module(sp.csr_matrix((2, 2))) is np
-    assert batched.sparse_module(np) is sp
-    array = np.arange(3.0)
-    assert batched.to_host(array) is array
+def test_kernels_take_the_cpu_kernels_arguments(xp, kernels):
+    assert kernels.xp is xp
+    if xp is np:
+        assert kernels.sparse is sp
+    else:
+        import cupyx.scipy.sparse
+        assert kernels.sparse is cupyx.scipy.sparse
+    for name in ("pair_scores", "weighted_row_sums", "diagonal_solve", "cg_rows",
+                 "cholesky_rows", "cholesky_inverse_sum"):
+        expected = inspect.signature(getattr(cpu, name).py_func)
+        assert inspect.signature(getattr(kernels, name)) == expected, name

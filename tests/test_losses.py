@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import BruteForce, random_interactions
-from rgals.losses import LOSSES
+from rgals.losses import make_loss
 from rgals.solve import resolve_solver, solve_rows
 from rgals.validation import check_interactions
 
@@ -15,7 +15,7 @@ def make_problem(rng, name, alpha, d=4, lam=0.05, nu=1.0, **shape):
     user_items = check_interactions(
         random_interactions(rng, negative=name == "ials", **shape),
         allow_negative=name == "ials")
-    loss = LOSSES[name](alpha, lam, nu, user_items)
+    loss = make_loss(name, alpha=alpha, regularization=lam, reg_exponent=nu).bind(user_items)
     brute = BruteForce(name, user_items, alpha, lam, nu)
     P = rng.standard_normal((user_items.shape[0], d)) * 0.3
     Q = rng.standard_normal((user_items.shape[1], d)) * 0.3

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import rgals.als
+import rgals.training
 from conftest import random_interactions
 from rgals import ALSSolver, ConvergenceMonitor
 from rgals.monitor import softmax_loss
-from rgals.solve import hessian_bounds, solve_rows
+from rgals.solve import solve_rows
 from test_losses import make_problem
 
-FAST = dict(factors=4, iterations=6, dtype=np.float64, random_state=0, num_threads=1)
+FAST = dict(factors=4, iterations=6, dtype=np.float64, random_state=0, num_threads=1,
+            monitor="full")
 
 
 def fitted(rng, **params):
@@ -44,17 +45,18 @@ def test_history_records_every_half_step(rng):
 
 
 def test_identity_check_catches_a_wrong_half_step(rng, monkeypatch):
-    real = rgals.als.solve_rows
+    real = rgals.training.solve_blocks
     calls = []
 
-    def wrong_on_third_call(systems, factors, solver, cg_steps):
-        decrease = real(systems, factors, solver, cg_steps)
+    def wrong_on_third_call(systems, factors, solver, cg_steps, backend):
+        result = real(systems, factors, solver, cg_steps, backend)
         calls.append(1)
         if len(calls) == 3:  # the user step of sweep 2 moves off its minimiser unreported
-            factors *= 1.05
-        return decrease
+            for block in factors:
+                block *= 1.05
+        return result
 
-    monkeypatch.setattr(rgals.als, "solve_rows", wrong_on_third_call)
+    monkeypatch.setattr(rgals.training, "solve_blocks", wrong_on_third_call)
     with pytest.warns(RuntimeWarning, match="do not match the loss"):
         model, _ = fitted(rng, tol=0.0)
     errors = model.monitor_.history["identity_error"]
@@ -73,14 +75,14 @@ def test_hessian_bounds_against_brute_force_eigenvalues(rng, name, alpha, side):
                                                  density=0.4)
     if name == "ials" and alpha == 1.0:  # unit confidences: no pair Gram term
         user_items.data[:] = 1.0
-        user_items, loss, brute = user_items, type(loss)(1.0, 0.05, 1.0, user_items), \
-            type(brute)(name, user_items, 1.0, 0.05)
+        loss = type(loss)(alpha=1.0, regularization=0.05).bind(user_items)
+        brute = type(brute)(name, user_items, 1.0, 0.05)
     if side == "user":
         systems, block, other = loss.user_systems(Q, user_items), P, Q
     else:
         systems, block, other = loss.item_systems(P, user_items.T.tocsr()), Q, P
     eigenvalues = np.linalg.eigvalsh(brute.block_hessian(block.shape, other, side))
-    lowest, highest = hessian_bounds(systems)
+    lowest, highest = loss.hessian_bounds(side, [systems])
     if (name, alpha) in CASES_EXACT:
         assert lowest == pytest.approx(eigenvalues[0], rel=1e-9, abs=1e-12)
         assert highest == pytest.approx(eigenvalues[-1], rel=1e-9)
@@ -95,8 +97,8 @@ def test_rate_bound_from_brute_force_hessians(rng, name, alpha):
                                                  density=0.4)
     if name == "ials":
         user_items.data[:] = 1.0
-        loss, brute = type(loss)(1.0, 0.05, 1.0, user_items), type(brute)(name, user_items,
-                                                                          1.0, 0.05)
+        loss = type(loss)(alpha=1.0, regularization=0.05).bind(user_items)
+        brute = type(brute)(name, user_items, 1.0, 0.05)
     monitor = ConvergenceMonitor(tol=0.0)
     monitor.start(loss.objective(P, Q, user_items))
     spectra = []
@@ -107,7 +109,8 @@ def test_rate_bound_from_brute_force_hessians(rng, name, alpha):
         block, other = (P, Q) if side == "user" else (Q, P)
         spectra.append(np.linalg.eigvalsh(brute.block_hessian(block.shape, other, side)))
         decrease = solve_rows(systems, block)
-        monitor.half_step(1, side, systems, decrease, loss.objective(P, Q, user_items), 0.0)
+        monitor.half_step(1, side, decrease, loss.objective(P, Q, user_items), 0.0,
+                          loss.hessian_bounds(side, [systems]))
     record = monitor.end_sweep()
     mu = min(spectrum[0] for spectrum in spectra)
     smoothness = min(spectrum[-1] for spectrum in spectra)
@@ -129,8 +132,8 @@ def test_convex_case_contracts_within_the_bound(rng, name, alpha, side):
         systems = (loss.user_systems(Q, user_items) if side == "user"
                    else loss.item_systems(P, item_users))
         decrease = solve_rows(systems, P if side == "user" else Q, "cg", cg_steps=1)
-        monitor.half_step(sweep, side, systems, decrease,
-                          loss.objective(P, Q, user_items), 0.0)
+        monitor.half_step(sweep, side, decrease, loss.objective(P, Q, user_items), 0.0,
+                          loss.hessian_bounds(side, [systems]))
         record = monitor.end_sweep()
         rates.append(record["rate"])
         assert record["rate_bound"] < 1
@@ -174,7 +177,7 @@ def test_early_stopping_restores_the_best_factors(rng, monkeypatch):
         snapshots.append((user_factors.copy(), item_factors.copy()))
         return {f"{metrics[0]}@{K}": next(scripted), f"recall@{K}": 0.0, "users": 1}
 
-    monkeypatch.setattr(rgals.als, "ranking_metrics", scripted_metrics)
+    monkeypatch.setattr(rgals.training, "ranking_metrics", scripted_metrics)
     user_items = random_interactions(rng, n_users=30, n_items=20, density=0.3)
     model = ALSSolver(**{**FAST, "tol": 0.0, "iterations": 20, "early_stopping": True,
                          "patience": 2}).fit(user_items, show_progress=False,

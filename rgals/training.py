@@ -1,0 +1,241 @@
+"""The functional core: `train` runs ALS sweeps on prepared data, with callbacks.
+
+`ALSSolver.fit` is a facade over it (validate, prepare, initialise, train, store);
+tuning and the distributed mode call it directly. A half step is
+
+    side statistics of the fixed side, per block of its rows (loss.side_statistics)
+    -> their sum (losses.add_statistics; a tree-sum on Dask)
+    -> the row systems of each block of the solved side (loss.row_systems)
+    -> the solves and their decrease (solve.solve_blocks)
+
+Stopping policies and reporting are callbacks (as in XGBoost's `training.train`):
+`Tolerance`, `EarlyStopping`, `ProgressBar`, `UserCallback`, or any `Callback`.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from .backend import to_host
+from .losses import add_statistics
+from .metrics import ranking_metrics
+from .monitor import ConvergenceMonitor, softmax_loss
+from .prepared import SIDES, row_ranges
+from .solve import solve_blocks
+
+log = logging.getLogger("rgals")
+
+MONITOR_LEVELS = ("sweep", "full")
+
+
+@dataclass
+class TrainState:
+    """What callbacks see: the bound loss, the data, the factors (updated in place),
+    the monitor, and the sweep just finished."""
+
+    loss: object
+    data: object
+    user_factors: object
+    item_factors: object
+    monitor: ConvergenceMonitor
+    sweep: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Callback:
+    """Hooks into `train`; `after_sweep` returning True stops the fit (after the sweep)."""
+
+    def before_training(self, state):
+        pass
+
+    def after_sweep(self, state, record):
+        return False
+
+    def after_training(self, state):
+        pass
+
+
+class Tolerance(Callback):
+    """Stop once a sweep decreases F by at most tol * |F| (within one segment)."""
+
+    def __init__(self, tol):
+        self.tol = tol
+
+    def after_sweep(self, state, record):
+        threshold = self.tol * abs(record["objective"])
+        if self.tol > 0 and record["decrease"] <= threshold:
+            state.monitor.stop_reason = (f"converged: sweep {record['sweep']} decreased F by "
+                                         f"{record['decrease']:.3g} <= tol * |F| = "
+                                         f"{threshold:.3g}")
+            return True
+        return False
+
+
+class EarlyStopping(Callback):
+    """Stop after `patience` evaluations without a better validation metric, and put
+    back the factors of the best evaluation."""
+
+    def __init__(self, patience):
+        self.patience = patience
+        self.best = None
+
+    def after_sweep(self, state, record):
+        monitor = state.monitor
+        if record.get("improved"):
+            self.best = (state.user_factors.copy(), state.item_factors.copy())
+        elif "improved" in record and monitor.evaluations_since_best >= self.patience:
+            monitor.stop_reason = (f"early stopping: validation {monitor.metric} did not "
+                                   f"improve for {self.patience} evaluations (best "
+                                   f"{monitor.best_score:.4f} after sweep "
+                                   f"{monitor.best_sweep})")
+            return True
+        return False
+
+    def after_training(self, state):
+        monitor = state.monitor
+        if self.best is not None and monitor.best_sweep != state.sweep:
+            state.user_factors[...] = self.best[0]
+            state.item_factors[...] = self.best[1]
+            log.info("restored the factors of sweep %d (best validation %s %.4f)",
+                     monitor.best_sweep, monitor.metric, monitor.best_score)
+
+
+class UserCallback(Callback):
+    """`function(iteration, elapsed, record)` after each sweep (iteration from 0);
+    returning False stops the fit."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def after_sweep(self, state, record):
+        if self.function(state.sweep - 1, time.perf_counter() - state.started,
+                         record) is False:
+            state.monitor.stop_reason = f"stopped by the callback after sweep {state.sweep}"
+            return True
+        return False
+
+
+class ProgressBar(Callback):
+    """F, the rate and the validation metric per sweep on a tqdm bar, or in the log when
+    the bar is off."""
+
+    def __init__(self, total, show=True, description="rgals"):
+        self.total, self.show, self.description = total, show, description
+        self.bar = None
+
+    def before_training(self, state):
+        self.bar = tqdm(total=self.total, disable=not self.show, unit="sweep",
+                        desc=self.description)
+
+    def after_sweep(self, state, record):
+        metric = state.monitor.metric
+        shown = {"F": f"{record['objective']:.6g}", "rho": f"{record['rate']:.3g}"}
+        if f"validation_{metric}" in record:
+            shown[metric] = f"{record[f'validation_{metric}']:.4f}"
+        self.bar.update(1)
+        self.bar.set_postfix(shown)
+        if self.bar.disable:
+            log.info("sweep %d: %s", record["sweep"],
+                     ", ".join(f"{name} {value}" for name, value in shown.items()))
+        return False
+
+    def after_training(self, state):
+        self.bar.close()
+
+
+def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_blocks=1):
+    """Solve `side`'s factors (in place) given the other side's; returns
+    (decrease, systems of each block, eigenvalues of the shared Gram or None)."""
+    fixed = SIDES[1 - SIDES.index(side)]
+    statistics = add_statistics(
+        loss.side_statistics(side, others[rows], rows)
+        for rows in row_ranges(data.matrix(fixed).shape[0], n_blocks))
+    blocks = data.blocks(side, n_blocks)
+    systems = [loss.row_systems(side, statistics, block, others) for block in blocks]
+    decrease, eigenvalues = solve_blocks(systems, [factors[block.rows] for block in blocks],
+                                         solver, cg_steps, data.backend)
+    return decrease, systems, eigenvalues
+
+
+def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
+          cg_steps=3, monitor="sweep", tol=1e-4, identity_tolerance=1e-6, eval_every=1,
+          validation=None, metric=("ndcg", 20), softmax_users=None, callbacks=(),
+          n_blocks=1):
+    """Run up to `iterations` sweeps (user half step, then item half step) of `loss`
+    (bound to the data) on PreparedData `data`, updating the factors in place.
+
+    monitor: "sweep" (exact F on evaluation sweeps and at the end; the default) or
+    "full" (exact F and the identity check after every half step). tol: the target of
+    the monitor's predictions (stopping on it is the `Tolerance` callback's). Every
+    `eval_every` sweeps, and at the last, the validation metric (`metric` = (name, K),
+    training items masked) and the softmax loss on `softmax_users` are recorded.
+    n_blocks: row blocks per side (the same factors up to summation order). Returns the
+    ConvergenceMonitor.
+    """
+    if monitor not in MONITOR_LEVELS:
+        raise ValueError(f"unknown monitor {monitor!r}; use one of "
+                         f"{', '.join(map(repr, MONITOR_LEVELS))}")
+    name, k = metric
+    recorder = ConvergenceMonitor(tol=tol, identity_tolerance=identity_tolerance,
+                                  metric=f"{name}@{k}")
+    state = TrainState(loss, data, user_factors, item_factors, recorder)
+    full = monitor == "full"
+    factors = {"user": user_factors, "item": item_factors}
+
+    def objective():
+        return loss.objective(user_factors, item_factors, data)
+
+    for callback in callbacks:
+        callback.before_training(state)
+    try:
+        for sweep in range(1, iterations + 1):
+            changed = loss.begin_sweep(user_factors, item_factors, data)
+            if sweep == 1:
+                recorder.start(objective())
+            elif changed:
+                recorder.start_segment(objective())
+            for side, other in (("user", "item"), ("item", "user")):
+                start = time.perf_counter()
+                decrease, systems, eigenvalues = half_step(
+                    loss, data, side, factors[side], factors[other], solver, cg_steps,
+                    n_blocks)
+                seconds = time.perf_counter() - start
+                _check_finite(factors[side], side, sweep, loss, data.backend.xp)
+                recorder.half_step(sweep, side, decrease, objective() if full else None,
+                                   seconds, loss.hessian_bounds(side, systems, data.backend,
+                                                                eigenvalues))
+            state.sweep = sweep
+            evaluate = sweep % eval_every == 0 or sweep == iterations
+            record = recorder.end_sweep(
+                objective=objective() if evaluate and not full else None,
+                softmax_loss=(softmax_loss(to_host(user_factors), to_host(item_factors),
+                                           data.host_user_items, softmax_users)
+                              if evaluate and softmax_users is not None and softmax_users.size
+                              else None),
+                validation=(ranking_metrics(user_factors, item_factors, validation,
+                                            data.host_user_items, K=k,
+                                            metrics=(name, "recall"))
+                            if evaluate and validation is not None else None))
+            stop = False
+            for callback in callbacks:
+                stop = callback.after_sweep(state, record) or stop
+            if stop:
+                log.info("%s", recorder.stop_reason)
+                break
+        if recorder.rows and not recorder.rows[-1]["exact"]:
+            recorder.record_exact(objective())  # a fit stopped between evaluations
+    finally:
+        for callback in callbacks:
+            callback.after_training(state)
+    return recorder
+
+
+def _check_finite(factors, side, sweep, loss, xp):
+    if not bool(xp.isfinite(factors).all()):
+        raise FloatingPointError(
+            f"the fit diverged: non-finite {side} factors in sweep {sweep}. Likely "
+            f"causes: confidence values too large for this dtype ({factors.dtype}), or "
+            f"regularization={loss.regularization} too small for this data. Scale the "
+            "values down, raise `regularization`, or use dtype=np.float64")
