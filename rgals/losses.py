@@ -74,8 +74,8 @@ def _gram(factors, weights=None):
 
 
 def _squared_norms(factors):
-    factors = factors.astype(np.float64)
-    return (factors * factors).sum(axis=1)
+    """|x_r|^2 of every row, summed in float64 (without a float64 copy of the factors)."""
+    return array_module(factors).einsum("ij,ij->i", factors, factors, dtype=np.float64)
 
 
 def _observed_scores(data, user_factors, item_factors):
@@ -220,7 +220,7 @@ class RG2(Loss):
 
     def pair_weights(self, values):
         """Per stored pair: its weight in A (None if all zero) and its weight in b."""
-        values = values.astype(np.float64)
+        values = values.astype(np.float64, copy=False)
         gram = self.alpha * values if self.alpha > 0 else None
         return gram, (self.alpha + 0.5) * values
 

@@ -137,13 +137,21 @@ def row_bounds(systems, backend=None, eigenvalues=None):
     scale, reg = systems.scale, systems.reg
     lowest = scale * float(eigenvalues[0]) + reg
     highest = scale * float(eigenvalues[-1]) + reg
-    if systems.pair_gram is not None:
-        others = systems.others.astype(np.float64)
-        norms = (others * others).sum(axis=1, keepdims=True)
-        for part, bound in ((xp.minimum(systems.pair_gram, 0.0), lowest),
-                            (xp.maximum(systems.pair_gram, 0.0), highest)):
-            bound += backend.kernels.weighted_row_sums(matrix.indptr, matrix.indices, part,
-                                                       norms)[:, 0]
+    pair_gram = systems.pair_gram
+    if pair_gram is not None and pair_gram.shape[0]:
+        others = systems.others
+        norms = xp.einsum("ij,ij->i", others, others, dtype=np.float64)[:, None]
+
+        def pair_sums(weights):
+            return backend.kernels.weighted_row_sums(matrix.indptr, matrix.indices, weights,
+                                                     norms)[:, 0]
+
+        # RG2's pair weights are never negative: one pass, and no per-pair copies
+        if float(pair_gram.min()) >= 0.0:
+            highest += pair_sums(pair_gram)
+        else:
+            lowest += pair_sums(xp.minimum(pair_gram, 0.0))
+            highest += pair_sums(xp.maximum(pair_gram, 0.0))
     if lowest.shape[0] == 0:
         return math.inf, -math.inf
     return float(lowest.min()), float(highest.max())

@@ -16,6 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .backend import to_host
@@ -167,7 +168,8 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
     (bound to the data) on PreparedData `data`, updating the factors in place.
 
     monitor: "sweep" (exact F on evaluation sweeps and at the end; the default) or
-    "full" (exact F and the identity check after every half step). tol: the target of
+    "full" (exact F and the identity check after every half step). An evaluation
+    sweep is one that scores `validation` or the softmax loss. tol: the target of
     the monitor's predictions (stopping on it is the `Tolerance` callback's). Every
     `eval_every` sweeps, and at the last, the validation metric (`metric` = (name, K),
     training items masked) and the softmax loss on `softmax_users` are recorded.
@@ -182,6 +184,7 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
                                   metric=f"{name}@{k}")
     state = TrainState(loss, data, user_factors, item_factors, recorder)
     full = monitor == "full"
+    sample = softmax_users is not None and len(softmax_users) > 0
     factors = {"user": user_factors, "item": item_factors}
 
     def objective():
@@ -207,13 +210,15 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
                                    seconds, loss.hessian_bounds(side, systems, data.backend,
                                                                 eigenvalues))
             state.sweep = sweep
-            evaluate = sweep % eval_every == 0 or sweep == iterations
+            # an evaluation sweep scores validation data or the softmax loss; "sweep"
+            # then measures F exactly too (a fit with neither: at the end only)
+            evaluate = (validation is not None or sample) and (
+                sweep % eval_every == 0 or sweep == iterations)
             record = recorder.end_sweep(
                 objective=objective() if evaluate and not full else None,
                 softmax_loss=(softmax_loss(to_host(user_factors), to_host(item_factors),
                                            data.host_user_items, softmax_users)
-                              if evaluate and softmax_users is not None and softmax_users.size
-                              else None),
+                              if evaluate and sample else None),
                 validation=(ranking_metrics(user_factors, item_factors, validation,
                                             data.host_user_items, K=k,
                                             metrics=(name, "recall"))
@@ -233,7 +238,8 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
 
 
 def _check_finite(factors, side, sweep, loss, xp):
-    if not bool(xp.isfinite(factors).all()):
+    # one float64 sum finds any NaN or infinity without a boolean array the size of factors
+    if not bool(xp.isfinite(factors.sum(dtype=np.float64))):
         raise FloatingPointError(
             f"the fit diverged: non-finite {side} factors in sweep {sweep}. Likely "
             f"causes: confidence values too large for this dtype ({factors.dtype}), or "

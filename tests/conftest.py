@@ -1,8 +1,33 @@
-"""Small random problems and an independent dense brute force of every loss (float64)."""
+"""Small random problems, an independent dense brute force of every loss (float64), and
+the backends every behavioural test runs on."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
+from rgals.backend import to_host
+
+try:
+    import cupy
+    HAS_GPU = cupy.cuda.runtime.getDeviceCount() > 0
+except Exception:  # no CuPy, or CuPy without a driver
+    cupy, HAS_GPU = None, False
+
+# "_batched": the GPU's batched kernels run with NumPy, so every machine checks the GPU
+# algorithms inside whole fits; "gpu" needs CuPy and a CUDA device (skipped in CI)
+BACKENDS = ["cpu", "_batched", pytest.param("gpu", marks=pytest.mark.skipif(
+    not HAS_GPU, reason="needs CuPy and a CUDA device"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request):
+    """Each behavioural test that takes this runs once per backend."""
+    return request.param
+
+
+def host_factors(model):
+    """A fitted model's (user factors, item factors) as NumPy arrays, for brute force."""
+    return to_host(model.user_factors_), to_host(model.item_factors_)
 
 
 def random_interactions(rng, n_users=23, n_items=17, density=0.25, empty_user=True,

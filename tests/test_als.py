@@ -126,3 +126,22 @@ def test_ials_factors_solve_the_same_normal_equations_as_implicit(rng):
                                 check_interactions(user_items.T))
     solve_rows(systems, ours, "cholesky")
     np.testing.assert_allclose(ours, peer.item_factors, rtol=2e-3, atol=2e-4)
+
+
+@pytest.mark.parametrize("name,hyperparameters", [
+    ("rg2", dict(alpha=0.3, regularization=0.02, reg_exponent=0.5)),
+    ("rgx", dict(alpha=0.0)), ("ials", dict(alpha=2.0, regularization=0.1))])
+def test_a_loss_name_and_a_loss_object_give_the_same_model(rng, name, hyperparameters):
+    from rgals.losses import LOSSES
+    user_items = random_interactions(rng)
+    params = dict(factors=4, iterations=3, random_state=2, dtype=np.float64)
+    by_name = ALSSolver(loss=name, **hyperparameters, **params).fit(user_items,
+                                                                    show_progress=False)
+    loss = LOSSES[name](**hyperparameters)
+    by_object = ALSSolver(loss=loss, **params).fit(user_items, show_progress=False)
+    np.testing.assert_array_equal(by_object.user_factors_, by_name.user_factors_)
+    np.testing.assert_array_equal(by_object.item_factors_, by_name.item_factors_)
+    assert by_object.loss_ == by_name.loss_ == loss and by_object.loss is loss
+    assert not loss.bound  # the user's object is left as it was
+    with pytest.raises(ValueError, match="given both"):
+        ALSSolver(loss=loss, alpha=0.5).fit(user_items, show_progress=False)

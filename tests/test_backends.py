@@ -1,7 +1,7 @@
 """One model whatever the backend: the behavioural tests run per backend.
 
 - "cpu": the Numba kernels.
-- "batched": the GPU's batched kernels (kernels/batched.py) run with NumPy arrays (the
+- "_batched": the GPU's batched kernels (kernels/batched.py) run with NumPy arrays (the
   private backend "_batched"), so that every machine checks the GPU algorithms inside a
   whole fit.
 - "gpu": CuPy on a CUDA device; skipped when CuPy or a device is missing (as in CI).
@@ -17,9 +17,9 @@ import pytest
 import rgals
 from rgals import ALSSolver, backend
 from rgals.data import synthetic
-from test_kernels_batched import HAS_GPU
+from conftest import HAS_GPU
 
-BACKENDS = ["batched", pytest.param("gpu", marks=pytest.mark.skipif(
+OTHER_BACKENDS = ["_batched", pytest.param("gpu", marks=pytest.mark.skipif(
     not HAS_GPU, reason="needs CuPy and a CUDA device"))]
 CASES = [("rg2", 0.3, "auto"), ("rg2", 0.0, "auto"), ("rgx", 0.3, "auto"),
          ("rgx", 0.3, "cholesky"), ("rgx", 0.0, "auto"), ("ials", 4.0, "auto"),
@@ -32,15 +32,16 @@ def user_items():
     return synthetic(n_users=80, n_items=50, mean_activity=8.0, seed=4)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=OTHER_BACKENDS)
 def backend_name(request):
+    """The backends compared with the CPU's (overrides conftest's, which has "cpu")."""
     return request.param
 
 
 def fit(user_items, backend_name, validation=None, **params):
     params = {"factors": 6, "iterations": 5, "random_state": 7, "dtype": np.float64,
               "regularization": 0.05, "tol": 0.0, "monitor": "full", **params,
-              "backend": "_batched" if backend_name == "batched" else backend_name}
+              "backend": backend_name}
     return ALSSolver(**params).fit(user_items, show_progress=False, validation=validation)
 
 
@@ -194,3 +195,22 @@ def test_running_out_of_gpu_memory_becomes_a_clear_error():
     with pytest.raises(KeyError):  # other errors pass through unchanged
         with backend.gpu_memory_errors("fit"):
             raise KeyError("x")
+
+
+def test_one_backend_object_per_name():
+    from rgals.kernels import cpu
+    from rgals.kernels.batched import BatchedKernels
+
+    cpu_backend = backend.get_backend("cpu")
+    assert cpu_backend.xp is np and cpu_backend.kernels is cpu and not cpu_backend.on_device
+    batched = backend.get_backend("_batched")
+    assert isinstance(batched.kernels, BatchedKernels) and batched.kernels.xp is np
+    assert backend.get_backend("cpu") is cpu_backend  # chosen once, shared
+    assert backend.backend_of(np.zeros(3)) is cpu_backend
+    array = np.arange(4.0)
+    assert cpu_backend.put(array) is array and cpu_backend.get(array) is array
+    with pytest.raises(ValueError, match="unknown backend 'tpu'"):
+        backend.get_backend("tpu")
+    with pytest.raises(ValueError, match="unknown backend 'tpu'"):
+        ALSSolver(backend="tpu").fit(synthetic(n_users=5, n_items=4, mean_activity=2.0),
+                                     show_progress=False)

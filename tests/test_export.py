@@ -7,20 +7,22 @@ import pytest
 
 import rgals
 from conftest import random_interactions
+from rgals.backend import to_host
 
 
 @pytest.fixture
-def model(rng):
-    return rgals.ALSSolver(factors=3, loss="rgx", iterations=2, random_state=5).fit(
-        random_interactions(rng), show_progress=False)
+def model(rng, backend_name):
+    return rgals.ALSSolver(factors=3, loss="rgx", iterations=2, random_state=5,
+                           backend=backend_name).fit(random_interactions(rng),
+                                                     show_progress=False)
 
 
 def test_round_trip(model, tmp_path):
     model.save(tmp_path / "model")
     np.testing.assert_array_equal(np.load(tmp_path / "model" / "user_factors.npy"),
-                                  model.user_factors_)
+                                  to_host(model.user_factors_))
     np.testing.assert_array_equal(np.load(tmp_path / "model" / "item_factors.npy"),
-                                  model.item_factors_)
+                                  to_host(model.item_factors_))
     metadata = json.loads((tmp_path / "model" / "params.json").read_text())
     assert metadata["params"]["loss"] == "rgx" and metadata["dtype"] == "float32"
     loaded = rgals.load(tmp_path / "model")
@@ -28,6 +30,39 @@ def test_round_trip(model, tmp_path):
     for a, b in zip(loaded.recommend([0, 1, 2], N=4), model.recommend([0, 1, 2], N=4)):
         np.testing.assert_array_equal(a, b)
     assert not [path for path in (tmp_path / "model").iterdir() if path.name.startswith(".")]
+    # the fitted loss survives, with every hyperparameter resolved, and folds in alike
+    assert loaded.loss_ == model.loss_ and loaded.loss_.bound
+    assert metadata["loss"] == {"name": "rgx", "alpha": 0.01, "regularization": 1e-3,
+                                "reg_exponent": 1.0}
+    rows = model.user_items_[[1, 4]]
+    np.testing.assert_array_equal(to_host(loaded.recalculate_user([1, 4], rows)),
+                                  to_host(model.recalculate_user([1, 4], rows)))
+
+
+def test_a_loss_object_round_trips(rng, tmp_path):
+    user_items = random_interactions(rng)
+    model = rgals.ALSSolver(factors=3, iterations=2, random_state=5,
+                            loss=rgals.losses.IALS(alpha=3.0)).fit(user_items,
+                                                                   show_progress=False)
+    model.save(tmp_path)
+    metadata = json.loads((tmp_path / "params.json").read_text())
+    assert metadata["params"]["loss"] == {"name": "ials", "alpha": 3.0,
+                                          "regularization": 0.01}
+    loaded = rgals.ALSSolver.load(tmp_path)
+    assert loaded.loss == rgals.losses.IALS(alpha=3.0) and loaded.loss_ == model.loss_
+    np.testing.assert_array_equal(loaded.recalculate_item(2, user_items.T.tocsr()[2]),
+                                  model.recalculate_item(2, user_items.T.tocsr()[2]))
+
+
+def test_a_model_saved_in_format_1_loads(model, tmp_path):
+    model.save(tmp_path)
+    metadata = json.loads((tmp_path / "params.json").read_text())
+    metadata["format_version"] = 1
+    del metadata["loss"]
+    metadata["params"]["alpha"] = 0.2
+    (tmp_path / "params.json").write_text(json.dumps(metadata))
+    loaded = rgals.load(tmp_path)
+    assert loaded.loss_ == rgals.losses.RGx(alpha=0.2)
 
 
 def test_refuses_to_overwrite_unless_asked(model, tmp_path):

@@ -13,13 +13,8 @@ import scipy.sparse as sp
 from rgals.kernels import batched, cpu
 from rgals.ranking import top_lists
 from rgals.solve import _kernel_arrays
+from conftest import HAS_GPU, cupy
 from test_losses import make_problem
-
-try:
-    import cupy
-    HAS_GPU = cupy.cuda.runtime.getDeviceCount() > 0
-except Exception:  # no CuPy, or CuPy without a driver
-    cupy, HAS_GPU = None, False
 
 ARRAY_LIBRARIES = ["numpy", pytest.param("cupy", marks=pytest.mark.skipif(
     not HAS_GPU, reason="needs CuPy and a CUDA device"))]

@@ -110,3 +110,73 @@ def test_rgx_coupled_item_step_differs_from_uncoupled(rng):
     import dataclasses
     solve_rows(dataclasses.replace(systems, coupling=None), uncoupled, "cholesky")
     assert relative_gradient(brute, P, uncoupled, "item") > 1e-4
+
+
+# -- the loss protocol ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["rg2", "rgx", "ials"])
+def test_every_loss_declares_its_hyperparameters_and_domains(name):
+    from rgals.losses import LOSSES
+    loss_class = LOSSES[name]
+    loss = loss_class()
+    assert loss.name == name and isinstance(loss_class.allows_negative, bool)
+    assert set(loss.get_params()) == set(loss_class.hyperparameters) >= {"alpha",
+                                                                         "regularization"}
+    for key, declared in loss_class.hyperparameters.items():
+        assert getattr(loss, key) == declared.default
+        assert declared.low <= declared.default <= declared.high or declared.default == 0
+        assert declared.low >= declared.minimum and declared.high > declared.low
+        assert not declared.log or declared.low > 0
+        assert declared.doc
+        with pytest.raises(ValueError, match=f"{key} must be a finite number"):
+            loss_class(**{key: -1.0})
+        with pytest.raises(ValueError, match=f"{key} must be a finite number"):
+            loss_class(**{key: float("nan")})
+    with pytest.raises(ValueError, match=f"unknown hyperparameter 'beta' for loss '{name}'"):
+        loss_class(beta=1.0)
+
+
+def test_losses_are_built_from_keywords_and_bound_to_data(rng):
+    from rgals.losses import RG2, RGx
+    loss = RG2(alpha=0.05, regularization=0.01)
+    assert loss.get_params() == {"alpha": 0.05, "regularization": 0.01, "reg_exponent": 1.0}
+    assert repr(loss) == "RG2(alpha=0.05, regularization=0.01, reg_exponent=1.0)"
+    assert loss == RG2(alpha=0.05, regularization=0.01) and loss != RGx(alpha=0.05,
+                                                                        regularization=0.01)
+    user_items = check_interactions(random_interactions(rng))
+    with pytest.raises(RuntimeError, match="not bound to data"):
+        loss.objective(np.zeros((23, 2)), np.zeros((17, 2)), user_items)
+    bound = loss.bind(user_items)
+    assert bound is not loss and not loss.bound and bound.bound and bound == loss
+    np.testing.assert_allclose(bound.user_weight,
+                               user_items.toarray().sum(axis=1) / (2 * user_items.shape[1]))
+
+
+def test_make_loss_from_a_name_an_object_or_a_dict():
+    from rgals.losses import IALS, RG2
+    assert make_loss("rg2", alpha=0.2, regularization=None, reg_exponent=0.0) == RG2(
+        alpha=0.2, reg_exponent=0.0)
+    # iALS takes no reg_exponent: the estimator's value does not apply to it
+    assert make_loss("ials", alpha=2.0, reg_exponent=1.0) == IALS(alpha=2.0)
+    given = RG2(alpha=0.3)
+    copy = make_loss(given, alpha=None, regularization=None)
+    assert copy == given and copy is not given
+    assert make_loss({"name": "ials", "alpha": 4.0}) == IALS(alpha=4.0)
+    assert make_loss(RG2(alpha=0.3).to_dict()) == RG2(alpha=0.3)
+    with pytest.raises(ValueError, match="alpha was given both"):
+        make_loss(given, alpha=0.1)
+    with pytest.raises(ValueError, match="unknown loss 'softmax'"):
+        make_loss("softmax")
+
+
+@pytest.mark.parametrize("name,alpha", CASES)
+def test_side_statistics_of_row_blocks_add_up(rng, name, alpha):
+    from rgals.losses import add_statistics
+    _, loss, _, P, Q = make_problem(rng, name, alpha)
+    for side, fixed in (("user", Q), ("item", P)):
+        whole = loss.side_statistics(side, fixed, slice(0, fixed.shape[0]))
+        parts = add_statistics(loss.side_statistics(side, fixed[rows], rows)
+                               for rows in (slice(0, 5), slice(5, 9), slice(9, None)))
+        assert set(parts) == set(whole)
+        for key in whole:
+            np.testing.assert_allclose(parts[key], whole[key], rtol=1e-12, atol=1e-14)

@@ -1,17 +1,20 @@
-"""recommend, similar_items/users and fold-in against brute force on the dense scores."""
+"""recommend, similar_items/users and fold-in against brute force on the dense scores,
+on every backend."""
 
 import numpy as np
 import pytest
 
 from conftest import random_interactions
 from rgals import ALSSolver
+from rgals.backend import to_host as host
 
 
 @pytest.fixture
-def model(rng):
+def model(rng, backend_name):
     user_items = random_interactions(rng, n_users=30, n_items=25, density=0.3)
     return ALSSolver(factors=4, alpha=0.5, iterations=3, dtype=np.float64,
-                     random_state=0).fit(user_items, show_progress=False)
+                     random_state=0, backend=backend_name).fit(user_items,
+                                                               show_progress=False)
 
 
 def brute_top(scores, N):
@@ -21,10 +24,10 @@ def brute_top(scores, N):
 
 
 def test_recommend_matches_brute_force_with_training_items_filtered(model):
-    users = np.arange(model.user_factors_.shape[0])
+    users = np.arange(host(model.user_factors_).shape[0])
     ids, scores = model.recommend(users, N=6)
     liked = model.user_items_.toarray() != 0
-    all_scores = model.user_factors_ @ model.item_factors_.T
+    all_scores = host(model.user_factors_) @ host(model.item_factors_).T
     for user in users:
         expected = np.where(liked[user], -np.inf, all_scores[user])
         top, top_scores = brute_top(expected, 6)
@@ -36,7 +39,7 @@ def test_recommend_matches_brute_force_with_training_items_filtered(model):
 
 
 def test_recommend_without_filter_with_candidates_and_filters(model):
-    all_scores = model.user_factors_[5] @ model.item_factors_.T
+    all_scores = host(model.user_factors_)[5] @ host(model.item_factors_).T
     ids, _ = model.recommend(5, N=4, filter_already_liked_items=False)
     np.testing.assert_array_equal(ids, np.argsort(-all_scores)[:4])
     candidates = np.array([3, 9, 11, 20, 2])
@@ -56,8 +59,8 @@ def test_recommend_pads_when_too_few_items_are_left(model):
 
 
 def test_similar_items_and_users_are_cosine_neighbours(model):
-    for factors, method in ((model.item_factors_, model.similar_items),
-                            (model.user_factors_, model.similar_users)):
+    for factors, method in ((host(model.item_factors_), model.similar_items),
+                            (host(model.user_factors_), model.similar_users)):
         norms = np.linalg.norm(factors, axis=1, keepdims=True)
         unit = np.divide(factors, norms, out=np.zeros_like(factors), where=norms > 0)
         ids, scores = method(2, N=5)
@@ -69,14 +72,15 @@ def test_similar_items_and_users_are_cosine_neighbours(model):
 
 
 @pytest.mark.parametrize("loss,alpha", [("rg2", 0.5), ("rgx", 0.3), ("ials", 2.0)])
-def test_recalculate_user_is_the_exact_user_step(rng, loss, alpha):
+def test_recalculate_user_is_the_exact_user_step(rng, loss, alpha, backend_name):
     user_items = random_interactions(rng, n_users=30, n_items=25, density=0.3)
     model = ALSSolver(factors=4, loss=loss, alpha=alpha, iterations=3, dtype=np.float64,
-                      regularization=0.1, random_state=0).fit(user_items, show_progress=False)
+                      regularization=0.1, random_state=0, backend=backend_name).fit(
+        user_items, show_progress=False)
     new_user = user_items[7]
-    folded = model.recalculate_user(0, new_user)
+    folded = host(model.recalculate_user(0, new_user))
     # closed form of DESIGN 1.3 written out densely
-    Q, c = model.item_factors_, new_user.toarray().ravel()
+    Q, c = host(model.item_factors_), new_user.toarray().ravel()
     observed = c != 0
     if loss == "ials":
         weight = np.where(observed, np.abs(alpha * c), 1.0)
@@ -95,10 +99,11 @@ def test_recalculate_user_is_the_exact_user_step(rng, loss, alpha):
     np.testing.assert_array_equal(ids, expected)
 
 
-def test_recalculate_item_keeps_the_item_of_a_converged_model(rng):
+def test_recalculate_item_keeps_the_item_of_a_converged_model(rng, backend_name):
     user_items = random_interactions(rng, n_users=30, n_items=25, density=0.3)
     model = ALSSolver(factors=4, loss="rg2", alpha=0.5, iterations=3, dtype=np.float64,
-                      solver="cholesky", random_state=0).fit(user_items, show_progress=False)
+                      solver="cholesky", random_state=0, backend=backend_name).fit(
+        user_items, show_progress=False)
     # the fit ended on an exact item step, so refolding an item changes nothing
-    np.testing.assert_allclose(model.recalculate_item(4, user_items.T.tocsr()[4]),
-                               model.item_factors_[4], rtol=1e-9)
+    np.testing.assert_allclose(host(model.recalculate_item(4, user_items.T.tocsr()[4])),
+                               host(model.item_factors_)[4], rtol=1e-9)
