@@ -225,12 +225,10 @@ class ALSSolver:
         backend = get_backend(params["backend"])
         rng = _generator(self.random_state)
         n_users, n_items = user_items.shape
-        scale = 0.01
         # the same start on every backend, drawn on the host
-        user_factors = (scale * rng.standard_normal((n_users, params["factors"]))).astype(
-            params["dtype"])
-        item_factors = (scale * rng.standard_normal((n_items, params["factors"]))).astype(
-            params["dtype"])
+        user_factors, item_factors = (_initial_factors(rng, rows, params["factors"],
+                                                       params["dtype"])
+                                      for rows in (n_users, n_items))
         softmax_users = np.sort(rng.choice(n_users, min(params["softmax_users"], n_users),
                                            replace=False))
         if backend.on_device:
@@ -447,6 +445,13 @@ def _same(a, b):
 def _single(result):
     ids, scores = result
     return ids[0], scores[0]
+
+
+def _initial_factors(rng, rows, factors, dtype, scale=0.01):
+    """scale * N(0, 1) entries (drawn in float64, scaled in place, then cast)."""
+    values = rng.standard_normal((rows, factors))
+    values *= scale
+    return values.astype(dtype)
 
 
 def _generator(random_state):
