@@ -76,7 +76,8 @@ class BatchedKernels:
                 rhs_rotated, shift_rotated, scale, reg, factors_rotated, max_steps, tolerance):
         """Jacobi-preconditioned CG for all rows in lockstep, in the eigenbasis of the gram
         (see cpu.cg_rows): a row stops where the CPU kernel's row would, so both give the
-        same iterates. Overwrites `factors_rotated`; returns each row's decrease."""
+        same iterates. Overwrites `factors_rotated`; returns each row's decrease and pair
+        curvature sum_k pair_gram_k |y_k|^2."""
         xp = self.xp
         n_items = others_rotated.shape[0]
         rows = self._pair_rows(indptr, indices.shape[0])
@@ -88,7 +89,8 @@ class BatchedKernels:
                     + self._csr(coefficients, indices, indptr, n_items) @ others_rotated)
 
         diagonal = scale[:, None] * eigenvalues + reg[:, None]
-        preconditioner = diagonal + gram_matrix @ (others_rotated * others_rotated)
+        pair_diagonal = gram_matrix @ (others_rotated * others_rotated)
+        preconditioner = diagonal + pair_diagonal
         b = (scale[:, None] * rhs_rotated + shift_rotated
              + self._csr(pair_rhs, indices, indptr, n_items) @ others_rotated)
         x = factors_rotated.copy()
@@ -116,7 +118,7 @@ class BatchedKernels:
             rz = rz_next
             active &= (rz > 0) & ((r * r).sum(axis=1) > threshold)
         factors_rotated[...] = x
-        return total
+        return total, pair_diagonal.sum(axis=1).astype(np.float64)
 
     def _system_blocks(self, indptr_host, d):
         """(first row, end row) blocks whose dense systems fit in SYSTEM_BUDGET elements."""

@@ -163,11 +163,14 @@ def cg_rows(indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues, r
     A_r = diag(scale_r e + reg_r) + sum_k pair_gram_k y_k y_k^T, so a product A_r x costs
     O(nnz_r d) instead of O(d^2). Jacobi preconditioner, warm start from
     `factors_rotated`, which is overwritten. Stops after `max_steps` or once
-    |r| <= tolerance |b|. Returns per row the decrease of x^T A x - 2 b^T x, which for
-    PCG is the sum over steps of step_size * (r . z).
+    |r| <= tolerance |b|. Returns per row (the decrease of x^T A x - 2 b^T x, which for
+    PCG is the sum over steps of step_size * (r . z); the pair curvature
+    sum_k pair_gram_k |y_k|^2, the trace of the pair terms, which the first pass has for
+    free and the monitor's Hessian bound needs).
     """
     n_rows, d = factors_rotated.shape
     decrease = np.zeros(n_rows)
+    curvature = np.zeros(n_rows)
     n_blocks = min(n_rows, 256)
     for block in prange(n_blocks):
         # one workspace per block of rows: no allocation in the row loop
@@ -178,15 +181,16 @@ def cg_rows(indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues, r
             decrease[row] = _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated,
                                     eigenvalues, rhs_rotated, shift_rotated, scale, reg,
                                     factors_rotated, max_steps, tolerance, diagonal,
-                                    preconditioner, x, b, r, z, p, Ap)
-    return decrease
+                                    preconditioner, x, b, r, z, p, Ap, curvature)
+    return decrease, curvature
 
 
 @njit(cache=True, fastmath=True)
 def _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues,
             rhs_rotated, shift_rotated, scale, reg, factors_rotated, max_steps, tolerance,
-            diagonal, preconditioner, x, b, r, z, p, Ap):
-    """PCG on one row (see cg_rows) in the given workspace vectors; returns its decrease."""
+            diagonal, preconditioner, x, b, r, z, p, Ap, curvature):
+    """PCG on one row (see cg_rows) in the given workspace vectors; returns its decrease
+    and writes its pair curvature into curvature[row]."""
     d = x.shape[0]
     start, end = indptr[row], indptr[row + 1]
     for i in range(d):
@@ -205,10 +209,13 @@ def _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalu
             b[i] += beta * y[i]
             r[i] += coefficient * y[i]
             preconditioner[i] += a * y[i] * y[i]
+    trace = 0.0
     for i in range(d):
         r[i] = b[i] - r[i]
         z[i] = r[i] / preconditioner[i]
         p[i] = z[i]
+        trace += preconditioner[i] - diagonal[i]
+    curvature[row] = trace
     threshold = tolerance * tolerance * _dot_same(b, b)
     rz = _dot_same(r, z)
     total = 0.0

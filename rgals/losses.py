@@ -166,15 +166,15 @@ class Loss:
         return self.row_systems("item", statistics, RowBlock.of(item_users, "item"),
                                 user_factors)
 
-    def hessian_bounds(self, side, systems, backend=None, eigenvalues=None):
+    def hessian_bounds(self, side, systems, backend=None, solution=None):
         """Bounds (lowest, highest) on the eigenvalues of the half step's Hessian.
 
         The objective is x^T A_r x - 2 b_r^T x summed over the rows of every block in
         `systems`, so the Hessian is 2 A_r row by row; a coupling C adds
         -2 (1 1^T) kron C, which lowers the bound by rows * eig_max(C) (Weyl).
-        `eigenvalues`: those of the blocks' shared Gram, when the solver has them.
+        `solution`: the solve's rgals.solve.Solution, whose by-products save work.
         """
-        lowest, highest = _combined_bounds(systems, backend, eigenvalues)
+        lowest, highest = _combined_bounds(systems, backend, solution)
         coupling = systems[0].coupling
         if coupling is not None:
             rows = sum(part.interactions.shape[0] for part in systems)
@@ -183,7 +183,7 @@ class Loss:
         return 2.0 * lowest, 2.0 * highest
 
 
-def _combined_bounds(systems, backend, eigenvalues):
+def _combined_bounds(systems, backend, solution):
     bounds = [row_bounds(part, backend) for part in systems]
     return min(low for low, _ in bounds), max(high for _, high in bounds)
 
@@ -295,13 +295,14 @@ class RGx(RG2):
     def interaction_term(self, item_sum, weighted_user_gram):
         return float(item_sum @ weighted_user_gram @ item_sum) / self.n_items
 
-    def hessian_bounds(self, side, systems, backend=None, eigenvalues=None):
+    def hessian_bounds(self, side, systems, backend=None, solution=None):
         """As Loss.hessian_bounds, tighter for the item step: with unit scale and
         C = G_W / N the Gram part is (I - 1 1^T / N) kron G_W, whose lowest eigenvalue is
         0, so the bound drops by e_min(G_W) only (exact without pair terms)."""
         if side == "user":
-            return super().hessian_bounds(side, systems, backend, eigenvalues)
-        lowest, highest = _combined_bounds(systems, backend, eigenvalues)
+            return super().hessian_bounds(side, systems, backend, solution)
+        lowest, highest = _combined_bounds(systems, backend, solution)
+        eigenvalues = None if solution is None else solution.eigenvalues
         if eigenvalues is None:
             eigenvalues = array_module(systems[0].gram).linalg.eigvalsh(systems[0].gram)
         lowest -= max(float(eigenvalues[0]), 0.0)

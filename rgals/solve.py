@@ -2,7 +2,7 @@
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import scipy.linalg
@@ -10,6 +10,17 @@ import scipy.linalg
 from .backend import array_module, backend_of
 
 SOLVERS = ("auto", "cholesky", "cg")
+
+
+class Solution(NamedTuple):
+    """What a half step's solve reports: the objective's decrease, the eigenvalues of the
+    blocks' shared Gram (None where the solver needed none) and, from CG, each block's
+    per-row pair curvature sum_k pair_gram_k |y_k|^2 (None otherwise); the last two let
+    `row_bounds` skip work the solver already did."""
+
+    decrease: float
+    eigenvalues: Optional[object] = None
+    pair_curvatures: Optional[list] = None
 
 
 @dataclass
@@ -64,7 +75,7 @@ def solve_rows(systems, factors, solver="auto", cg_steps=3, backend=None):
     its conjugate-gradient counterpart otherwise, plus the coupling term), so comparing
     it with the objective before and after checks that A and b match the loss.
     """
-    return solve_blocks([systems], [factors], solver, cg_steps, backend)[0]
+    return solve_blocks([systems], [factors], solver, cg_steps, backend).decrease
 
 
 def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None):
@@ -74,8 +85,7 @@ def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None):
     The blocks share one Gram (and one coupling); each block is solved on its own, and
     the coupled step (RGx items) first sums sum_r A_r^{-1} and sum_r A_r^{-1} b_r over
     the blocks: several blocks give one block's factors up to summation order.
-    Returns (decrease, eigenvalues of the shared Gram or None), the latter for
-    `row_bounds`.
+    Returns a `Solution`.
     """
     backend = backend or backend_of(factors[0])
     xp = backend.xp
@@ -109,31 +119,34 @@ def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None):
             sigma = xp.linalg.solve(xp.eye(d) - inverse_sum @ coupling, solution_sum)
             shift = coupling @ sigma
 
-    decrease = 0.0
+    decrease, curvatures = 0.0, []
     for k, (part, block) in enumerate(zip(systems, factors)):
         if method == "eigen":
             decrease += basis[k].solve(block, shift)
         elif method == "cholesky":
             decrease += _solve_cholesky(part, block, shift, backend)
         else:
-            decrease += _solve_cg(part, block, shift, cg_steps, backend, eigen)
+            block_decrease, curvature = _solve_cg(part, block, shift, cg_steps, backend, eigen)
+            decrease += block_decrease
+            curvatures.append(curvature)
 
     if coupling is not None:
         delta = sum(block.sum(axis=0, dtype=np.float64) for block in factors) - sigma_before
         coupling_change = float(delta @ coupling @ delta)
         # exact step: Hessian quadratic form; block descent: gain from updating sigma
         decrease += coupling_change if method == "cg" else -coupling_change
-    return decrease, None if eigen is None else eigen[0]
+    return Solution(decrease, None if eigen is None else eigen[0], curvatures or None)
 
 
-def row_bounds(systems, backend=None, eigenvalues=None):
+def row_bounds(systems, backend=None, eigenvalues=None, pair_curvature=None):
     """Bounds (lowest, highest) on the eigenvalues of every A_r of these systems.
 
     With gram eigenvalues e_min, e_max: scale_r e_min + reg_r <= eig(A_r) <=
     scale_r e_max + reg_r when no pair carries a Gram weight (exact); pair terms
     a_k y_k y_k^T widen the interval by the negative and the positive parts of
     sum_k a_k |y_k|^2. The coupling, which ties rows together, is the loss's to bound
-    (Loss.hessian_bounds). `eigenvalues`: the Gram's, when the solver has them.
+    (Loss.hessian_bounds). `eigenvalues` (the Gram's) and `pair_curvature` (per row,
+    sum_k pair_gram_k |y_k|^2): what the solver computed already, when it did.
     """
     backend = backend or backend_of(systems.others)
     xp = backend.xp
@@ -145,18 +158,17 @@ def row_bounds(systems, backend=None, eigenvalues=None):
     highest = scale * float(eigenvalues[-1]) + reg
     pair_gram = systems.pair_gram
     if pair_gram is not None and pair_gram.shape[0]:
-        others = systems.others
-        # |y_k|^2 in the factors' dtype (4x faster than float64 for float32 factors; a
-        # bound's relative rounding of 1e-7 is far below what the rate bound resolves)
-        norms = xp.einsum("ij,ij->i", others, others).astype(np.float64)[:, None]
-
         def pair_sums(weights):
+            # |y_k|^2 in the factors' dtype (4x faster than float64 for float32; a bound's
+            # relative rounding of 1e-7 is far below what the rate bound resolves)
+            others = systems.others
+            norms = xp.einsum("ij,ij->i", others, others).astype(np.float64)[:, None]
             return backend.kernels.weighted_row_sums(matrix.indptr, matrix.indices, weights,
                                                      norms)[:, 0]
 
-        # RG2's pair weights are never negative: one pass, and no per-pair copies
+        # RG2's pair weights are never negative: one pass (or none, after CG), no copies
         if float(pair_gram.min()) >= 0.0:
-            highest += pair_sums(pair_gram)
+            highest += pair_sums(pair_gram) if pair_curvature is None else pair_curvature
         else:
             lowest += pair_sums(xp.minimum(pair_gram, 0.0))
             highest += pair_sums(xp.maximum(pair_gram, 0.0))
@@ -246,13 +258,13 @@ def _solve_cg(systems, factors, shift, cg_steps, backend, eigen):
     factors_rotated = factors @ vectors
     tolerance = 1e-12 if factors.dtype == np.float64 else 1e-6
     dtype = factors.dtype  # CG runs in the factors' dtype (SIMD width)
-    decrease = backend.kernels.cg_rows(
+    decrease, curvature = backend.kernels.cg_rows(
         *_kernel_arrays(systems, dtype), others_rotated, eigenvalues.astype(dtype),
         (eigenvectors.T @ systems.rhs).astype(dtype), (eigenvectors.T @ shift).astype(dtype),
         systems.scale.astype(dtype), systems.reg.astype(dtype), factors_rotated, cg_steps,
         tolerance)
     factors[:] = factors_rotated @ vectors.T
-    return float(decrease.sum())
+    return float(decrease.sum()), curvature
 
 
 def _cholesky_inverse_sum(systems, backend):

@@ -148,16 +148,16 @@ class ProgressBar(Callback):
 
 def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_blocks=1):
     """Solve `side`'s factors (in place) given the other side's; returns
-    (decrease, systems of each block, eigenvalues of the shared Gram or None)."""
+    (rgals.solve.Solution, the RowSystems of each block)."""
     fixed = SIDES[1 - SIDES.index(side)]
     statistics = add_statistics(
         loss.side_statistics(side, others[rows], rows)
         for rows in row_ranges(data.matrix(fixed).shape[0], n_blocks))
     blocks = data.blocks(side, n_blocks)
     systems = [loss.row_systems(side, statistics, block, others) for block in blocks]
-    decrease, eigenvalues = solve_blocks(systems, [factors[block.rows] for block in blocks],
-                                         solver, cg_steps, data.backend)
-    return decrease, systems, eigenvalues
+    solution = solve_blocks(systems, [factors[block.rows] for block in blocks], solver,
+                            cg_steps, data.backend)
+    return solution, systems
 
 
 def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
@@ -201,14 +201,13 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
                 recorder.start_segment(objective())
             for side, other in (("user", "item"), ("item", "user")):
                 start = time.perf_counter()
-                decrease, systems, eigenvalues = half_step(
-                    loss, data, side, factors[side], factors[other], solver, cg_steps,
-                    n_blocks)
+                solution, systems = half_step(loss, data, side, factors[side], factors[other],
+                                              solver, cg_steps, n_blocks)
                 seconds = time.perf_counter() - start
                 _check_finite(factors[side], side, sweep, loss, data.backend.xp)
-                recorder.half_step(sweep, side, decrease, objective() if full else None,
-                                   seconds, loss.hessian_bounds(side, systems, data.backend,
-                                                                eigenvalues))
+                recorder.half_step(sweep, side, solution.decrease,
+                                   objective() if full else None, seconds,
+                                   loss.hessian_bounds(side, systems, data.backend, solution))
             state.sweep = sweep
             # an evaluation sweep scores validation data or the softmax loss; "sweep"
             # then measures F exactly too (a fit with neither: at the end only)

@@ -73,13 +73,22 @@ def test_cg_rows_takes_the_cpu_kernels_steps(rng, xp, kernels, budgets, name, al
     rest = [others, eigenvalues, eigenvectors.T @ systems.rhs, shift, systems.scale,
             systems.reg]
     expected_factors = start @ eigenvectors
-    expected = cpu.cg_rows(*_kernel_arrays(systems), *rest, expected_factors, 3, 1e-12)
+    expected, expected_curvature = cpu.cg_rows(*_kernel_arrays(systems), *rest,
+                                               expected_factors, 3, 1e-12)
     factors = device(xp, start @ eigenvectors)
-    decrease = kernels.cg_rows(*kernel_inputs(xp, systems), *[device(xp, a) for a in rest],
-                               factors, 3, 1e-12)
+    decrease, curvature = kernels.cg_rows(*kernel_inputs(xp, systems),
+                                          *[device(xp, a) for a in rest], factors, 3, 1e-12)
     np.testing.assert_allclose(host(factors), expected_factors, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(host(decrease), expected, rtol=1e-9, atol=1e-14)
     assert expected.sum() > 0
+    # the pair curvature sum_k pair_gram_k |y_k|^2 of each row, written out
+    matrix, pair_gram = systems.interactions, _kernel_arrays(systems)[2]
+    brute = [sum(pair_gram[k] * systems.others[matrix.indices[k]] @
+                 systems.others[matrix.indices[k]]
+                 for k in range(matrix.indptr[row], matrix.indptr[row + 1]))
+             for row in range(matrix.shape[0])]
+    np.testing.assert_allclose(expected_curvature, brute, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(host(curvature), brute, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name,alpha", CASES)

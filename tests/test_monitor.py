@@ -49,12 +49,12 @@ def test_identity_check_catches_a_wrong_half_step(rng, monkeypatch):
     calls = []
 
     def wrong_on_third_call(systems, factors, solver, cg_steps, backend):
-        result = real(systems, factors, solver, cg_steps, backend)
+        solution = real(systems, factors, solver, cg_steps, backend)
         calls.append(1)
         if len(calls) == 3:  # the user step of sweep 2 moves off its minimiser unreported
             for block in factors:
                 block *= 1.05
-        return result
+        return solution
 
     monkeypatch.setattr(rgals.training, "solve_blocks", wrong_on_third_call)
     with pytest.warns(RuntimeWarning, match="do not match the loss"):
@@ -276,3 +276,17 @@ def test_validation_needed_and_checked(rng):
     with pytest.raises(ValueError, match="shape"):
         ALSSolver().fit(user_items, show_progress=False,
                         validation=sp.random(3, 3, density=0.5, format="csr"))
+
+
+@pytest.mark.parametrize("name,alpha", CASES_PAIRS)
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_bounds_from_the_solvers_by_products_equal_the_direct_ones(rng, name, alpha, side):
+    from rgals.solve import solve_blocks
+    user_items, loss, _, P, Q = make_problem(rng, name, alpha, d=5)
+    systems = (loss.user_systems(Q, user_items) if side == "user"
+               else loss.item_systems(P, user_items.T.tocsr()))
+    direct = loss.hessian_bounds(side, [systems])
+    solution = solve_blocks([systems], [(P if side == "user" else Q).copy()], "cg")
+    assert solution.pair_curvatures is not None and solution.eigenvalues is not None
+    assert loss.hessian_bounds(side, [systems], solution=solution) == pytest.approx(direct,
+                                                                                    rel=1e-12)

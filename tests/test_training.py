@@ -176,8 +176,9 @@ def test_a_loss_written_against_the_protocol_matches_brute_force(rng, n_blocks):
             factors, others = (P, Q) if side == "user" else (Q, P)
             before = dense_objective(loss, data, P, Q)
             expected = dense_minimiser(loss, data, side, P, Q)
-            decrease, _, _ = half_step(loss, data, side, factors, others, "cholesky",
-                                       n_blocks=n_blocks)
+            solution, _ = half_step(loss, data, side, factors, others, "cholesky",
+                                    n_blocks=n_blocks)
+            decrease = solution.decrease
             np.testing.assert_allclose(factors, expected, rtol=1e-9, atol=1e-12)
             # the descent identity against the dense objective
             assert before - dense_objective(loss, data, P, Q) == pytest.approx(decrease,
