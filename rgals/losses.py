@@ -184,7 +184,10 @@ class Loss:
 
 
 def _combined_bounds(systems, backend, solution):
-    bounds = [row_bounds(part, backend) for part in systems]
+    eigenvalues, curvatures = (None, None) if solution is None else solution[1:]
+    bounds = [row_bounds(part, backend, eigenvalues,
+                         None if curvatures is None else curvatures[k])
+              for k, part in enumerate(systems)]
     return min(low for low, _ in bounds), max(high for _, high in bounds)
 
 

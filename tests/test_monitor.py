@@ -2,6 +2,7 @@
 
 import csv
 import logging
+import types
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import scipy.sparse as sp
 import rgals.training
 from conftest import random_interactions
 from rgals import ALSSolver, ConvergenceMonitor
+from rgals.backend import Backend
 from rgals.monitor import softmax_loss
 from rgals.solve import solve_rows
 from test_losses import make_problem
@@ -288,5 +290,13 @@ def test_bounds_from_the_solvers_by_products_equal_the_direct_ones(rng, name, al
     direct = loss.hessian_bounds(side, [systems])
     solution = solve_blocks([systems], [(P if side == "user" else Q).copy()], "cg")
     assert solution.pair_curvatures is not None and solution.eigenvalues is not None
-    assert loss.hessian_bounds(side, [systems], solution=solution) == pytest.approx(direct,
-                                                                                    rel=1e-12)
+
+    def no_pass(*args):
+        raise AssertionError("the bound made a pass over the pairs of its own")
+
+    # with the solver's by-products the bound needs no pass over the pairs
+    spy = Backend("spy", np, types.SimpleNamespace(weighted_row_sums=no_pass))
+    assert loss.hessian_bounds(side, [systems], spy, solution) == pytest.approx(direct,
+                                                                               rel=1e-12)
+    with pytest.raises(AssertionError, match="pass over the pairs"):
+        loss.hessian_bounds(side, [systems], spy)
