@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from conftest import BruteForce, random_interactions
+from conftest import BruteForce, host_factors, random_interactions
 from rgals import ALSSolver
 from rgals.losses import IALS
 from rgals.solve import solve_rows
@@ -64,10 +64,11 @@ def test_float32_stays_close_to_float64(rng, loss, alpha, solver):
 @pytest.mark.parametrize("loss,alpha,solver", [("rg2", 0.0, "auto"), ("rg2", 0.5, "cg"),
                                                ("rgx", 0.5, "cholesky"), ("rgx", 0.5, "cg"),
                                                ("ials", 1.0, "auto"), ("ials", 3.0, "cg")])
-def test_objective_never_increases_during_fit(rng, loss, alpha, solver):
+def test_objective_never_increases_during_fit(rng, loss, alpha, solver, backend_name):
     user_items = random_interactions(rng)
     records = []
-    fit(user_items, loss=loss, alpha=alpha, solver=solver, iterations=8,
+    fit(user_items, loss=loss, alpha=alpha, solver=solver, iterations=8, monitor="full",
+        backend=backend_name,
         callback=lambda iteration, elapsed, record: records.append(record))
     objective = np.array([record["objective"] for record in records])
     assert len(objective) == 8
@@ -83,23 +84,23 @@ def test_callback_returning_false_stops_the_fit(rng):
     assert seen == [0, 1, 2]
 
 
-def test_users_and_items_without_interactions_get_finite_factors(rng):
+def test_users_and_items_without_interactions_get_finite_factors(rng, backend_name):
     user_items = random_interactions(rng, empty_user=True, empty_item=True).tolil()
     user_items[0, :] = 0
     user_items[:, 0] = 0
     for loss, alpha in (("rg2", 0.5), ("rgx", 0.0), ("ials", 1.0)):
-        solver = fit(user_items.tocsr(), loss=loss, alpha=alpha)
-        assert np.isfinite(solver.user_factors_).all()
-        assert np.isfinite(solver.item_factors_).all()
-        assert np.abs(solver.user_factors_[0]).max() <= 1e-8  # no evidence: p_u -> 0
+        P, Q = host_factors(fit(user_items.tocsr(), loss=loss, alpha=alpha,
+                                backend=backend_name))
+        assert np.isfinite(P).all() and np.isfinite(Q).all()
+        assert np.abs(P[0]).max() <= 1e-8  # no evidence: p_u -> 0
 
 
-def test_same_seed_same_model_and_other_seed_other_model(rng):
+def test_same_seed_same_model_and_other_seed_other_model(rng, backend_name):
     user_items = random_interactions(rng)
-    a, b = fit(user_items, random_state=7), fit(user_items, random_state=7)
-    c = fit(user_items, random_state=8)
-    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
-    assert not np.allclose(a.item_factors_, c.item_factors_)
+    a, b, c = (host_factors(fit(user_items, random_state=seed, backend=backend_name))[1]
+               for seed in (7, 7, 8))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
 
 
 def test_ials_objective_after_fit_equals_brute_force(rng):

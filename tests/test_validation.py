@@ -94,12 +94,13 @@ def test_negative_values_are_refused_by_rg_losses_and_read_by_ials(seed, loss):
     assert np.isfinite(model.item_factors_).all()
 
 
-def test_diverging_fit_names_the_likely_cause(user_items):
+def test_diverging_fit_names_the_likely_cause(user_items, backend_name):
     huge = user_items.copy()
     huge.data *= 1e300  # alpha * value overflows to inf
     for solver in ("cg", "cholesky"):
         with pytest.raises(FloatingPointError, match="diverged.*too large.*regularization"):
-            quick(loss="ials", alpha=1e10, solver=solver).fit(huge, show_progress=False)
+            quick(loss="ials", alpha=1e10, solver=solver, backend=backend_name).fit(
+                huge, show_progress=False)
 
 
 def test_use_before_fit_is_refused():
@@ -107,8 +108,8 @@ def test_use_before_fit_is_refused():
         quick().recommend(0)
 
 
-def test_ids_out_of_range_and_mismatched_user_items(user_items):
-    model = quick().fit(user_items, show_progress=False)
+def test_ids_out_of_range_and_mismatched_user_items(user_items, backend_name):
+    model = quick(backend=backend_name).fit(user_items, show_progress=False)
     n_users, n_items = user_items.shape
     with pytest.raises(IndexError, match=f"userid {n_users} is out of range"):
         model.recommend(n_users)
