@@ -141,6 +141,22 @@ class Loss:
         bound.bound = True
         return bound
 
+    def _bind(self, user_items):
+        """Compute what this loss needs from the data (n_u, M, N are set already)."""
+
+    def side_statistics(self, side, fixed_factors, rows):
+        """Sums over rows `rows` of the fixed side (`fixed_factors` are those rows) that
+        `side`'s row systems need; a dict of arrays, added up across blocks."""
+        raise NotImplementedError(f"{type(self).__name__} must define side_statistics")
+
+    def row_systems(self, side, statistics, block, others):
+        """The RowSystems of the rows of `block` (a rgals.prepared.RowBlock) of `side`."""
+        raise NotImplementedError(f"{type(self).__name__} must define row_systems")
+
+    def objective(self, user_factors, item_factors, data):
+        """F at these factors (data: PreparedData or a users x items CSR)."""
+        raise NotImplementedError(f"{type(self).__name__} must define objective")
+
     def _require_bound(self):
         if not self.bound:
             raise RuntimeError(f"{self!r} is not bound to data: call loss.bind(user_items) "

@@ -11,8 +11,6 @@ import scipy.sparse as sp
 
 from .backend import array_module
 
-SIDES = ("user", "item")
-
 
 @dataclass
 class RowBlock:

@@ -23,7 +23,7 @@ from .backend import to_host
 from .losses import add_statistics
 from .metrics import ranking_metrics
 from .monitor import ConvergenceMonitor, softmax_loss
-from .prepared import SIDES, row_ranges
+from .prepared import row_ranges
 from .solve import solve_blocks
 
 log = logging.getLogger("rgals")
@@ -149,7 +149,7 @@ class ProgressBar(Callback):
 def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_blocks=1):
     """Solve `side`'s factors (in place) given the other side's; returns
     (rgals.solve.Solution, the RowSystems of each block)."""
-    fixed = SIDES[1 - SIDES.index(side)]
+    fixed = "item" if side == "user" else "user"
     statistics = add_statistics(
         loss.side_statistics(side, others[rows], rows)
         for rows in row_ranges(data.matrix(fixed).shape[0], n_blocks))
