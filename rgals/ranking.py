@@ -50,35 +50,50 @@ def top_lists(queries, targets, depth, mask=None, removed=None, batch=None):
     batch = batch or _BATCH
     best = np.full((n_queries, depth), -np.inf, dtype=dtype)
     ids = np.full((n_queries, depth), -1, dtype=np.int64)
-    tile = max(1, _TILE // batch)
 
-    def rank(start):
-        stop = min(start + batch, n_queries)
+    def rank(start, stop):
         if mask is None:
             indptr, indices = np.zeros(stop - start + 1, np.int64), np.empty(0, np.int64)
         else:
             rows = mask[start:stop]
             indptr, indices = rows.indptr.astype(np.int64), rows.indices.astype(np.int64)
         next_mask = indptr[:-1].copy()
-        for offset in range(0, n_targets, tile):
-            scores = queries[start:stop] @ targets[offset:offset + tile].T
+        for offset, scores in score_tiles(queries[start:stop], targets):
             if removed is not None:
-                inside = removed[(removed >= offset) & (removed < offset + tile)]
+                inside = removed[(removed >= offset) & (removed < offset + scores.shape[1])]
                 scores[:, inside - offset] = -np.inf
             cpu.merge_top(scores, offset, indptr, indices, next_mask, best[start:stop],
                           ids[start:stop])
 
+    for_each_batch(n_queries, batch, rank)
+    return best, ids
+
+
+def score_tiles(queries, targets):
+    """(offset, scores) tiles: queries . targets[offset:offset + tile] for every tile.
+
+    A tile holds about _TILE scores, so it is still in cache when its consumer reads it.
+    """
+    tile = max(1, _TILE // max(queries.shape[0], 1))
+    for offset in range(0, targets.shape[0], tile):
+        yield offset, queries @ targets[offset:offset + tile].T
+
+
+def for_each_batch(n_queries, batch, work):
+    """work(start, stop) for consecutive batches of `batch` queries, on numba's thread
+    count, each thread with single-threaded BLAS (OpenBLAS workers spinning beside the
+    kernels cost more). A worker's exception is raised here."""
     starts = range(0, n_queries, batch)
     threads = numba.get_num_threads()
     with threadpool_limits(limits=1, user_api="blas"):
         if threads == 1 or len(starts) == 1:
             for start in starts:
-                rank(start)
+                work(start, min(start + batch, n_queries))
         else:
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                for _ in pool.map(rank, starts):  # re-raises a worker's exception
+                for _ in pool.map(lambda start: work(start, min(start + batch, n_queries)),
+                                  starts):
                     pass
-    return best, ids
 
 
 def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
