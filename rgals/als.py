@@ -257,7 +257,8 @@ class ALSSolver:
         self.user_factors_ = user_factors
         self.item_factors_ = item_factors
         self.user_items_ = user_items
-        self.loss_ = loss if not backend.on_device else spec.bind(user_items)
+        # bound afresh on the host: fold-in needs no device and no per-sweep state
+        self.loss_ = spec.bind(user_items)
         self.monitor_ = monitor
         return self
 

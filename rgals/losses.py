@@ -27,6 +27,7 @@ No loss knows about devices or solvers; arrays stay in the library of the inputs
 import copy
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -39,27 +40,46 @@ from .solve import RowSystems, row_bounds
 class Hyperparameter:
     """A loss hyperparameter: its default, the values it may take, and what to search.
 
-    Valid values are >= `minimum` (> when `strict`); a tuner searches [low, high], on a
-    log scale when `log`.
+    kind "real" or "integer": valid values are >= `minimum` (> when `strict`) and
+    <= `maximum`; a tuner searches [low, high], on a log scale when `log`. kind
+    "choice": one of `choices`; "bool": True or False. `optional`: the default is None,
+    which turns the option off.
     """
 
-    default: float
-    minimum: float
-    strict: bool
-    low: float
-    high: float
-    log: bool
+    default: object
     doc: str
+    kind: str = "real"
+    minimum: float = 0.0
+    strict: bool = False
+    maximum: float = math.inf
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    choices: tuple = ()
+    optional: bool = False
 
     def check(self, value, name):
-        ok = (isinstance(value, (int, float, np.integer, np.floating))
-              and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
-              and (value > self.minimum if self.strict else value >= self.minimum))
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, self.choices))}; "
+                                 f"got {value!r}")
+            return value
+        if self.kind == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False; got {value!r}")
+            return bool(value)
+        number = isinstance(value, (int, float, np.integer, np.floating)) and \
+            not isinstance(value, (bool, np.bool_))
+        if self.kind == "integer" and not (number and float(value).is_integer()):
+            raise ValueError(f"{name} must be an integer >= {self.minimum:g}; got {value!r}")
+        ok = number and math.isfinite(value) and value <= self.maximum and (
+            value > self.minimum if self.strict else value >= self.minimum)
         if not ok:
             relation = ">" if self.strict else ">="
-            raise ValueError(f"{name} must be a finite number {relation} {self.minimum}; "
-                             f"got {value!r}")
-        return float(value)
+            upper = "" if self.maximum == math.inf else f" and <= {self.maximum:g}"
+            raise ValueError(f"{name} must be a finite number {relation} {self.minimum}"
+                             f"{upper}; got {value!r}")
+        return int(value) if self.kind == "integer" else float(value)
 
 
 def _gram(factors, weights=None):
@@ -212,6 +232,19 @@ class RG2(Loss):
 
     Regularisation as in the authors' code: lambda_u = lam (n_u/2 + alpha N + 1)^nu and
     lambda_i = lam (sum_u w_u + alpha M)^nu.
+
+    Top-K weights (SoftmaxLoss@K, Yang et al. 2025; DESIGN 1.6 C), with `top_k=K`: at a
+    refresh (`begin_sweep`, every `top_k_refresh` sweeps) each positive gets
+    w_ui = sigmoid((s_ui - beta_u) / tau_u) from the current scores, beta_u the K-th
+    largest score of user u (`top_k_quantile`), and the loss takes c_ui w_ui as its
+    confidences (n_u = sum_i c_ui w_ui) until the next refresh. The temperature rule puts
+    tau in the model's own score units: tau_u = top_k_temperature * std_j(s_uj), the
+    spread of the user's scores over all items (closed form: no scoring pass). A refresh
+    damps the weights, w <- d w_old + (1 - d) w_new. `top_k_gradient` keeps the weight's
+    own gradient as in the authors' loss: each positive adds g_ui s_ui with
+    g_ui = c_ui l_ui w_ui (1 - w_ui) / tau_u frozen, l_ui = LSE_u - s_ui its softmax term,
+    which lowers badly ranked (likely noisy) positives. Fold-in (`recalculate_*`) uses
+    the plain confidences: weights need the scores of the row being solved.
     """
 
     name = "rg2"
@@ -219,17 +252,41 @@ class RG2(Loss):
     # the defaults: no collapse to zero on any of the three shared datasets (validation
     # NDCG@20, 64 factors); the best values differ per dataset: tune them on validation
     hyperparameters = {
-        "alpha": Hyperparameter(0.01, 0.0, False, 1e-4, 1.0, True,
-                                "weight of the squared term on observed pairs"),
-        "regularization": Hyperparameter(1e-3, 0.0, True, 1e-5, 1.0, True,
-                                         "lam in lambda_u and lambda_i"),
-        "reg_exponent": Hyperparameter(1.0, 0.0, False, 0.0, 1.0, False,
-                                       "nu in lambda_u and lambda_i (0: constant lam)"),
+        "alpha": Hyperparameter(0.01, "weight of the squared term on observed pairs",
+                                low=1e-4, high=1.0, log=True),
+        "regularization": Hyperparameter(1e-3, "lam in lambda_u and lambda_i", strict=True,
+                                         low=1e-5, high=1.0, log=True),
+        "reg_exponent": Hyperparameter(1.0, "nu in lambda_u and lambda_i (0: constant lam)",
+                                       low=0.0, high=1.0),
+        "top_k": Hyperparameter(None, "K of the top-K weights (None: off)", kind="integer",
+                                minimum=1, low=5, high=200, log=True, optional=True),
+        "top_k_temperature": Hyperparameter(
+            1.0, "tau_u / std_j(s_uj): the weights' temperature in score spreads",
+            strict=True, low=0.1, high=10.0, log=True),
+        "top_k_quantile": Hyperparameter(
+            "exact", "beta_u: 'exact' (K-th largest score over all items, one scoring "
+            "pass) or 'sampled' (K-th largest of the positives and top_k_samples uniform "
+            "items, as the authors estimate it)", kind="choice", choices=("exact", "sampled")),
+        "top_k_samples": Hyperparameter(1000, "uniform items of the sampled quantile",
+                                        kind="integer", minimum=1, low=100, high=5000,
+                                        log=True),
+        "top_k_refresh": Hyperparameter(1, "sweeps between refreshes of the weights",
+                                        kind="integer", minimum=1, low=1, high=5),
+        "top_k_damping": Hyperparameter(0.0, "d in w <- d w_old + (1 - d) w_new",
+                                        maximum=0.99, low=0.0, high=0.9),
+        "top_k_gradient": Hyperparameter(False, "keep the weight's own gradient term",
+                                         kind="bool"),
     }
 
     def _bind(self, user_items):
-        self.user_sums = row_sums(user_items)
-        self.user_weight = self.user_sums / (2.0 * self.n_items)
+        self._set_user_sums(row_sums(user_items))
+        self.frozen = None  # per side: c_ui w_ui and g_ui of the pairs, while weights hold
+        self.weights = None
+        self._sweeps = 0
+
+    def _set_user_sums(self, sums):
+        self.user_sums = sums
+        self.user_weight = sums / (2.0 * self.n_items)
         self.item_reg = self.regularization * (
             float(self.user_weight.sum()) + self.alpha * self.n_users) ** self.reg_exponent
 
@@ -237,11 +294,76 @@ class RG2(Loss):
         base = interaction_sums / 2.0 + self.alpha * self.n_items + 1.0
         return self.regularization * base ** self.reg_exponent
 
-    def pair_weights(self, values):
-        """Per stored pair: its weight in A (None if all zero) and its weight in b."""
+    def pair_weights(self, values, linear=None):
+        """Per stored pair: its weight in A (None if all zero) and its weight in b; `linear`:
+        g of an extra term g s per pair (the top-K weight's gradient)."""
         values = values.astype(np.float64, copy=False)
         gram = self.alpha * values if self.alpha > 0 else None
-        return gram, (self.alpha + 0.5) * values
+        rhs = (self.alpha + 0.5) * values
+        return gram, rhs if linear is None else rhs - 0.5 * linear
+
+    def begin_sweep(self, user_factors, item_factors, data):
+        """Refresh the top-K weights every `top_k_refresh` sweeps; returns what moved."""
+        if self.top_k is None:
+            return False
+        self._sweeps += 1
+        if (self._sweeps - 1) % self.top_k_refresh:
+            return False
+        weights, linear = self._top_k_weights(user_factors, item_factors, data)
+        previous = self.weights
+        if previous is not None:
+            weights = self.top_k_damping * previous + (1.0 - self.top_k_damping) * weights
+        self.weights = weights
+        confidence = data.user_items.data * weights
+        self.frozen = {side: (data.in_order(side, confidence),
+                              None if linear is None else data.in_order(side, linear))
+                       for side in ("user", "item")}
+        xp = data.backend.xp
+        rows = xp.repeat(xp.arange(self.n_users), xp.diff(data.user_items.indptr))
+        self._set_user_sums(xp.bincount(rows, weights=confidence, minlength=self.n_users))
+        return {"weight_mean": float(weights.mean()),
+                "weight_change": (math.nan if previous is None
+                                  else float(abs(weights - previous).mean()))}
+
+    def _top_k_weights(self, user_factors, item_factors, data):
+        """w_ui of every stored pair (user-major) and, with top_k_gradient, g_ui."""
+        from .scoring import score_pass
+        backend, matrix = data.backend, data.user_items
+        xp = backend.xp
+        scores = backend.kernels.pair_scores(matrix.indptr, matrix.indices, user_factors,
+                                             item_factors)
+        rows = xp.repeat(xp.arange(self.n_users), xp.diff(matrix.indptr))
+        # the spread of each user's scores over all items, in closed form
+        items = item_factors.astype(np.float64)
+        users = user_factors.astype(np.float64)
+        mean = users @ items.mean(axis=0)
+        second = ((users @ (items.T @ items / self.n_items)) * users).sum(axis=1)
+        tau = self.top_k_temperature * xp.sqrt(xp.maximum(second - mean * mean, 1e-24))
+        k = min(self.top_k, self.n_items)
+        needs_lse = self.top_k_gradient
+        if self.top_k_quantile == "exact" or needs_lse:
+            result = score_pass(user_factors, item_factors,
+                                depth=k if self.top_k_quantile == "exact" else 0,
+                                temperature=1.0 if needs_lse else None, backend=backend)
+        if self.top_k_quantile == "exact":
+            beta = backend.put(result.top_scores[:, k - 1].astype(np.float64))
+        else:
+            beta = _sampled_quantile(scores, rows, user_factors, item_factors, k,
+                                     self.top_k_samples, self._sweeps, backend)
+        margin = (scores - beta[rows]) / tau[rows]
+        weights = 1.0 / (1.0 + xp.exp(-margin))
+        linear = None
+        if needs_lse:
+            softmax_term = backend.put(result.log_normaliser)[rows] - scores
+            linear = matrix.data * softmax_term * weights * (1.0 - weights) / tau[rows]
+        return weights, linear
+
+    def _pair_terms(self, block, side):
+        """(c of the block's pairs, g of its pairs or None): frozen top-K values in a fit."""
+        if self.frozen is None or block.pairs is None:
+            return block.matrix.data, None
+        confidence, linear = self.frozen[side]
+        return confidence[block.pairs], None if linear is None else linear[block.pairs]
 
     def side_statistics(self, side, fixed_factors, rows):
         """User step: G = Q^T Q and sigma = sum_j q_j over a block of items. Item step:
@@ -259,14 +381,16 @@ class RG2(Loss):
         b_u = -w_u sigma + (alpha + 1/2) sum c q. Item: A_i = G_W + alpha sum c p p^T +
         lambda_i I, b_i = -sigma_W + (alpha + 1/2) sum c p (RGx adds its coupling)."""
         self._require_bound()
-        pair_gram, pair_rhs = self.pair_weights(block.matrix.data)
+        values, linear = self._pair_terms(block, side)
+        pair_gram, pair_rhs = self.pair_weights(values, linear)
         n_rows = block.matrix.shape[0]
         xp = array_module(others)
         if side == "user":
+            sums = block.row_sums if self.frozen is None or block.pairs is None else \
+                self.user_sums[block.rows]
             return RowSystems(block.matrix, pair_gram, pair_rhs, others,
                               self.user_gram(statistics), -statistics["sum"],
-                              scale=block.row_sums / (2.0 * self.n_items),
-                              reg=self.user_reg(block.row_sums))
+                              scale=sums / (2.0 * self.n_items), reg=self.user_reg(sums))
         return RowSystems(block.matrix, pair_gram, pair_rhs, others, statistics["gram"],
                           -statistics["sum"], scale=xp.ones(n_rows),
                           reg=xp.full(n_rows, self.item_reg),
@@ -276,7 +400,8 @@ class RG2(Loss):
         return None
 
     def objective(self, user_factors, item_factors, data):
-        """F of DESIGN 1.4 in closed form; `data` is PreparedData or a users x items CSR."""
+        """F of DESIGN 1.4 in closed form; `data` is PreparedData or a users x items CSR.
+        With frozen top-K weights: the confidences c w and the extra terms g s."""
         self._require_bound()
         item_gram, item_sum = _gram(item_factors)
         user_gram, user_sum = _gram(user_factors, self.user_weight)
@@ -285,7 +410,12 @@ class RG2(Loss):
                  + self.n_items * self.user_weight.sum())
         total -= self.interaction_term(item_sum, user_gram)
         values, scores = _observed_scores(data, user_factors, item_factors)
+        linear = None
+        if self.frozen is not None:
+            values, linear = self.frozen["user"]
         total += (values * (self.alpha * (scores - 1.0) ** 2 - scores)).sum()
+        if linear is not None:
+            total += (linear * scores).sum()
         total += self.user_reg(self.user_sums) @ _squared_norms(user_factors)
         total += self.item_reg * _squared_norms(item_factors).sum()
         return float(total)
@@ -293,6 +423,24 @@ class RG2(Loss):
     def interaction_term(self, item_sum, weighted_user_gram):
         """sum_u (w_u / N) (sum_j s_uj)^2, subtracted by RGx; zero for RG2."""
         return 0.0
+
+
+def _sampled_quantile(scores, rows, user_factors, item_factors, k, samples, seed, backend):
+    """beta_u as the authors estimate it: the k-th largest of the user's positives' scores
+    and the scores of `samples` items drawn uniformly (one draw for all users)."""
+    xp = backend.xp
+    n_users, n_items = user_factors.shape[0], item_factors.shape[0]
+    drawn = backend.put(np.random.default_rng(seed).integers(n_items, size=samples))
+    sampled = (user_factors @ item_factors[drawn].T).astype(np.float64)
+    if samples > k:  # only the k best of the sample can be among the k best overall
+        sampled = -xp.partition(-sampled, k - 1, axis=1)[:, :k]
+    candidates = xp.concatenate([scores, sampled.ravel()])
+    owners = xp.concatenate([rows, xp.repeat(xp.arange(n_users), sampled.shape[1])])
+    order = xp.lexsort(xp.stack([-candidates, owners]))
+    counts = xp.bincount(owners, minlength=n_users)
+    first = xp.concatenate([xp.zeros(1, dtype=counts.dtype), xp.cumsum(counts)[:-1]])
+    # each user's k-th best (or its last, with fewer candidates)
+    return candidates[order][first + xp.minimum(counts, k) - 1]
 
 
 class RGx(RG2):
@@ -339,10 +487,10 @@ class IALS(Loss):
     name = "ials"
     allows_negative = True
     hyperparameters = {  # defaults: implicit's
-        "alpha": Hyperparameter(1.0, 0.0, True, 0.1, 100.0, True,
-                                "confidence scale: confidence = alpha * value"),
-        "regularization": Hyperparameter(0.01, 0.0, True, 1e-4, 10.0, True,
-                                         "lam of lam |x|^2"),
+        "alpha": Hyperparameter(1.0, "confidence scale: confidence = alpha * value",
+                                strict=True, low=0.1, high=100.0, log=True),
+        "regularization": Hyperparameter(0.01, "lam of lam |x|^2", strict=True, low=1e-4,
+                                         high=10.0, log=True),
     }
 
     def _bind(self, user_items):

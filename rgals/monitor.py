@@ -58,7 +58,9 @@ class ConvergenceMonitor:
     Sweep-level columns (rate, rate_bound, predicted_sweeps, within_bound, softmax_loss
     and the validation metrics) are filled on the row that ends each sweep (the item half
     step in a fit) and NaN on the others. `segment` counts changes of the objective (a
-    loss's per-sweep refresh): rates never compare sweeps of different segments.
+    loss's per-sweep refresh): rates never compare sweeps of different segments. What a
+    refresh reports (e.g. how far the top-K weights moved) is in `refresh_<name>`
+    columns on the first half step after it.
     """
 
     def __init__(self, tol=1e-4, identity_tolerance=1e-6, metric=None):
@@ -78,6 +80,7 @@ class ConvergenceMonitor:
         self._sweep_first_row = 0
         self._previous_decrease = None
         self._warned = False
+        self._refresh = {}
 
     def start(self, objective):
         """F at the initial factors."""
@@ -91,6 +94,11 @@ class ConvergenceMonitor:
         self._objective = self._sweep_start = self._last_exact = float(objective)
         self._previous_decrease = None
 
+    def note_refresh(self, values):
+        """What a refresh of the loss's frozen quantities reported (name -> number); it
+        goes on the next half step's row as refresh_<name>."""
+        self._refresh = {f"refresh_{name}": float(value) for name, value in values.items()}
+
     def half_step(self, sweep, side, decrease, objective, seconds, hessian):
         """Record one half step. `objective`: the exact F after it, or None to carry the
         estimate F_before - decrease. `hessian`: (lowest, highest) eigenvalue bounds."""
@@ -100,7 +108,8 @@ class ConvergenceMonitor:
             sweep=sweep, side=side, segment=self.segment, objective=estimate, exact=0.0,
             decrease=float(decrease), identity_error=math.nan, seconds=float(seconds),
             hessian_min=lowest, hessian_max=highest,
-            **{name: math.nan for name in SWEEP_COLUMNS}))
+            **{name: math.nan for name in SWEEP_COLUMNS}, **self._refresh))
+        self._refresh = {}
         self._objective = estimate
         if objective is not None:
             self.record_exact(objective)

@@ -17,20 +17,20 @@ class RowBlock:
     """Rows `rows` of one side: their interactions and where their pairs sit.
 
     `matrix` holds the block's rows (values are the confidences c), `pairs` the positions
-    of its stored pairs in that side's order, `row_sums` n_r = sum of the row's values.
+    of its stored pairs in that side's order (None for rows from outside the prepared
+    data, e.g. users to fold in), `row_sums` n_r = sum of the row's values.
     """
 
     side: str
     rows: slice
     matrix: object  # scipy.sparse (or cupyx) CSR, rows x the other side
-    pairs: slice
+    pairs: object  # slice, or None
     row_sums: object
 
     @classmethod
     def of(cls, matrix, side):
         """One block holding every row of `matrix` (e.g. the rows of users to fold in)."""
-        return cls(side, slice(0, matrix.shape[0]), matrix, slice(0, matrix.nnz),
-                   row_sums(matrix))
+        return cls(side, slice(0, matrix.shape[0]), matrix, None, row_sums(matrix))
 
 
 @dataclass

@@ -199,6 +199,8 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
                 recorder.start(objective())
             elif changed:
                 recorder.start_segment(objective())
+            if isinstance(changed, dict):
+                recorder.note_refresh(changed)
             for side, other in (("user", "item"), ("item", "user")):
                 start = time.perf_counter()
                 solution, systems = half_step(loss, data, side, factors[side], factors[other],

@@ -32,8 +32,9 @@ def test_round_trip(model, tmp_path):
     assert not [path for path in (tmp_path / "model").iterdir() if path.name.startswith(".")]
     # the fitted loss survives, with every hyperparameter resolved, and folds in alike
     assert loaded.loss_ == model.loss_ and loaded.loss_.bound
-    assert metadata["loss"] == {"name": "rgx", "alpha": 0.01, "regularization": 1e-3,
-                                "reg_exponent": 1.0}
+    assert metadata["loss"] == rgals.losses.RGx().to_dict()
+    assert {key: metadata["loss"][key] for key in ("name", "alpha", "top_k")} == {
+        "name": "rgx", "alpha": 0.01, "top_k": None}
     rows = model.user_items_[[1, 4]]
     np.testing.assert_array_equal(to_host(loaded.recalculate_user([1, 4], rows)),
                                   to_host(model.recalculate_user([1, 4], rows)))

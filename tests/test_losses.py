@@ -123,15 +123,29 @@ def test_every_loss_declares_its_hyperparameters_and_domains(name):
     assert set(loss.get_params()) == set(loss_class.hyperparameters) >= {"alpha",
                                                                          "regularization"}
     for key, declared in loss_class.hyperparameters.items():
-        assert getattr(loss, key) == declared.default
-        assert declared.low <= declared.default <= declared.high or declared.default == 0
-        assert declared.low >= declared.minimum and declared.high > declared.low
+        assert getattr(loss, key) == declared.default and declared.doc
+        assert declared.kind in ("real", "integer", "choice", "bool")
+        if declared.kind == "choice":
+            assert declared.default in declared.choices
+            with pytest.raises(ValueError, match=f"{key} must be one of"):
+                loss_class(**{key: "other"})
+            continue
+        if declared.kind == "bool":
+            with pytest.raises(ValueError, match=f"{key} must be True or False"):
+                loss_class(**{key: 1})
+            continue
+        # a number: a searchable range within the valid values
+        assert declared.optional == (declared.default is None)
+        assert declared.default is None or declared.low <= declared.default <= declared.high
+        assert declared.minimum <= declared.low < declared.high <= declared.maximum
         assert not declared.log or declared.low > 0
-        assert declared.doc
-        with pytest.raises(ValueError, match=f"{key} must be a finite number"):
+        with pytest.raises(ValueError, match=f"{key} must be a"):
             loss_class(**{key: -1.0})
-        with pytest.raises(ValueError, match=f"{key} must be a finite number"):
+        with pytest.raises(ValueError, match=f"{key} must be a"):
             loss_class(**{key: float("nan")})
+        if declared.kind == "integer":
+            with pytest.raises(ValueError, match=f"{key} must be an integer"):
+                loss_class(**{key: declared.low + 0.5})
     with pytest.raises(ValueError, match=f"unknown hyperparameter 'beta' for loss '{name}'"):
         loss_class(beta=1.0)
 
@@ -139,8 +153,13 @@ def test_every_loss_declares_its_hyperparameters_and_domains(name):
 def test_losses_are_built_from_keywords_and_bound_to_data(rng):
     from rgals.losses import RG2, RGx
     loss = RG2(alpha=0.05, regularization=0.01)
-    assert loss.get_params() == {"alpha": 0.05, "regularization": 0.01, "reg_exponent": 1.0}
-    assert repr(loss) == "RG2(alpha=0.05, regularization=0.01, reg_exponent=1.0)"
+    params = loss.get_params()
+    assert {key: params[key] for key in ("alpha", "regularization", "reg_exponent",
+                                         "top_k")} == {"alpha": 0.05, "regularization": 0.01,
+                                                       "reg_exponent": 1.0, "top_k": None}
+    assert repr(loss).startswith("RG2(alpha=0.05, regularization=0.01, reg_exponent=1.0, "
+                                 "top_k=None")
+    assert RG2(top_k=20.0).top_k == 20 and isinstance(RG2(top_k=20.0).top_k, int)
     assert loss == RG2(alpha=0.05, regularization=0.01) and loss != RGx(alpha=0.05,
                                                                         regularization=0.01)
     user_items = check_interactions(random_interactions(rng))

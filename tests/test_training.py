@@ -87,8 +87,9 @@ class ScoreWeightedRG2(Loss):
 
     name = "score_weighted_rg2"
     hyperparameters = {
-        "alpha": Hyperparameter(0.3, 0.0, False, 1e-3, 1.0, True, "pair term"),
-        "regularization": Hyperparameter(0.05, 0.0, True, 1e-4, 1.0, True, "lam"),
+        "alpha": Hyperparameter(0.3, "pair term", low=1e-3, high=1.0, log=True),
+        "regularization": Hyperparameter(0.05, "lam", strict=True, low=1e-4, high=1.0,
+                                         log=True),
     }
 
     def _bind(self, user_items):
