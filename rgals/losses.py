@@ -237,13 +237,19 @@ class RG2(Loss):
     refresh (`begin_sweep`, every `top_k_refresh` sweeps) each positive gets
     w_ui = sigmoid((s_ui - beta_u) / tau_u) from the current scores, beta_u the K-th
     largest score of user u (`top_k_quantile`), and the loss takes c_ui w_ui as its
-    confidences (n_u = sum_i c_ui w_ui) until the next refresh. The temperature rule puts
+    confidences (n_u = sum_i c_ui w_ui) until the next refresh; the weights are scaled to
+    mean 1 over each user's positives, so that they move emphasis between a user's
+    positives and not the user's weight against the regularisation (unscaled, most
+    weights are far below 1 and the factors shrink). `top_k_warmup` sweeps of the plain
+    loss come first, so that the first weights rank by learnt scores, not by the random
+    start. The temperature rule puts
     tau in the model's own score units: tau_u = top_k_temperature * std_j(s_uj), the
     spread of the user's scores over all items (closed form: no scoring pass). A refresh
     damps the weights, w <- d w_old + (1 - d) w_new. `top_k_gradient` keeps the weight's
     own gradient as in the authors' loss: each positive adds g_ui s_ui with
-    g_ui = c_ui l_ui w_ui (1 - w_ui) / tau_u frozen, l_ui = LSE_u - s_ui its softmax term,
-    which lowers badly ranked (likely noisy) positives. Fold-in (`recalculate_*`) uses
+    g_ui = c_ui l_ui sigma_ui (1 - sigma_ui) / (tau_u m_u) frozen (sigma the sigmoid, m_u
+    its mean over the user's positives, l_ui = LSE_u - s_ui the softmax term), which
+    lowers badly ranked (likely noisy) positives. Fold-in (`recalculate_*`) uses
     the plain confidences: weights need the scores of the row being solved.
     """
 
@@ -272,6 +278,8 @@ class RG2(Loss):
                                         log=True),
         "top_k_refresh": Hyperparameter(1, "sweeps between refreshes of the weights",
                                         kind="integer", minimum=1, low=1, high=5),
+        "top_k_warmup": Hyperparameter(0, "sweeps of the plain loss before the first "
+                                       "refresh", kind="integer", minimum=0, low=0, high=10),
         "top_k_damping": Hyperparameter(0.0, "d in w <- d w_old + (1 - d) w_new",
                                         maximum=0.99, low=0.0, high=0.9),
         "top_k_gradient": Hyperparameter(False, "keep the weight's own gradient term",
@@ -307,7 +315,8 @@ class RG2(Loss):
         if self.top_k is None:
             return False
         self._sweeps += 1
-        if (self._sweeps - 1) % self.top_k_refresh:
+        if self._sweeps <= self.top_k_warmup or \
+                (self._sweeps - 1 - self.top_k_warmup) % self.top_k_refresh:
             return False
         weights, linear = self._top_k_weights(user_factors, item_factors, data)
         previous = self.weights
@@ -351,11 +360,17 @@ class RG2(Loss):
             beta = _sampled_quantile(scores, rows, user_factors, item_factors, k,
                                      self.top_k_samples, self._sweeps, backend)
         margin = (scores - beta[rows]) / tau[rows]
-        weights = 1.0 / (1.0 + xp.exp(-margin))
+        sigmoid = 1.0 / (1.0 + xp.exp(-margin))
+        # mean 1 over each user's positives: the weights shift emphasis between them, not
+        # the user's weight against the regularisation (which would shrink the factors)
+        mean = xp.bincount(rows, weights=sigmoid, minlength=self.n_users) / \
+            xp.maximum(xp.diff(matrix.indptr), 1)
+        weights = sigmoid / mean[rows]
         linear = None
         if needs_lse:
             softmax_term = backend.put(result.log_normaliser)[rows] - scores
-            linear = matrix.data * softmax_term * weights * (1.0 - weights) / tau[rows]
+            linear = (matrix.data * softmax_term * sigmoid * (1.0 - sigmoid)
+                      / (tau[rows] * mean[rows]))
         return weights, linear
 
     def _pair_terms(self, block, side):

@@ -28,12 +28,15 @@ def dense_weights(user_items, P, Q, k, t, gradient):
     tau = t * scores.std(axis=1)
     rows, columns = user_items.nonzero()
     s = scores[rows, columns]
-    w = 1.0 / (1.0 + np.exp(-(s - beta[rows]) / tau[rows]))
+    sigmoid = 1.0 / (1.0 + np.exp(-(s - beta[rows]) / tau[rows]))
+    mean = np.array([sigmoid[rows == user].mean() if (rows == user).any() else 1.0
+                     for user in range(P.shape[0])])
     g = None
     if gradient:
         lse = np.log(np.exp(scores).sum(axis=1))
-        g = user_items.data * (lse[rows] - s) * w * (1 - w) / tau[rows]
-    return w, g
+        g = (user_items.data * (lse[rows] - s) * sigmoid * (1 - sigmoid)
+             / (tau[rows] * mean[rows]))
+    return sigmoid / mean[rows], g
 
 
 class WeightedBruteForce(BruteForce):
@@ -103,9 +106,15 @@ def test_exact_and_sampled_quantiles(rng):
     loss.begin_sweep(P, Q, data)
     beta = -np.sort(-scores, axis=1)[:, 3]
     tau = 0.5 * scores.std(axis=1)
-    np.testing.assert_allclose(loss.weights,
-                               1 / (1 + np.exp(-(pair_scores - beta[rows]) / tau[rows])),
-                               rtol=1e-10)
+    sigmoid = 1 / (1 + np.exp(-(pair_scores - beta[rows]) / tau[rows]))
+    ratio = loss.weights / sigmoid  # the per-user scale m_u, the same for all of u's pairs
+    for user in np.unique(rows):
+        np.testing.assert_allclose(ratio[rows == user], 1 / sigmoid[rows == user].mean(),
+                                   rtol=1e-10)
+    counts = np.bincount(rows, minlength=P.shape[0])
+    active = counts > 0  # the user without interactions has no weights
+    np.testing.assert_allclose((np.bincount(rows, loss.weights, minlength=P.shape[0])
+                                / np.maximum(counts, 1))[active], 1.0, rtol=1e-12)
 
 
 def test_refresh_schedule_damping_and_segments(rng):
@@ -152,3 +161,16 @@ def test_a_top_k_fit_on_every_backend(rng, backend_name, quantile):
     assert np.nanmax(model.monitor_.history["identity_error"]) < 1e-9
     # fold-in uses the plain confidences of the fitted (bound, unfrozen) loss
     assert model.loss_.frozen is None and model.loss_.top_k == 5
+
+
+def test_warmup_sweeps_run_the_plain_loss_first(rng):
+    user_items, P, Q = problem(rng)
+    data = prepare(user_items, get_backend("cpu"))
+    plain_P, plain_Q = P.copy(), Q.copy()
+    train(RG2(alpha=0.4, regularization=0.05).bind(user_items), data, plain_P, plain_Q, 2,
+          solver="cholesky", tol=0.0)
+    loss = RG2(alpha=0.4, regularization=0.05, top_k=3, top_k_warmup=2).bind(user_items)
+    monitor = train(loss, data, P, Q, 2, solver="cholesky", tol=0.0)
+    np.testing.assert_array_equal(P, plain_P)  # two warm-up sweeps: the plain fit
+    assert loss.frozen is None and "refresh_weight_mean" not in monitor.history
+    assert loss.begin_sweep(P, Q, data)["weight_mean"] == pytest.approx(1.0)  # sweep 3
