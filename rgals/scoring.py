@@ -63,12 +63,15 @@ def score_pass(user_factors, item_factors, depth=0, temperature=None, batch=None
         running_weighted = np.zeros((rows, items.shape[1]))
         for offset, scores in score_tiles(users[start:stop], items):
             if softmax:
-                # online softmax: rescale what was summed so far to the new maximum
-                scaled = scores.astype(np.float64) / temperature
+                # online softmax: rescale what was summed so far to the new maximum. The
+                # exponentials (all <= 1) and their product with the items run in the
+                # factors' dtype; the running sums are float64
+                scaled = scores * scores.dtype.type(1.0 / temperature)
                 new_max = np.maximum(running_max, scaled.max(axis=1))
                 shrink = np.exp(running_max - new_max)
-                weights = np.exp(scaled - new_max[:, None])
-                running_sum = running_sum * shrink + weights.sum(axis=1)
+                scaled -= new_max[:, None].astype(scaled.dtype)
+                weights = np.exp(scaled, out=scaled)
+                running_sum = running_sum * shrink + weights.sum(axis=1, dtype=np.float64)
                 running_weighted *= shrink[:, None]
                 running_weighted += weights @ items[offset:offset + scores.shape[1]]
                 running_max = new_max
