@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from . import export
 from .backend import (_BATCHED, BACKENDS, backend_of, check_gpu_memory, get_backend,
                       gpu_memory_errors, require_gpu, to_device, to_host)
-from .losses import Loss, make_loss
+from .losses import make_loss
 from .metrics import METRICS
 from .prepared import prepare
 from .ranking import normalized_rows, top_n

@@ -33,6 +33,7 @@ import numpy as np
 
 from .backend import array_module, backend_of
 from .prepared import RowBlock, row_sums
+from .scoring import score_pass
 from .solve import RowSystems, row_bounds
 
 
@@ -185,8 +186,10 @@ class Loss:
     def begin_sweep(self, user_factors, item_factors, data):
         """Freeze the quantities this loss holds fixed for one sweep.
 
-        Returns True when that changed the objective (the monitor then starts a new
-        segment: rates and tol never compare across it). These losses have none.
+        Returns False when nothing changed, else True or a dict of numbers saying how
+        (the monitor records them as refresh_<name>): the objective changed, and the
+        monitor starts a new segment (rates and tol never compare across it). The base
+        loss has nothing to freeze.
         """
         return False
 
@@ -336,7 +339,6 @@ class RG2(Loss):
 
     def _top_k_weights(self, user_factors, item_factors, data):
         """w_ui of every stored pair (user-major) and, with top_k_gradient, g_ui."""
-        from .scoring import score_pass
         backend, matrix = data.backend, data.user_items
         xp = backend.xp
         scores = backend.kernels.pair_scores(matrix.indptr, matrix.indices, user_factors,

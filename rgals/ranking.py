@@ -35,7 +35,7 @@ def top_lists(queries, targets, depth, mask=None, removed=None, batch=None):
     each with single-threaded BLAS (OpenBLAS workers spinning beside the kernels cost more).
     CuPy queries and targets are ranked on their device (same results, returned in NumPy).
     """
-    n_queries, n_targets = queries.shape[0], targets.shape[0]
+    n_queries = queries.shape[0]
     dtype = np.result_type(queries.dtype, targets.dtype)
     queries, targets = queries.astype(dtype, copy=False), targets.astype(dtype, copy=False)
     backend = backend_of(queries)
