@@ -321,7 +321,9 @@ class RG2(Loss):
         if self._sweeps <= self.top_k_warmup or \
                 (self._sweeps - 1 - self.top_k_warmup) % self.top_k_refresh:
             return False
-        weights, linear = self._top_k_weights(user_factors, item_factors, data)
+        xp = data.backend.xp
+        rows = xp.repeat(xp.arange(self.n_users), xp.diff(data.user_items.indptr))
+        weights, linear = self._top_k_weights(user_factors, item_factors, data, rows)
         previous = self.weights
         if previous is not None:
             weights = self.top_k_damping * previous + (1.0 - self.top_k_damping) * weights
@@ -330,20 +332,18 @@ class RG2(Loss):
         self.frozen = {side: (data.in_order(side, confidence),
                               None if linear is None else data.in_order(side, linear))
                        for side in ("user", "item")}
-        xp = data.backend.xp
-        rows = xp.repeat(xp.arange(self.n_users), xp.diff(data.user_items.indptr))
         self._set_user_sums(xp.bincount(rows, weights=confidence, minlength=self.n_users))
         return {"weight_mean": float(weights.mean()),
                 "weight_change": (math.nan if previous is None
                                   else float(abs(weights - previous).mean()))}
 
-    def _top_k_weights(self, user_factors, item_factors, data):
-        """w_ui of every stored pair (user-major) and, with top_k_gradient, g_ui."""
+    def _top_k_weights(self, user_factors, item_factors, data, rows):
+        """w_ui of every stored pair (user-major; `rows`: each pair's user) and, with
+        top_k_gradient, g_ui."""
         backend, matrix = data.backend, data.user_items
         xp = backend.xp
         scores = backend.kernels.pair_scores(matrix.indptr, matrix.indices, user_factors,
                                              item_factors)
-        rows = xp.repeat(xp.arange(self.n_users), xp.diff(matrix.indptr))
         # the spread of each user's scores over all items, in closed form
         items = item_factors.astype(np.float64)
         users = user_factors.astype(np.float64)
