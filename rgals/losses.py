@@ -403,8 +403,8 @@ class RG2(Loss):
         n_rows = block.matrix.shape[0]
         xp = array_module(others)
         if side == "user":
-            sums = block.row_sums if self.frozen is None or block.pairs is None else \
-                self.user_sums[block.rows]
+            # training rows: the loss's n_u (c w with frozen top-K weights); others: c
+            sums = block.row_sums if block.pairs is None else self.user_sums[block.rows]
             return RowSystems(block.matrix, pair_gram, pair_rhs, others,
                               self.user_gram(statistics), -statistics["sum"],
                               scale=sums / (2.0 * self.n_items), reg=self.user_reg(sums))

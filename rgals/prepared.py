@@ -54,10 +54,6 @@ class PreparedData:
     def shape(self):
         return self.host_user_items.shape
 
-    @property
-    def nnz(self):
-        return self.host_user_items.nnz
-
     def matrix(self, side):
         return self.user_items if side == "user" else self.item_users
 
