@@ -2,7 +2,8 @@
 
     python bench/run.py --dataset health --methods all --trials 8 --threads 2
     python bench/run.py --dataset gowalla --methods rgals-rg2 implicit --trials 4
-    python bench/run.py --report          # tables (markdown) and plots from bench/out/
+    python bench/run.py --dataset gowalla --methods rgals-rg2 --factors 64 128 256 512
+    python bench/run.py --report          # tables, plots and bench/results/ from bench/out/
 
 For each method: `trials` hyperparameter settings drawn at random from its search space
 (seeded; trial 0 is the method's default), each trained on the training split minus a
@@ -11,8 +12,12 @@ after every sweep/epoch; the setting with the best validation NDCG@20 is refitte
 whole training split for as many sweeps/epochs as it needed, and evaluated on the test
 split (full ranking, training items masked). Time to best = training seconds (solver
 half steps or gradient epochs; evaluation excluded) until the best validation NDCG@20 of
-the chosen setting. Results go to bench/out/<dataset>/<method>.json; --report turns them
-into the tables of bench/RESULTS.md and the PNGs of bench/plots/.
+the chosen setting. `--factors 64 128` runs each method at each embedding size. Results
+go to bench/out/<dataset>/<method>.json (<method>-<factors>.json for sizes other than 64);
+--report turns them into the tables of bench/RESULTS.md, the PNGs of bench/plots/
+(<dataset>.png at 64 factors, <dataset>_frontier.png over every size) and
+bench/results/<dataset>.json: each method's chosen setting, refit sweeps/epochs, seed and
+test figures.
 """
 
 import argparse
@@ -117,10 +122,11 @@ class Curve:
         return max(self.points, key=lambda point: point[2])
 
 
-def train(method, params, matrix, steps, threads, seed, curve=None):
-    """Fit `method` for at most `steps` sweeps/epochs; returns (user factors, item
-    factors, seconds of each step). With `curve`, every step is evaluated on validation
-    (evaluation time excluded from the seconds) and the curve may stop the fit."""
+def train(method, params, matrix, steps, threads, seed, curve=None, factors=FACTORS):
+    """Fit `method` with `factors` dimensions for at most `steps` sweeps/epochs; returns
+    (user factors, item factors, seconds of each step). With `curve`, every step is
+    evaluated on validation (evaluation time excluded from the seconds) and the curve may
+    stop the fit."""
     step_seconds = []
     if method.startswith("rgals"):
         # rgals evaluates the validation split itself (fit(..., validation=...))
@@ -131,7 +137,7 @@ def train(method, params, matrix, steps, threads, seed, curve=None):
             return curve.add(iteration + 1, sum(step_seconds), record["validation_ndcg@20"],
                              record["validation_recall@20"])
 
-        model = rgals.ALSSolver(factors=FACTORS, iterations=steps, tol=0.0,
+        model = rgals.ALSSolver(factors=factors, iterations=steps, tol=0.0,
                                 num_threads=threads, random_state=seed, **params)
         model.fit(matrix, show_progress=False, callback=callback,
                   validation=None if curve is None else curve.validation)
@@ -139,7 +145,7 @@ def train(method, params, matrix, steps, threads, seed, curve=None):
     if method == "implicit":
         from implicit.cpu.als import AlternatingLeastSquares
 
-        model = AlternatingLeastSquares(factors=FACTORS, iterations=steps, num_threads=threads,
+        model = AlternatingLeastSquares(factors=factors, iterations=steps, num_threads=threads,
                                         random_state=seed, **params)
         clock = {}
 
@@ -162,7 +168,7 @@ def train(method, params, matrix, steps, threads, seed, curve=None):
         return model.user_factors, model.item_factors, step_seconds
     from baselines import GradientMF
 
-    model = GradientMF(loss=method, factors=FACTORS, epochs=steps, random_state=seed,
+    model = GradientMF(loss=method, factors=factors, epochs=steps, random_state=seed,
                        batch_users=BATCH_USERS, **params)
 
     def callback(epoch, elapsed, model):
@@ -190,8 +196,10 @@ def load(dataset):
     return train_set.matrix, test_set.matrix
 
 
-def run_method(dataset, method, trials, steps, patience, threads, seed, out):
-    """Tune on validation, refit the best setting on all of train, test it; write JSON."""
+def run_method(dataset, method, trials, steps, patience, threads, seed, out,
+               factors=FACTORS):
+    """Tune on validation, refit the best setting on all of train, test it; write JSON
+    (bench/out/<dataset>/<method>.json, <method>-<factors>.json beside 64 factors)."""
     train_matrix, test_matrix = load(dataset)
     fit_part, validation = validation_split(train_matrix, ratio=0.1, seed=seed)
     default, draw = SPACES[method]
@@ -202,7 +210,7 @@ def run_method(dataset, method, trials, steps, patience, threads, seed, out):
                              if name in default}}
     # JIT compilation and cache loading happen here, outside every timed run
     start = time.perf_counter()
-    train(method, default, fit_part, 1, threads, seed)
+    train(method, default, fit_part, 1, threads, seed, factors=factors)
     warm_up = time.perf_counter() - start
     rng = np.random.default_rng(seed)
     results = []
@@ -210,7 +218,7 @@ def run_method(dataset, method, trials, steps, patience, threads, seed, out):
         params = default if trial == 0 else draw(rng)
         curve = Curve(validation, fit_part, patience)
         start = time.perf_counter()
-        _, _, seconds = train(method, params, fit_part, steps, threads, seed, curve)
+        _, _, seconds = train(method, params, fit_part, steps, threads, seed, curve, factors)
         step, at_seconds, ndcg, recall = curve.best()
         results.append({"params": params, "validation_ndcg@20": ndcg,
                         "validation_recall@20": recall, "best_step": step,
@@ -221,15 +229,19 @@ def run_method(dataset, method, trials, steps, patience, threads, seed, out):
               f"after {step} steps ({at_seconds:.1f} s)", flush=True)
     best = max(results, key=lambda result: result["validation_ndcg@20"])
     user_factors, item_factors, seconds = train(method, best["params"], train_matrix,
-                                                best["best_step"], threads, seed)
+                                                best["best_step"], threads, seed,
+                                                factors=factors)
     test = ranking_metrics(user_factors, item_factors, test_matrix, train_matrix, K=(10, 20),
                            metrics=("recall", "ndcg"))
-    print(f"{dataset} {method} best {best['params']}: test {test}", flush=True)
-    record = {"dataset": dataset, "method": method, "trials": results, "best": best,
+    print(f"{dataset} {method} ({factors} factors) best {best['params']}: test {test}",
+          flush=True)
+    record = {"dataset": dataset, "method": method, "factors": factors, "trials": results,
+              "best": best,
               "test": test, "refit_step_seconds": seconds, "threads": threads, "seed": seed,
               "steps": steps, "patience": patience, "warm_up_seconds": warm_up,
               "environment": environment()}
-    path = out / dataset / f"{method}.json"
+    path = out / dataset / (f"{method}.json" if factors == FACTORS else
+                            f"{method}-{factors}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda file: file.write(json.dumps(record, indent=1).encode()))
     return record
@@ -246,35 +258,73 @@ def environment():
     return {"machine": platform.processor() or platform.machine(), "versions": versions}
 
 
-def report(out, plots):
-    """Markdown tables of every dataset in `out`, and a plot of each dataset's curves."""
+def report(out, plots, results=None):
+    """Markdown tables of every dataset in `out` (the methods at 64 factors, then the
+    frontier over every embedding size run), a plot of each; with `results`, also
+    <results>/<dataset>.json: each method's chosen setting and test figures."""
     lines = []
     for dataset in DATASETS:
         records = [json.loads(path.read_text()) for path in sorted((out / dataset).glob("*.json"))]
         if not records:
             continue
+        for record in records:
+            record.setdefault("factors", FACTORS)  # records written before --factors
+        equal = [record for record in records if record["factors"] == FACTORS]
         lines += [f"### {dataset}", "",
                   "| method | trials | chosen setting | validation N@20 | test R@20 | test N@20 "
                   "| seconds to best validation | s / step | published R@20 / N@20 |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for record in sorted(records, key=lambda record: -record["test"]["ndcg@20"]):
+        for record in sorted(equal, key=lambda record: -record["test"]["ndcg@20"]):
             best, test = record["best"], record["test"]
             method = record["method"]
             published = PUBLISHED[dataset].get(PUBLISHED_ROW.get(method, method))
-            setting = ", ".join(f"{name}={value:.3g}" if isinstance(value, float)
-                                else f"{name}={value}" for name, value in best["params"].items())
             lines.append(
-                f"| {record['method']} | {len(record['trials'])} | {setting} | "
+                f"| {record['method']} | {len(record['trials'])} | {_setting(best)} | "
                 f"{best['validation_ndcg@20']:.4f} | {test['recall@20']:.4f} | "
                 f"{test['ndcg@20']:.4f} | {best['seconds_to_best']:.2f} "
                 f"({best['best_step']} steps) | {best['median_step_seconds']:.3f} | "
                 + (f"{published[0]:.4f} / {published[1]:.4f} |" if published else "- |"))
         lines.append("")
-        _plot(dataset, records, plots / f"{dataset}.png")
+        if equal:
+            _plot(dataset, equal, plots / f"{dataset}.png")
+        frontier = sorted(records, key=lambda record: (record["method"], record["factors"]))
+        lines += [f"Frontier ({dataset}): each method's chosen setting per embedding size", "",
+                  "| method | factors | validation N@20 | seconds to best validation | "
+                  "test N@20 |", "|---|---|---|---|---|"]
+        lines += [f"| {record['method']} | {record['factors']} | "
+                  f"{record['best']['validation_ndcg@20']:.4f} | "
+                  f"{record['best']['seconds_to_best']:.2f} | {record['test']['ndcg@20']:.4f} |"
+                  for record in frontier]
+        lines.append("")
+        _plot(dataset, frontier, plots / f"{dataset}_frontier.png", by_size=True)
+        if results is not None:
+            write_results(dataset, frontier, results / f"{dataset}.json")
     return "\n".join(lines)
 
 
-def _plot(dataset, records, path):
+def _setting(best):
+    return ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in best["params"].items())
+
+
+def write_results(dataset, records, path):
+    """The chosen setting of each (method, factors) and its test figures, as JSON. An rgals
+    row's params are ALSSolver keyword arguments: ALSSolver(factors=factors,
+    iterations=best_step, tol=0, random_state=seed, **params) fitted on the whole training
+    split gives its test figures."""
+    methods = [{"method": record["method"], "params": record["best"]["params"],
+                "factors": record["factors"], "best_step": record["best"]["best_step"],
+                "seed": record["seed"], "test": record["test"],
+                "validation_ndcg@20": record["best"]["validation_ndcg@20"],
+                "seconds_to_best": record["best"]["seconds_to_best"],
+                "trials": len(record["trials"]), "threads": record["threads"]}
+               for record in records]
+    text = json.dumps({"dataset": dataset, "methods": methods}, indent=1) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda file: file.write(text.encode()))
+
+
+def _plot(dataset, records, path, by_size=False):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -283,12 +333,14 @@ def _plot(dataset, records, path):
     for record in records:
         points = np.array(record["best"]["curve"])
         style = "o-" if record["method"] in ALS else ".-"
-        axes.plot(points[:, 1], points[:, 2], style, markersize=3, label=record["method"])
+        label = record["method"] + (f", d={record['factors']}" if by_size else "")
+        axes.plot(points[:, 1], points[:, 2], style, markersize=3, label=label)
     axes.set_xscale("symlog", linthresh=0.1)
     axes.set_xlabel("training seconds (evaluation excluded)")
     axes.set_ylabel("validation NDCG@20")
-    axes.set_title(f"{dataset}: chosen setting of each method")
-    axes.legend(fontsize=8)
+    axes.set_title(f"{dataset}: chosen setting of each method"
+                   + (" and embedding size" if by_size else ""))
+    axes.legend(fontsize=7)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
@@ -318,12 +370,15 @@ def main(argv=None):
                         help="steps without a better validation NDCG@20 before a trial stops")
     parser.add_argument("--threads", type=positive, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--factors", type=positive, nargs="+", default=[FACTORS],
+                        help="embedding sizes to run each method at")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--report", action="store_true",
-                        help="print the tables and draw bench/plots/ from --out, then exit")
+                        help="print the tables, draw bench/plots/ and write "
+                        "bench/results/ from --out, then exit")
     args = parser.parse_args(argv)
     if args.report:
-        print(report(args.out, HERE / "plots"))
+        print(report(args.out, HERE / "plots", HERE / "results"))
         return 0
     methods = list(SPACES) if args.methods == ["all"] else args.methods
     unknown = [method for method in methods if method not in SPACES]
@@ -332,8 +387,9 @@ def main(argv=None):
     for dataset in args.dataset:
         for method in methods:
             steps = args.als_steps if method in ALS else args.epochs
-            run_method(dataset, method, args.trials, steps, args.patience, args.threads,
-                       args.seed, args.out)
+            for factors in args.factors:
+                run_method(dataset, method, args.trials, steps, args.patience, args.threads,
+                           args.seed, args.out, factors)
     return 0
 
 

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
 import run  # noqa: E402
 
+import rgals  # noqa: E402
 from rgals.data import holdout_split, synthetic, validation_split  # noqa: E402
 from rgals.metrics import ranking_metrics  # noqa: E402
 
@@ -88,7 +89,9 @@ def test_report_tables_every_method_beside_its_published_row_and_draws_the_plot(
         run.run_method("health", method, trials=2, steps=3, patience=2, threads=1, seed=0,
                        out=tmp_path / "out")
     text = run.report(tmp_path / "out", tmp_path / "plots")
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    equal_size = text.split("Frontier")[0]  # the 64-factor table, before the frontier's
+    rows = [line for line in equal_size.splitlines()
+            if line.startswith("| ") and "---" not in line]
     assert rows[0].startswith("| method |") and len(rows) == 3
     by_method = {row.split(" | ")[0][2:]: row for row in rows[1:]}
     assert by_method["sampled_softmax_at_k"].endswith("| 0.1823 / 0.1390 |")  # SL@20 row
@@ -96,6 +99,31 @@ def test_report_tables_every_method_beside_its_published_row_and_draws_the_plot(
     tested = [float(row.split(" | ")[5]) for row in rows[1:]]
     assert tested == sorted(tested, reverse=True)  # best test NDCG@20 first
     assert (tmp_path / "plots" / "health.png").stat().st_size > 0
+
+
+def test_results_rows_reproduce_their_test_figures_with_als_solver_alone(
+        splits, monkeypatch, tmp_path):
+    train, test, _, _ = splits
+    monkeypatch.setattr(run, "load", lambda dataset: (train, test))
+    for factors in (64, 8):
+        run.run_method("health", "rgals-rg2", trials=2, steps=4, patience=2, threads=1, seed=3,
+                       out=tmp_path / "out", factors=factors)
+    assert sorted(path.name for path in (tmp_path / "out" / "health").iterdir()) == \
+        ["rgals-rg2-8.json", "rgals-rg2.json"]
+    text = run.report(tmp_path / "out", tmp_path / "plots", tmp_path / "results")
+    assert "| rgals-rg2 | 8 |" in text and "| rgals-rg2 | 64 |" in text  # the frontier table
+    assert (tmp_path / "plots" / "health_frontier.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "results" / "health.json").read_text())
+    assert saved["dataset"] == "health"
+    assert [row["factors"] for row in saved["methods"]] == [8, 64]
+    for row in saved["methods"]:
+        assert row["seed"] == 3 and row["method"] == "rgals-rg2"
+        model = rgals.ALSSolver(factors=row["factors"], iterations=row["best_step"], tol=0,
+                                random_state=row["seed"], **row["params"]).fit(
+            train, show_progress=False)
+        again = ranking_metrics(model.user_factors_, model.item_factors_, test, train,
+                                K=(10, 20), metrics=("recall", "ndcg"))
+        assert row["test"] == pytest.approx(again, rel=1e-5)
 
 
 @pytest.mark.parametrize("argv, message", [
