@@ -79,8 +79,22 @@ TOP_K_SPACE = ({"learning_rate": 1e-3, "temperature": 0.2, "weight_temperature":
                lambda rng: {"learning_rate": log_uniform(rng, 3e-4, 1e-2),
                             "temperature": log_uniform(rng, 0.05, 0.5),
                             "weight_temperature": log_uniform(rng, 0.5, 3.0)})
+def popularity_space():
+    """rg2 with its popularity prior (DESIGN 1.6 B): gamma searched beside alpha and lam;
+    trial 0 at gamma 0.5 with the library's alpha and regularization."""
+    default_loss, draw_loss = rgals_space("rg2")
+
+    def draw(rng):
+        params = draw_loss(rng)
+        params["loss"] = {"name": "rg2", "popularity_exponent": float(rng.uniform(0.0, 1.0))}
+        return params
+
+    return {**default_loss, "loss": {"name": "rg2", "popularity_exponent": 0.5}}, draw
+
+
 SPACES = {
     "rgals-rg2": rgals_space("rg2"),
+    "rgals-rg2-popularity": popularity_space(),
     "rgals-rgx": rgals_space("rgx"),
     "implicit": ({"regularization": 0.01, "alpha": 1.0},
                  lambda rng: {"regularization": log_uniform(rng, 1e-3, 10.0),
@@ -98,7 +112,7 @@ SPACES = {
     "softmax_at_k": TOP_K_SPACE,
     "sampled_softmax_at_k": TOP_K_SPACE,  # 1000 negatives, as published
 }
-ALS = ("rgals-rg2", "rgals-rgx", "implicit")
+ALS = ("rgals-rg2", "rgals-rg2-popularity", "rgals-rgx", "implicit")
 
 
 class Curve:

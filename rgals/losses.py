@@ -254,6 +254,13 @@ class RG2(Loss):
     its mean over the user's positives, l_ui = LSE_u - s_ui the softmax term), which
     lowers badly ranked (likely noisy) positives. Fold-in (`recalculate_*`) uses
     the plain confidences: weights need the scores of the row being solved.
+
+    `popularity_exponent=gamma` (DESIGN 1.6 B) expands the softmax at a popularity prior
+    pi_j ~ n_j^gamma (n_j: the item's summed confidences) instead of the uniform one:
+    n_u LSE(log pi + s_u) ~ w_u sum_j N pi_j (s_uj + 1)^2 + const, so the user Gram is
+    Q^T diag(N pi) Q and item j's system takes the scale N pi_j. The offset log pi_j is
+    left out of the scores (measured in bench/RESULTS.md: it changes little), so popular
+    items are pushed down harder than rare ones. gamma = 0 is plain rg2.
     """
 
     name = "rg2"
@@ -267,6 +274,9 @@ class RG2(Loss):
                                          low=1e-5, high=1.0, log=True),
         "reg_exponent": Hyperparameter(1.0, "nu in lambda_u and lambda_i (0: constant lam)",
                                        low=0.0, high=1.0),
+        "popularity_exponent": Hyperparameter(
+            0.0, "gamma of the expansion's prior pi_j ~ n_j^gamma (0: uniform)",
+            maximum=2.0, low=0.0, high=1.0),
         "top_k": Hyperparameter(None, "K of the top-K weights (None: off)", kind="integer",
                                 minimum=1, low=5, high=200, log=True, optional=True),
         "top_k_temperature": Hyperparameter(
@@ -291,6 +301,13 @@ class RG2(Loss):
 
     def _bind(self, user_items):
         self._set_user_sums(row_sums(user_items))
+        # RGx does not take the prior (its coupled item step assumes unit item scales)
+        gamma = getattr(self, "popularity_exponent", 0.0)
+        self.item_scale = None  # N pi_j of every item; None: all 1
+        if gamma:
+            prior = row_sums(user_items.T.tocsr()) ** gamma
+            self._prior_total = float(prior.sum())
+            self.item_scale = self.n_items * prior / self._prior_total
         self.frozen = None  # per side: c_ui w_ui and g_ui of the pairs, while weights hold
         self.weights = None
         self._sweeps = 0
@@ -386,7 +403,10 @@ class RG2(Loss):
         """User step: G = Q^T Q and sigma = sum_j q_j over a block of items. Item step:
         G_W = sum_u w_u p_u p_u^T and sigma_W = sum_u w_u p_u over a block of users."""
         self._require_bound()
-        weights = None if side == "user" else self.user_weight[rows]
+        if side == "user":
+            weights = None if self.item_scale is None else self.item_scale[rows]
+        else:
+            weights = self.user_weight[rows]
         gram, column_sum = _gram(fixed_factors, weights)
         return {"gram": gram, "sum": column_sum}
 
@@ -409,9 +429,19 @@ class RG2(Loss):
                               self.user_gram(statistics), -statistics["sum"],
                               scale=sums / (2.0 * self.n_items), reg=self.user_reg(sums))
         return RowSystems(block.matrix, pair_gram, pair_rhs, others, statistics["gram"],
-                          -statistics["sum"], scale=xp.ones(n_rows),
+                          -statistics["sum"], scale=self._item_scales(block),
                           reg=xp.full(n_rows, self.item_reg),
                           coupling=self.item_coupling(statistics["gram"]))
+
+    def _item_scales(self, block):
+        """N pi_j of the block's items (1 without a prior); an item from outside the
+        training data (fold-in) takes its prior from its own interactions."""
+        if self.item_scale is None:
+            return array_module(block.row_sums).ones(block.matrix.shape[0])
+        if block.pairs is None:
+            return self.n_items * block.row_sums ** self.popularity_exponent / \
+                self._prior_total
+        return self.item_scale[block.rows]
 
     def item_coupling(self, weighted_user_gram):
         return None
@@ -420,9 +450,10 @@ class RG2(Loss):
         """F of DESIGN 1.4 in closed form; `data` is PreparedData or a users x items CSR.
         With frozen top-K weights: the confidences c w and the extra terms g s."""
         self._require_bound()
-        item_gram, item_sum = _gram(item_factors)
+        item_gram, item_sum = _gram(item_factors, self.item_scale)
         user_gram, user_sum = _gram(user_factors, self.user_weight)
-        # sum_u w_u sum_j (s_uj + 1)^2 over all M x N pairs, in closed form
+        # sum_u w_u sum_j N pi_j (s_uj + 1)^2 over all M x N pairs, in closed form
+        # (sum_j N pi_j = N)
         total = ((item_gram * user_gram).sum() + 2.0 * item_sum @ user_sum
                  + self.n_items * self.user_weight.sum())
         total -= self.interaction_term(item_sum, user_gram)
@@ -468,6 +499,8 @@ class RGx(RG2):
     """
 
     name = "rgx"
+    hyperparameters = {name: declared for name, declared in RG2.hyperparameters.items()
+                       if name != "popularity_exponent"}
 
     def user_gram(self, statistics):
         column_sum = statistics["sum"]
@@ -551,11 +584,18 @@ LOSSES = {loss.name: loss for loss in (RG2, RGx, IALS)}
 
 def make_loss(loss, **hyperparameters):
     """A Loss from a name (with hyperparameters; None values take the loss's defaults),
-    a Loss object (copied; then no hyperparameters may be given), or a dict written by
-    `Loss.to_dict`."""
+    a Loss object (copied; then no hyperparameters may be given), or a dict
+    {"name": ..., hyperparameters...} as `Loss.to_dict` writes (the estimator's
+    hyperparameters fill in what the dict leaves out; one given both ways is an error)."""
+    spec = {}
     if isinstance(loss, dict):
-        loss = dict(loss)
-        return make_loss(loss.pop("name", None), **loss)
+        spec = dict(loss)
+        loss = spec.pop("name", None)
+        given = sorted(name for name, value in hyperparameters.items()
+                       if value is not None and name in spec)
+        if given:
+            raise ValueError(f"{given[0]} was given both to the estimator and inside "
+                             f"loss={spec!r}; set it in one place")
     if isinstance(loss, Loss):
         given = sorted(name for name, value in hyperparameters.items() if value is not None)
         if given:
@@ -567,5 +607,7 @@ def make_loss(loss, **hyperparameters):
         raise ValueError(f"unknown loss {loss!r}; use one of "
                          f"{', '.join(map(repr, LOSSES))} or a rgals.losses.Loss object")
     declared = LOSSES[loss].hyperparameters
+    # the estimator's hyperparameters that this loss takes; the dict's go in as they are
+    # (an unknown one is the constructor's clear error)
     return LOSSES[loss](**{name: value for name, value in hyperparameters.items()
-                           if name in declared})
+                           if name in declared and name not in spec}, **spec)

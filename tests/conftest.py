@@ -44,9 +44,11 @@ def random_interactions(rng, n_users=23, n_items=17, density=0.25, empty_user=Tr
     return sp.csr_matrix(values)
 
 
-def dense_loss_parts(name, values, alpha, lam, nu):
+def dense_loss_parts(name, values, alpha, lam, nu, popularity=0.0):
     """Per-pair pieces of the loss over all M x N pairs, straight from DESIGN 1.2.
 
+    `popularity` gamma (rg2, DESIGN 1.6 B): item j's term w_u (s_uj + 1)^2 weighs
+    N pi_j, pi_j = n_j^gamma / sum_k n_k^gamma with n_j the item's summed values.
     Returns a function scores -> (loss, dloss/dscores), plus the regularisers.
     """
     n_users, n_items = values.shape
@@ -64,14 +66,18 @@ def dense_loss_parts(name, values, alpha, lam, nu):
 
     n = values.sum(axis=1)
     w = n / (2.0 * n_items)
+    prior = np.ones(n_items)
+    if popularity:
+        prior = values.sum(axis=0) ** popularity
+        prior = n_items * prior / prior.sum()
     user_reg = lam * (n / 2.0 + alpha * n_items + 1.0) ** nu
     item_reg = np.full(n_items, lam * (w.sum() + alpha * n_users) ** nu)
 
     def loss(scores):
         total = -np.sum(values * scores)
         gradient = -values.copy()
-        total += np.sum(w[:, None] * (scores + 1.0) ** 2)
-        gradient += 2.0 * w[:, None] * (scores + 1.0)
+        total += np.sum(w[:, None] * prior * (scores + 1.0) ** 2)
+        gradient += 2.0 * w[:, None] * prior * (scores + 1.0)
         total += alpha * np.sum(values * (scores - 1.0) ** 2)
         gradient += 2.0 * alpha * values * (scores - 1.0)
         if name == "rgx":
@@ -86,11 +92,11 @@ def dense_loss_parts(name, values, alpha, lam, nu):
 class BruteForce:
     """F, its gradients and its block Hessians by dense computation over all pairs."""
 
-    def __init__(self, name, user_items, alpha, lam, nu=1.0):
+    def __init__(self, name, user_items, alpha, lam, nu=1.0, popularity=0.0):
         self.name, self.alpha = name, alpha
         self.values = user_items.toarray()
         self.loss, self.user_reg, self.item_reg = dense_loss_parts(name, self.values, alpha,
-                                                                   lam, nu)
+                                                                   lam, nu, popularity)
 
     def objective(self, P, Q):
         total, _ = self.loss(P @ Q.T)

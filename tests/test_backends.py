@@ -23,7 +23,8 @@ OTHER_BACKENDS = ["_batched", pytest.param("gpu", marks=pytest.mark.skipif(
     not HAS_GPU, reason="needs CuPy and a CUDA device"))]
 CASES = [("rg2", 0.3, "auto"), ("rg2", 0.0, "auto"), ("rgx", 0.3, "auto"),
          ("rgx", 0.3, "cholesky"), ("rgx", 0.0, "auto"), ("ials", 4.0, "auto"),
-         ("ials", 1.0, "auto"), ("rg2", 0.3, "cholesky")]
+         ("ials", 1.0, "auto"), ("rg2", 0.3, "cholesky"),
+         ({"name": "rg2", "popularity_exponent": 0.5}, 0.3, "auto")]
 TOLERANCE = {np.float64: 1e-9, np.float32: 1e-4}
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import BruteForce, random_interactions
-from rgals.losses import make_loss
+from rgals.losses import RG2, RGx, make_loss
 from rgals.solve import resolve_solver, solve_rows
 from rgals.validation import check_interactions
 
@@ -112,6 +112,55 @@ def test_rgx_coupled_item_step_differs_from_uncoupled(rng):
     assert relative_gradient(brute, P, uncoupled, "item") > 1e-4
 
 
+@pytest.mark.parametrize("gamma", [0.5, 1.3])
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+def test_popularity_prior_objective_and_exact_half_steps_match_brute_force(rng, gamma, alpha):
+    user_items = check_interactions(random_interactions(rng))
+    loss = RG2(alpha=alpha, regularization=0.05, popularity_exponent=gamma).bind(user_items)
+    brute = BruteForce("rg2", user_items, alpha, 0.05, popularity=gamma)
+    P = rng.standard_normal((user_items.shape[0], 4)) * 0.3
+    Q = rng.standard_normal((user_items.shape[1], 4)) * 0.3
+    F = brute.objective(P, Q)
+    assert loss.objective(P, Q, user_items) == pytest.approx(F, rel=1e-10)
+    item_users = user_items.T.tocsr()
+    for _ in range(2):
+        for side, block in (("user", P), ("item", Q)):
+            before = block.copy()
+            systems = (loss.user_systems(Q, user_items) if side == "user"
+                       else loss.item_systems(P, item_users))
+            decrease = solve_rows(systems, block, "cholesky")
+            assert relative_gradient(brute, P, Q, side) <= 1e-8
+            other = Q if side == "user" else P
+            assert decrease == pytest.approx(brute.block_decrease(before, block, other, side),
+                                             rel=1e-8, abs=1e-10 * abs(F))
+            F_after = brute.objective(P, Q)
+            assert loss.objective(P, Q, user_items) == pytest.approx(F_after, rel=1e-10)
+            assert F - F_after == pytest.approx(decrease, rel=1e-7, abs=1e-10 * abs(F))
+            F = F_after
+
+
+def test_popularity_prior_weighs_items_by_their_interactions_and_zero_is_plain_rg2(rng):
+    user_items = check_interactions(random_interactions(rng))
+    counts = np.asarray(user_items.sum(axis=0)).ravel()
+    loss = RG2(popularity_exponent=0.5).bind(user_items)
+    expected = counts ** 0.5 * user_items.shape[1] / np.sum(counts ** 0.5)
+    np.testing.assert_allclose(loss.item_scale, expected, rtol=1e-12)
+    assert loss.item_scale[counts == 0].tolist() == [0.0]  # the item nobody chose
+    # an item folded in from its own interactions takes the same scale as in training
+    Q = rng.standard_normal((user_items.shape[1], 3))
+    P = rng.standard_normal((user_items.shape[0], 3))
+    systems = loss.item_systems(P, user_items.T.tocsr())
+    np.testing.assert_allclose(systems.scale, expected, rtol=1e-12)
+    plain = RG2().bind(user_items)
+    assert plain.item_scale is None
+    assert RG2(popularity_exponent=0.0).bind(user_items).objective(P, Q, user_items) == \
+        plain.objective(P, Q, user_items)
+    with pytest.raises(ValueError, match="unknown hyperparameter 'popularity_exponent'"):
+        RGx(popularity_exponent=0.5)
+    with pytest.raises(ValueError, match="popularity_exponent must be"):
+        RG2(popularity_exponent=-1.0)
+
+
 # -- the loss protocol ---------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["rg2", "rgx", "ials"])
@@ -158,7 +207,7 @@ def test_losses_are_built_from_keywords_and_bound_to_data(rng):
                                          "top_k")} == {"alpha": 0.05, "regularization": 0.01,
                                                        "reg_exponent": 1.0, "top_k": None}
     assert repr(loss).startswith("RG2(alpha=0.05, regularization=0.01, reg_exponent=1.0, "
-                                 "top_k=None")
+                                 "popularity_exponent=0.0, top_k=None")
     assert RG2(top_k=20.0).top_k == 20 and isinstance(RG2(top_k=20.0).top_k, int)
     assert loss == RG2(alpha=0.05, regularization=0.01) and loss != RGx(alpha=0.05,
                                                                         regularization=0.01)
@@ -184,6 +233,13 @@ def test_make_loss_from_a_name_an_object_or_a_dict():
     assert make_loss(RG2(alpha=0.3).to_dict()) == RG2(alpha=0.3)
     with pytest.raises(ValueError, match="alpha was given both"):
         make_loss(given, alpha=0.1)
+    # a dict with the estimator's parameters: they fill in what it leaves out
+    assert make_loss({"name": "rg2", "popularity_exponent": 0.5}, alpha=0.2,
+                     regularization=None) == RG2(alpha=0.2, popularity_exponent=0.5)
+    with pytest.raises(ValueError, match="alpha was given both"):
+        make_loss({"name": "rg2", "alpha": 0.3}, alpha=0.1)
+    with pytest.raises(ValueError, match="unknown hyperparameter 'popularty'"):
+        make_loss({"name": "rg2", "popularty": 0.5})  # a typo is never dropped
     with pytest.raises(ValueError, match="unknown loss 'softmax'"):
         make_loss("softmax")
 
