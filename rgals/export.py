@@ -68,14 +68,19 @@ def read(directory):
         loss = metadata["loss"] if version == FORMAT_VERSION else make_loss(
             params["loss"], **{name: params.get(name) for name in
                                ("alpha", "regularization", "reg_exponent")}).to_dict()
+        spec = params.get("loss")
+        if isinstance(spec, dict):
+            built = make_loss(spec)
+            # a Loss object is saved as its complete to_dict(); a dict the user gave
+            # (options beside the estimator's alpha and regularization) stays that dict
+            if set(spec) - {"name"} == set(built.hyperparameters):
+                params["loss"] = built
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{directory / 'params.json'} is not a valid rgals model description: "
                          f"{error}") from error
     if version not in READABLE_VERSIONS:
         raise ValueError(f"{directory} was saved in format {version}; this rgals reads "
                          f"formats {', '.join(map(str, READABLE_VERSIONS))}")
-    if isinstance(params.get("loss"), dict):
-        params["loss"] = make_loss(params["loss"])
     factors = []
     for name, shape in expected.items():
         array = np.load(directory / name, allow_pickle=False)

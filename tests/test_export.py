@@ -55,6 +55,21 @@ def test_a_loss_object_round_trips(rng, tmp_path):
                                   model.recalculate_item(2, user_items.T.tocsr()[2]))
 
 
+def test_a_loss_given_as_a_dict_round_trips_with_its_options(rng, tmp_path):
+    user_items = random_interactions(rng)
+    spec = {"name": "rg2", "popularity_exponent": 0.7}
+    model = rgals.ALSSolver(factors=3, iterations=2, random_state=5, alpha=0.2,
+                            loss=spec).fit(user_items, show_progress=False)
+    model.save(tmp_path)
+    loaded = rgals.load(tmp_path)
+    assert loaded.loss == spec and loaded.alpha == 0.2
+    assert loaded.loss_ == model.loss_ == rgals.losses.RG2(alpha=0.2, popularity_exponent=0.7)
+    np.testing.assert_array_equal(loaded.loss_.item_scale, model.loss_.item_scale)
+    item = user_items.T.tocsr()[2]
+    np.testing.assert_array_equal(loaded.recalculate_item(2, item),
+                                  model.recalculate_item(2, item))
+
+
 def test_a_model_saved_in_format_1_loads(model, tmp_path):
     model.save(tmp_path)
     metadata = json.loads((tmp_path / "params.json").read_text())
