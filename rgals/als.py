@@ -4,6 +4,7 @@ import dataclasses
 import inspect
 import logging
 import warnings
+from pathlib import Path
 from contextlib import contextmanager
 
 import numba
@@ -405,7 +406,15 @@ class ALSSolver:
         params, user_factors, item_factors, user_items, loss = export.read(directory)
         if backend is not None:
             params = {**params, "backend": check_choice(backend, "backend", BACKENDS)}
-        model = cls(**params)
+        unknown = sorted(set(params) - set(cls._param_names()))
+        model = cls(**{name: value for name, value in params.items() if name not in unknown})
+        try:
+            if unknown:
+                raise ValueError(f"unknown parameter {unknown[0]!r}")
+            model._validated_params()
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{Path(directory) / 'params.json'} does not describe an "
+                             f"ALSSolver: {error}") from error
         model.user_factors_, model.item_factors_ = user_factors, item_factors
         model.user_items_ = user_items
         model.loss_ = make_loss(loss).bind(user_items)

@@ -6,6 +6,7 @@ the traceback instead.
 
 import argparse
 import inspect
+import os
 import sys
 import time
 
@@ -34,7 +35,15 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        return args.run(args) or 0
+        status = args.run(args) or 0
+        sys.stdout.flush()  # here, so that a closed stdout is seen inside the handler
+        return status
+    except BrokenPipeError:
+        # the reader of standard output went away (`rgals ... | head`): whatever was to be
+        # saved is saved already; stop quietly, and keep the interpreter's final flush of
+        # stdout from failing again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("rgals: interrupted", file=sys.stderr)
         return 130
@@ -186,11 +195,11 @@ def _fit(args):
     start = time.perf_counter()
     model.fit(train.matrix, show_progress=not args.quiet)
     _say(f"fitted {model!r} in {time.perf_counter() - start:.1f} s")
+    if out is not None:  # before any printing: a closed stdout must not lose the model
+        _save(model, train, out, args.overwrite)
     if test is not None:
         _print_metrics({f"rgals {args.loss}": ranking_metrics(
             model.user_factors_, model.item_factors_, test.matrix, train.matrix, K=args.k)})
-    if out is not None:
-        _save(model, train, out, args.overwrite)
 
 
 def _evaluate(args):
@@ -237,21 +246,25 @@ def _demo(args):
             "popularity (this run)": ranking_metrics(np.ones((train.shape[0], 1)), popularity,
                                                      test, train, **metrics)}
     rows.update({f"{name} (published, Adam, GPU)": values for name, values in PUBLISHED.items()})
-    _print_metrics(rows)
-    if out is not None:
+    if out is not None:  # before any printing: a closed stdout must not lose the model
         ids = np.arange(train.shape[0]), np.arange(train.shape[1])
         _save(model, data.Interactions(model.user_items_, *ids), out, args.overwrite)
+    _print_metrics(rows)
 
 
 def _check_output(out, overwrite):
-    """Refuse an output directory that holds model files before any work is done."""
-    return None if out is None else files.check_directory(out, export.FILES + data.ID_FILES,
-                                                          overwrite)
+    """Before any work: refuse an output directory that holds model files (unless
+    overwriting) or that cannot be written."""
+    if out is None:
+        return None
+    files.check_directory(out, export.FILES + data.ID_FILES, overwrite, marker="params.json")
+    return files.check_writable(out)
 
 
 def _save(model, interactions, out, overwrite):
-    model.save(out, overwrite=overwrite)
+    # the id maps first: the model's params.json, written last, marks a complete export
     interactions.save_ids(out, overwrite=overwrite)
+    model.save(out, overwrite=overwrite)
     _say(f"saved {out}/user_factors.npy, {out}/item_factors.npy and the id maps "
          f"({', '.join(data.ID_FILES)}: row i of the factors belongs to id [i])")
 

@@ -2,17 +2,19 @@
 
 import json
 import numbers
+import zipfile
 
 import numpy as np
 import scipy.sparse as sp
 
 from .backend import to_host
-from .files import check_directory, require_files, write_atomic
+from .files import prepare_directory, require_files, write_together
 from .losses import Loss, make_loss
 
 FORMAT_VERSION = 2  # 2: the fitted loss in params.json
 READABLE_VERSIONS = (1, 2)
 FILES = ("user_factors.npy", "item_factors.npy", "user_items.npz", "params.json")
+FACTOR_DTYPES = ("float32", "float64")
 
 
 def _params_for_json(solver):
@@ -30,8 +32,8 @@ def _params_for_json(solver):
 
 
 def save(solver, directory, overwrite=False):
-    directory = check_directory(directory, FILES, overwrite)
-    directory.mkdir(parents=True, exist_ok=True)
+    # params.json last: a directory with it is a complete model
+    directory = prepare_directory(directory, FILES, overwrite, marker="params.json")
     metadata = {
         "format_version": FORMAT_VERSION,
         "params": _params_for_json(solver),
@@ -42,16 +44,24 @@ def save(solver, directory, overwrite=False):
         "loss": solver.loss_.to_dict(),  # the fitted loss, every hyperparameter resolved
     }
     # factors of a GPU model are copied to the host: both backends write the same files
-    for name, factors in (("user_factors.npy", solver.user_factors_),
-                          ("item_factors.npy", solver.item_factors_)):
-        write_atomic(directory / name,
-                     lambda file, factors=factors: np.save(file, to_host(factors),
-                                                           allow_pickle=False))
-    write_atomic(directory / "user_items.npz",
-                  lambda file: sp.save_npz(file, solver.user_items_, compressed=True))
-    # params.json last: a directory with it is a complete model
-    write_atomic(directory / "params.json",
-                  lambda file: file.write(json.dumps(metadata, indent=2).encode() + b"\n"))
+    writers = {name: (lambda file, factors=factors: np.save(file, to_host(factors),
+                                                            allow_pickle=False))
+               for name, factors in (("user_factors.npy", solver.user_factors_),
+                                     ("item_factors.npy", solver.item_factors_))}
+    writers["user_items.npz"] = lambda file: sp.save_npz(file, solver.user_items_,
+                                                         compressed=True)
+    writers["params.json"] = lambda file: file.write(json.dumps(metadata, indent=2).encode()
+                                                     + b"\n")
+    write_together(directory, writers, marker="params.json")
+
+
+def _read_file(path, load):
+    """load(path), with damage (a truncated or corrupted file) reported by the file's name."""
+    try:
+        return load(path)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} cannot be read ({error}): the file is truncated or "
+                         "damaged; save the model again") from error
 
 
 def read(directory):
@@ -60,6 +70,8 @@ def read(directory):
     directory = require_files(directory, FILES, "is not a saved rgals model")
     try:
         metadata = json.loads((directory / "params.json").read_text())
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("params"), dict):
+            raise ValueError("it holds no 'params' object")
         params = dict(metadata["params"])
         expected = {"user_factors.npy": (metadata["n_users"], metadata["factors"]),
                     "item_factors.npy": (metadata["n_items"], metadata["factors"])}
@@ -68,6 +80,7 @@ def read(directory):
         loss = metadata["loss"] if version == FORMAT_VERSION else make_loss(
             params["loss"], **{name: params.get(name) for name in
                                ("alpha", "regularization", "reg_exponent")}).to_dict()
+        make_loss(loss)  # a known loss with valid hyperparameters
         spec = params.get("loss")
         if isinstance(spec, dict):
             built = make_loss(spec)
@@ -75,7 +88,7 @@ def read(directory):
             # (options beside the estimator's alpha and regularization) stays that dict
             if set(spec) - {"name"} == set(built.hyperparameters):
                 params["loss"] = built
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise ValueError(f"{directory / 'params.json'} is not a valid rgals model description: "
                          f"{error}") from error
     if version not in READABLE_VERSIONS:
@@ -83,12 +96,19 @@ def read(directory):
                          f"formats {', '.join(map(str, READABLE_VERSIONS))}")
     factors = []
     for name, shape in expected.items():
-        array = np.load(directory / name, allow_pickle=False)
+        array = _read_file(directory / name, lambda path: np.load(path, allow_pickle=False))
         if array.shape != tuple(shape):
             raise ValueError(f"{directory / name} has shape {array.shape}; params.json says "
                              f"{tuple(shape)}")
+        if array.dtype.name not in FACTOR_DTYPES or array.dtype.name != metadata.get("dtype"):
+            raise ValueError(f"{directory / name} holds {array.dtype} factors; params.json "
+                             f"says {metadata.get('dtype')} (one of {', '.join(FACTOR_DTYPES)})")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{directory / name} holds NaN or infinite factors: the file is "
+                             "damaged, or the model diverged before it was saved")
         factors.append(array)
-    user_items = sp.load_npz(directory / "user_items.npz").tocsr()
+    user_items = _read_file(directory / "user_items.npz",
+                            lambda path: sp.load_npz(path).tocsr())
     if user_items.shape != (metadata["n_users"], metadata["n_items"]):
         raise ValueError(f"{directory / 'user_items.npz'} has shape {user_items.shape}; "
                          f"params.json says ({metadata['n_users']}, {metadata['n_items']})")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import check_directory, write_atomic
+from .files import prepare_directory, write_atomic
 
 HALF_STEP_COLUMNS = ("sweep", "side", "segment", "objective", "exact", "decrease",
                      "identity_error", "seconds", "hessian_min", "hessian_max")
@@ -215,7 +215,7 @@ class ConvergenceMonitor:
     def to_csv(self, path, overwrite=False):
         """Write `history` as CSV (atomically; an existing file only with overwrite=True)."""
         path = Path(path)
-        check_directory(path.parent, [path.name], overwrite).mkdir(parents=True, exist_ok=True)
+        prepare_directory(path.parent, [path.name], overwrite)
         history = self.history
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
@@ -236,7 +236,7 @@ class ConvergenceMonitor:
         if not self.rows:
             raise ValueError("the monitor has recorded no half step yet: fit first")
         path = Path(path)
-        check_directory(path.parent, [path.name], overwrite).mkdir(parents=True, exist_ok=True)
+        prepare_directory(path.parent, [path.name], overwrite)
         history = self.history
         ends = np.isfinite(history["rate_bound"])  # the rows that close a sweep
         sweeps = np.concatenate(([0], history["sweep"][ends]))

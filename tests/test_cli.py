@@ -197,3 +197,26 @@ def test_choices_and_defaults_come_from_the_package():
     assert parser.parse_args(["recommend", "model", "u1"]).top == \
         inspect.signature(ALSSolver.recommend).parameters["N"].default
     assert f"default: {estimator['factors'].default}" in commands["fit"].format_help()
+
+
+def test_an_unwritable_out_fails_before_the_data_is_read(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    status, _, stderr = run(["fit", str(tmp_path / "missing.tsv"), *FIT,
+                             "--out", str(blocker / "model")], capsys)
+    assert status == 1 and "cannot write to" in stderr and "missing.tsv" not in stderr
+
+
+def test_a_closed_stdout_stops_quietly_and_the_model_is_saved(files, tmp_path):
+    train_path, test_path = files
+    out = tmp_path / "model"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rgals", "fit", str(train_path), "--test", str(test_path),
+         *FIT, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # as `rgals fit ... | head -0` would
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr and b"Broken pipe" not in stderr
+    model = load(out)
+    assert model.user_factors_.shape == (80, 8)
+    assert data.load_ids(out)[0].shape == (80,)

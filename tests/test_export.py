@@ -1,6 +1,8 @@
 """save/load: .npy files a user can read, atomic writes, no silent overwrite."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -118,3 +120,115 @@ def test_load_errors(model, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
         model.save(tmp_path / "file")
+
+
+@pytest.fixture
+def umask():
+    """Run with a known umask and restore the caller's afterwards."""
+    previous = os.umask(0o022)
+    yield lambda value: os.umask(value)
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_mode_open_would_give(model, tmp_path, umask, mask, mode):
+    umask(mask)
+    model.save(tmp_path / "model")
+    model.monitor_.to_csv(tmp_path / "history.csv")
+    written = [*(tmp_path / "model").iterdir(), tmp_path / "history.csv"]
+    assert sorted(path.name for path in written) == sorted([*rgals.export.FILES, "history.csv"])
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path.name
+
+
+def test_a_save_killed_among_its_renames_never_blocks_the_rerun(model, tmp_path, monkeypatch):
+    real_replace = os.replace
+
+    def crash_on_the_marker(source, target):
+        if str(target).endswith("params.json"):
+            raise KeyboardInterrupt  # as a kill between the renames would leave it
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", crash_on_the_marker)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(tmp_path)
+    monkeypatch.setattr(os, "replace", real_replace)
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert "params.json" not in names and "user_factors.npy" in names
+    assert any(name.startswith(".params.json.") and name.endswith(".tmp") for name in names)
+    with pytest.raises(FileNotFoundError, match="missing params.json"):
+        rgals.load(tmp_path)
+    with pytest.raises(FileExistsError, match="interrupted save.*no params.json.*1 temporary "
+                                              "files.*overwrite=True"):
+        model.save(tmp_path)
+    model.save(tmp_path, overwrite=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(rgals.export.FILES)
+    np.testing.assert_array_equal(rgals.load(tmp_path).item_factors_,
+                                  to_host(model.item_factors_))
+
+
+def test_stray_temporaries_alone_do_not_block_a_save(model, tmp_path):
+    (tmp_path / ".user_factors.npy.0badc0de.tmp").write_bytes(b"partial")
+    model.save(tmp_path)
+    assert rgals.load(tmp_path).user_factors_.shape == model.user_factors_.shape
+
+
+def damage(path, how):
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:40])
+    else:
+        path.write_bytes(b"not a numpy file at all")
+
+
+@pytest.mark.parametrize("name", ["user_factors.npy", "item_factors.npy", "user_items.npz"])
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_a_damaged_file_is_an_error_that_names_it(model, tmp_path, name, how):
+    model.save(tmp_path)
+    damage(tmp_path / name, how)
+    with pytest.raises(ValueError, match=f"{name} cannot be read.*truncated or damaged"):
+        rgals.load(tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda factors: factors.astype(np.float16), "holds float16 factors"),
+    (lambda factors: factors.astype(np.float64), "holds float64 factors; params.json says "
+                                                 "float32"),
+    (lambda factors: np.where(np.arange(factors.size).reshape(factors.shape) == 3, np.nan,
+                              factors).astype(factors.dtype), "NaN or infinite"),
+])
+def test_loaded_factors_are_checked(model, tmp_path, change, message):
+    model.save(tmp_path)
+    factors = np.load(tmp_path / "item_factors.npy")
+    np.save(tmp_path / "item_factors.npy", change(factors))
+    with pytest.raises(ValueError, match=message):
+        rgals.load(tmp_path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda meta: meta["params"].update(colour="red"), "unknown parameter 'colour'"),
+    (lambda meta: meta["params"].update(factors=0), "factors"),
+    (lambda meta: meta["params"].update(loss="softmax"), "unknown loss 'softmax'"),
+    (lambda meta: meta["loss"].update(name="softmax"), "unknown loss 'softmax'"),
+    (lambda meta: meta.pop("params"), "no 'params'"),
+])
+def test_params_a_model_cannot_have_are_a_clear_error(model, tmp_path, edit, message):
+    model.save(tmp_path)
+    metadata = json.loads((tmp_path / "params.json").read_text())
+    edit(metadata)
+    (tmp_path / "params.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match=f"params.json .*{message}"):
+        rgals.load(tmp_path)
+
+
+def test_id_maps_with_duplicates_or_damage_are_refused(tmp_path):
+    from rgals import data
+    interactions = data.Interactions(random_interactions(np.random.default_rng(0)).tocsr(),
+                                     np.arange(23), np.arange(17))
+    interactions.save_ids(tmp_path)
+    np.save(tmp_path / "user_ids.npy", np.array([1, 2, 2]))
+    with pytest.raises(ValueError, match="user_ids.npy holds duplicate ids"):
+        data.load_ids(tmp_path)
+    damage(tmp_path / "item_ids.npy", "truncated")
+    np.save(tmp_path / "user_ids.npy", np.arange(3))
+    with pytest.raises(ValueError, match="item_ids.npy cannot be read"):
+        data.load_ids(tmp_path)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..files import check_directory, require_files, write_atomic
+from ..files import prepare_directory, require_files, write_atomic
 from ..validation import check_bool, check_choice
 
 DUPLICATES = ("sum", "error")
@@ -47,9 +47,8 @@ class Interactions:
         Strings are saved as a numpy unicode array, so `np.load(..., allow_pickle=False)`
         reads them back; row i of saved factors belongs to `user_ids[i]`.
         """
-        directory = check_directory(directory, ID_FILES, overwrite)
         arrays = [_saveable(self.user_ids, "user_ids"), _saveable(self.item_ids, "item_ids")]
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = prepare_directory(directory, ID_FILES, overwrite)
         for name, array in zip(ID_FILES, arrays):
             write_atomic(directory / name,
                           lambda file, array=array: np.save(file, array, allow_pickle=False))
@@ -69,7 +68,22 @@ def load_ids(directory):
     """(user_ids, item_ids) saved by `Interactions.save_ids`."""
     directory = require_files(directory, ID_FILES, "holds no id maps written by "
                               "Interactions.save_ids")
-    return tuple(np.load(directory / name, allow_pickle=False) for name in ID_FILES)
+    maps = []
+    for name in ID_FILES:
+        path = directory / name
+        try:
+            ids = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise ValueError(f"{path} cannot be read ({error}): the file is truncated or "
+                             "damaged; save the id maps again") from error
+        if ids.ndim != 1 or ids.dtype.kind not in "iuUS":
+            raise ValueError(f"{path} must hold a 1-D array of integer or string ids; it "
+                             f"holds dtype {ids.dtype}, shape {ids.shape}")
+        if np.unique(ids).size != ids.size:
+            raise ValueError(f"{path} holds duplicate ids: row i of the factors belongs to "
+                             "id [i], so each id must appear once")
+        maps.append(ids)
+    return tuple(maps)
 
 
 # ---------------------------------------------------------------------------------------
