@@ -22,7 +22,7 @@ from .solve import SOLVERS, solve_rows
 from .training import (MONITOR_LEVELS, EarlyStopping, ProgressBar, Tolerance, UserCallback,
                     train)
 from .validation import (check_bool, check_choice, check_ids, check_integer,
-                         check_interactions, check_real)
+                         check_interactions, check_real, check_value_range)
 
 log = logging.getLogger("rgals")
 
@@ -216,6 +216,9 @@ class ALSSolver:
         user_items = check_interactions(user_items, "user_items",
                                         allow_negative=spec.allows_negative,
                                         loss_name=spec.name)
+        # the largest pair weight per unit of value: (alpha + 1/2) c for RG2, alpha c iALS
+        check_value_range(user_items, params["dtype"],
+                          max(1.0, getattr(spec, "alpha", 0.0) + 0.5))
         if validation is not None:
             validation = check_interactions(validation, "validation", allow_negative=True,
                                             shape=user_items.shape)

@@ -315,12 +315,23 @@ class RG2(Loss):
     def _set_user_sums(self, sums):
         self.user_sums = sums
         self.user_weight = sums / (2.0 * self.n_items)
-        self.item_reg = self.regularization * (
-            float(self.user_weight.sum()) + self.alpha * self.n_users) ** self.reg_exponent
+        self.item_reg = float(self._regulariser(
+            np.float64(float(self.user_weight.sum()) + self.alpha * self.n_users)))
 
     def user_reg(self, interaction_sums):
-        base = interaction_sums / 2.0 + self.alpha * self.n_items + 1.0
-        return self.regularization * base ** self.reg_exponent
+        return self._regulariser(interaction_sums / 2.0 + self.alpha * self.n_items + 1.0)
+
+    def _regulariser(self, base):
+        """lam * base^nu, refused where it overflows (a large reg_exponent on large sums)."""
+        xp = array_module(base)
+        with np.errstate(over="ignore"):
+            value = self.regularization * xp.power(base, self.reg_exponent)
+        if not bool(xp.isfinite(value).all()):
+            raise ValueError(
+                f"the regularization lam * (n/2 + alpha N + 1)^reg_exponent overflows: "
+                f"reg_exponent={self.reg_exponent:g} with sums up to {float(base.max()):.3g}. "
+                "Use a smaller reg_exponent (default 1) or rescale the values")
+        return value
 
     def pair_weights(self, values, linear=None):
         """Per stored pair: its weight in A (None if all zero) and its weight in b; `linear`:

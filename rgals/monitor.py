@@ -181,10 +181,12 @@ class ConvergenceMonitor:
         """Sweeps until one decreases F by tol * |F|, if decreases shrink by the rate
         observed (or, without one, by the bound)."""
         target = self.tol * abs(objective)
+        if not (math.isfinite(decrease) and math.isfinite(target)):
+            return math.nan  # never raise from the monitor
         if decrease <= target:
             return 0.0
         rho = rate if 0 < rate < 1 else rate_bound
-        if not (self.tol > 0 and 0 < rho < 1):
+        if not (target > 0 and 0 < rho < 1):  # target 0: F = 0 or tol = 0, never reached
             return math.inf
         return float(math.ceil(math.log(target / decrease) / math.log(rho)))
 

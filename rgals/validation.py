@@ -1,6 +1,7 @@
 """Input checks that run before any kernel: every problem gets a message saying how to fix it."""
 
 import numbers
+import math
 import warnings
 
 import numpy as np
@@ -42,6 +43,25 @@ def check_interactions(matrix, name="user_items", allow_negative=False, shape=No
     matrix.eliminate_zeros()
     matrix.sort_indices()
     return matrix
+
+
+def check_value_range(matrix, dtype, weight=1.0, name="user_items"):
+    """Refuse values whose squares (times the loss's pair `weight`) leave the range of
+    `dtype` inside the solvers: CG squares its residuals, which grow with the values, and
+    an overflow there gives a fit that stops after one sweep and ranks at random."""
+    if matrix.nnz == 0:
+        return
+    dtype = np.dtype(dtype)
+    largest = float(np.abs(matrix.data).max())
+    # sqrt of the type's range, less 4 digits for the sums over a row's pairs and factors
+    limit = math.sqrt(float(np.finfo(dtype).max)) / 1e4 / weight
+    if largest > limit:
+        wider = " or use dtype=np.float64" if dtype == np.float32 else ""
+        raise ValueError(f"{name} holds values up to {largest:.3g}: with {dtype.name} "
+                         f"factors and this loss, values above {limit:.3g} overflow inside "
+                         "the solvers (squared residuals pass the type's range) and the fit "
+                         "would rank at random. Rescale the values (divide by their mean, or "
+                         f"take np.log1p){wider}")
 
 
 def check_numeric(dtype, name, what="confidence values"):

@@ -1,6 +1,7 @@
 """The convergence monitor: identity check, Hessian bounds, rates, stopping, outputs."""
 
 import csv
+import math
 import logging
 import types
 
@@ -300,3 +301,16 @@ def test_bounds_from_the_solvers_by_products_equal_the_direct_ones(rng, name, al
                                                                                rel=1e-12)
     with pytest.raises(AssertionError, match="pass over the pairs"):
         loss.hessian_bounds(side, [systems], spy)
+
+
+@pytest.mark.parametrize("objective, decrease", [(0.0, 1.0), (0.0, 0.0), (5.0, math.nan),
+                                                 (math.inf, 1.0), (-0.0, 1e-300)])
+def test_predicted_sweeps_never_raise(objective, decrease):
+    """F can reach 0 (iALS shrunk to zero factors) or stop being finite; the monitor must
+    record what it can and never raise."""
+    monitor = ConvergenceMonitor(tol=1e-4)
+    monitor.start(objective + decrease)
+    monitor.half_step(1, "user", decrease, objective, 0.0, (1.0, 2.0))
+    monitor.half_step(1, "item", 0.0, objective, 0.0, (1.0, 2.0))
+    record = monitor.end_sweep()
+    assert record["predicted_sweeps"] >= 0 or math.isnan(record["predicted_sweeps"])

@@ -6,7 +6,11 @@ import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
 from conftest import random_interactions
-from rgals import ALSSolver, NotFittedError
+from rgals import ALSSolver, NotFittedError, train
+from rgals.backend import get_backend
+from rgals.losses import make_loss
+from rgals.prepared import prepare
+from rgals.validation import check_interactions
 
 
 def quick(**params):
@@ -95,12 +99,15 @@ def test_negative_values_are_refused_by_rg_losses_and_read_by_ials(seed, loss):
 
 
 def test_diverging_fit_names_the_likely_cause(user_items, backend_name):
-    huge = user_items.copy()
-    huge.data *= 1e300  # alpha * value overflows to inf
+    """Inside the solvers (the functional core skips the estimator's range check)."""
+    huge = check_interactions(user_items * 1e300, allow_negative=True)
+    backend = get_backend(backend_name)
+    loss = make_loss("ials", alpha=1e10).bind(backend.put(huge))  # alpha c overflows to inf
     for solver in ("cg", "cholesky"):
+        P = backend.put(np.full((huge.shape[0], 3), 0.1, np.float32))
+        Q = backend.put(np.full((huge.shape[1], 3), 0.1, np.float32))
         with pytest.raises(FloatingPointError, match="diverged.*too large.*regularization"):
-            quick(loss="ials", alpha=1e10, solver=solver, backend=backend_name).fit(
-                huge, show_progress=False)
+            train(loss, prepare(huge, backend), P, Q, 2, solver=solver)
 
 
 def test_use_before_fit_is_refused():
@@ -127,3 +134,27 @@ def test_ids_out_of_range_and_mismatched_user_items(user_items, backend_name):
         model.recommend(np.array([0.5]))
     with pytest.raises(ValueError, match="not both"):
         model.recommend(0, items=[1, 2], filter_items=[3])
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e16), (np.float32, 1e40),
+                                          (np.float64, 1e160)])
+@pytest.mark.parametrize("loss", ["rg2", "ials"])
+def test_values_beyond_the_solvers_range_are_refused_before_any_kernel(user_items, dtype,
+                                                                       scale, loss):
+    """Large enough values overflow inside CG (a fit that 'converges' after one sweep and
+    ranks at random, or a Numba error): a clear error instead, saying what to do."""
+    with pytest.raises(ValueError, match="values up to .*Rescale the values"):
+        ALSSolver(factors=4, loss=loss, dtype=dtype).fit(user_items * scale,
+                                                          show_progress=False)
+
+
+def test_large_values_within_the_range_still_fit(user_items):
+    model = ALSSolver(factors=4, iterations=4, random_state=0, tol=0.0).fit(
+        user_items * 1e14, show_progress=False)
+    assert len(model.monitor_.rows) == 8
+    assert np.isfinite(model.user_factors_).all() and np.abs(model.item_factors_).max() > 0
+
+
+def test_a_regularization_that_overflows_names_reg_exponent(user_items):
+    with pytest.raises(ValueError, match="reg_exponent=400 .*smaller reg_exponent"):
+        ALSSolver(factors=4, reg_exponent=400).fit(user_items, show_progress=False)
