@@ -346,8 +346,13 @@ class ALSSolver:
         `user_items` (one row per requested user, as in `implicit`) gives the items to
         filter and, with `recalculate_user=True`, the interactions to fold in; without it
         the training interactions are used. `items` restricts the ranking to those item
-        ids; `filter_items` removes ids. A batch returns (len(userid), N) arrays; where
-        fewer than N items are left, the row is padded with id -1 and score -inf.
+        ids (each counted once); `filter_items` removes ids. A batch returns arrays of
+        shape (len(userid), min(N, number of candidate items)); where fewer items are
+        left for a user, the row is padded with id -1 and score -inf.
+
+        A user without any interaction (in the training rows, or in the row given to
+        fold in) has zero factors and scores every item 0: such a user gets the most
+        popular items of the training data instead of ids 0, 1, 2, ..., with score 0.
         """
         self._check_fitted()
         n_users, n_items = self.user_factors_.shape[0], self.item_factors_.shape[0]
@@ -364,7 +369,22 @@ class ALSSolver:
         result = top_n(queries, self.item_factors_, N,
                        exclude=rows if filter_already_liked_items else None,
                        filter_ids=filter_items, candidates=items)
+        interactions = rows if rows is not None else self.user_items_[ids]
+        cold = np.flatnonzero(np.diff(interactions.indptr) == 0)
+        if cold.size:
+            result = self._most_popular(result, cold, N, filter_items, items)
         return _single(result) if np.isscalar(userid) else result
+
+    def _most_popular(self, result, rows, N, filter_items, items):
+        """`result` with rows `rows` (users without interactions) ranked by popularity."""
+        popularity = np.bincount(self.user_items_.indices,
+                                 minlength=self.user_items_.shape[1]).astype(np.float64)
+        popular, _ = top_n(np.ones((rows.size, 1)), popularity[:, None], N,
+                           filter_ids=filter_items, candidates=items)
+        ids, scores = (np.array(to_host(array)) for array in result)
+        ids[rows] = popular
+        scores[rows] = np.where(popular >= 0, 0.0, -np.inf)
+        return ids, scores
 
     def similar_items(self, itemid, N=10, recalculate_item=False, item_users=None,
                       filter_items=None, items=None):

@@ -101,9 +101,9 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
 
     exclude: CSR with one row per query; its stored columns are removed for that row.
     filter_ids: target ids removed for every row. candidates: only these ids are ranked
-    (cannot be combined with filter_ids, as in `implicit`). Returns (ids, scores) of
-    shape (rows, min(N, candidates)), best first; slots left without a candidate hold
-    id -1 and score -inf.
+    (cannot be combined with filter_ids, as in `implicit`; a repeated id counts once).
+    Returns (ids, scores) of shape (rows, min(N, candidates)), best first; slots left
+    without a candidate hold id -1 and score -inf.
     """
     n_targets = targets.shape[0]
     if candidates is not None and filter_ids is not None:
@@ -116,6 +116,9 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
         candidates = check_ids(candidates, n_targets, "items")
         if candidates.size == 0:
             raise ValueError("items (the candidates to rank) is empty")
+        # each candidate ranked once, in the order first given
+        _, first = np.unique(candidates, return_index=True)
+        candidates = candidates[np.sort(first)]
         targets = targets[array_module(targets).asarray(candidates)]
         if exclude is not None:
             # the excluded columns, renumbered as positions among the candidates

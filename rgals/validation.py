@@ -99,8 +99,17 @@ def check_ids(ids, upper, name):
     if array.ndim > 1:
         raise ValueError(f"{name} must be an integer or a 1-D array of integers; got shape "
                          f"{array.shape}")
+    if array.dtype == object and array.size and all(
+            isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            for value in array.ravel()):
+        # Python ints beyond int64 (numpy keeps them as objects): no id can be that large
+        raise IndexError(f"{name} {max(array.ravel(), key=abs)} is out of range: ids are "
+                         "row numbers of the model, 0 <= id < its rows")
     if array.size and not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must be integers; got dtype {array.dtype}")
+    if array.dtype == np.uint64 and array.size and int(array.max()) > np.iinfo(np.int64).max:
+        raise IndexError(f"{name} {int(array.max())} is out of range: ids are row numbers "
+                         "of the model, 0 <= id < its rows")
     array = array.astype(np.int64).ravel()
     if upper is not None and array.size:
         outside = (array < 0) | (array >= upper)

@@ -146,3 +146,55 @@ def test_a_loss_name_and_a_loss_object_give_the_same_model(rng, name, hyperparam
     assert not loss.bound  # the user's object is left as it was
     with pytest.raises(ValueError, match="given both"):
         ALSSolver(loss=loss, alpha=0.5).fit(user_items, show_progress=False)
+
+
+@pytest.fixture
+def with_a_cold_user(rng):
+    """A fitted model whose user 3 has no interaction (so zero factors)."""
+    matrix = random_interactions(rng, n_users=30, n_items=20, density=0.3,
+                                 empty_user=False).tolil()
+    matrix[3, :] = 0
+    matrix = matrix.tocsr()
+    matrix.eliminate_zeros()
+    return ALSSolver(factors=4, random_state=0, iterations=3).fit(matrix, show_progress=False)
+
+
+def popular_order(model, allowed):
+    """`allowed` ids by interactions, most first (ties in the order given)."""
+    counts = np.bincount(model.user_items_.indices, minlength=model.user_items_.shape[1])
+    allowed = list(allowed)
+    return sorted(allowed, key=lambda item: (-counts[item], allowed.index(item)))
+
+
+@pytest.mark.parametrize("loss", ["rg2", "ials"])
+def test_a_user_without_interactions_gets_the_most_popular_items(with_a_cold_user, loss):
+    model = with_a_cold_user.set_params(loss=loss).fit(with_a_cold_user.user_items_,
+                                                       show_progress=False)
+    assert not np.any(model.user_factors_[3])
+    ids, scores = model.recommend(3, N=5)
+    assert ids.tolist() == popular_order(model, range(20))[:5]
+    assert scores.tolist() == [0.0] * 5
+    top = int(ids[0])
+    filtered, _ = model.recommend(3, N=4, filter_items=[top])
+    assert filtered.tolist() == popular_order(model, [i for i in range(20) if i != top])[:4]
+    ids, _ = model.recommend(3, N=3, items=[7, 2, 9, 11])
+    assert ids.tolist() == popular_order(model, [7, 2, 9, 11])[:3]
+    # in a batch only the cold row changes
+    batch, _ = model.recommend([0, 3], N=5)
+    assert batch[1].tolist() == popular_order(model, range(20))[:5]
+    assert batch[0].tolist() == model.recommend(0, N=5)[0].tolist()
+
+
+def test_recommend_shapes_repeated_candidates_and_huge_ids(with_a_cold_user):
+    model = with_a_cold_user
+    ids, scores = model.recommend([0, 1], N=50)
+    assert ids.shape == scores.shape == (2, 20)  # at most the number of items
+    liked = model.user_items_[0].indices
+    assert set(ids[0][ids[0] >= 0]) == set(range(20)) - set(liked)
+    assert np.all(ids[0][20 - liked.size:] == -1) and np.all(np.isinf(scores[0][20 - liked.size:]))
+    once, _ = model.recommend(0, N=10, items=[5, 5, 6, 5], filter_already_liked_items=False)
+    assert sorted(once.tolist()) == [5, 6]
+    with pytest.raises(IndexError, match="out of range"):
+        model.recommend(2 ** 70)
+    with pytest.raises(IndexError, match="9223372036854775808 is out of range"):
+        model.recommend(np.array([2 ** 63], dtype=np.uint64))
