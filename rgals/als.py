@@ -469,6 +469,11 @@ class ALSSolver:
 
 
 def _same(a, b):
+    if isinstance(a, (np.dtype, type)) or isinstance(b, (np.dtype, type)):
+        try:  # np.float32 and np.dtype("float32") are the same dtype
+            return np.dtype(a) == np.dtype(b)
+        except TypeError:
+            return False
     try:
         return bool(a == b) and type(a) is type(b)
     except (TypeError, ValueError):

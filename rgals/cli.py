@@ -17,8 +17,9 @@ from .als import DTYPES, ALSSolver
 from .backend import BACKENDS
 from .datasets import CITATION, PUBLISHED, load_default
 from .losses import LOSSES
-from .metrics import ranking_metrics
+from .metrics import check_cutoffs, ranking_metrics
 from .solve import SOLVERS
+from .training import MONITOR_LEVELS
 
 # tuned on a 10% validation split of the embedded training set (seed 0; grid over loss,
 # alpha, regularization; validation NDCG@20 0.093); see README
@@ -78,10 +79,10 @@ def _parser():
     model = fit.add_argument_group("model")
     model.add_argument("--loss", default=_default("loss"), choices=list(LOSSES), help=_DEFAULT)
     model.add_argument("--factors", type=int, default=_default("factors"), help=_DEFAULT)
-    model.add_argument("--alpha", type=float, help="default: the loss's default")
-    model.add_argument("--regularization", type=float, help="default: the loss's default")
+    model.add_argument("--alpha", type=float, help=_loss_defaults("alpha"))
+    model.add_argument("--regularization", type=float, help=_loss_defaults("regularization"))
     model.add_argument("--reg-exponent", type=float, default=_default("reg_exponent"),
-                       help=_DEFAULT)
+                       help=_loss_defaults("reg_exponent"))
     model.add_argument("--iterations", type=int, default=_default("iterations"), help=_DEFAULT)
     model.add_argument("--solver", default=_default("solver"), choices=list(SOLVERS),
                        help=_DEFAULT)
@@ -93,6 +94,27 @@ def _parser():
     model.add_argument("--threads", type=int, default=_default("num_threads"),
                        help="0: every core (default: %(default)s)")
     model.add_argument("--seed", type=int, default=0, help=_DEFAULT)
+    model.add_argument("--tol", type=float, default=_default("tol"),
+                       help="stop once a sweep lowers F by less than tol * |F| (0: run every "
+                            "sweep; default: %(default)s)")
+    model.add_argument("--monitor", default=_default("monitor"), choices=list(MONITOR_LEVELS),
+                       help=_DEFAULT)
+    model.add_argument("--softmax-users", type=int, default=_default("softmax_users"),
+                       help="users on whom the monitor evaluates the exact softmax loss "
+                            "(default: %(default)s)")
+    stopping = fit.add_argument_group("validation and early stopping")
+    stopping.add_argument("--early-stopping", action="store_true",
+                          help="hold out --validation-ratio of each user's training items, "
+                               "fit on the rest and keep the sweep with the best "
+                               "--validation-metric")
+    stopping.add_argument("--validation-ratio", type=float, default=0.1, help=_DEFAULT)
+    stopping.add_argument("--patience", type=int, default=_default("patience"),
+                          help="evaluations without improvement before stopping "
+                               "(default: %(default)s)")
+    stopping.add_argument("--validation-metric", default=_default("validation_metric"),
+                          help=_DEFAULT)
+    stopping.add_argument("--eval-every", type=int, default=_default("eval_every"),
+                          help="sweeps between validation evaluations (default: %(default)s)")
     _add_metric_options(fit)
     fit.add_argument("--out", help="directory for user_factors.npy, item_factors.npy, the id "
                                    "maps and params.json")
@@ -156,9 +178,30 @@ def _add_reading_options(parser):
 
 
 def _add_metric_options(parser):
-    parser.add_argument("--k", type=int, nargs="+", metavar="K",
+    parser.add_argument("--k", type=_positive, nargs="+", metavar="K",
                         default=list(_default("K", ranking_metrics)),
                         help="cut-offs of the metrics (default: %(default)s)")
+
+
+def _positive(text):
+    """argparse type: an integer >= 1 (checked before any file is read)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _loss_defaults(name):
+    """'default: 0.01 (rg2, rgx), 1 (ials)': each loss's own default of a hyperparameter."""
+    by_value = {}
+    for loss_name, loss in LOSSES.items():
+        if name in loss.hyperparameters:
+            by_value.setdefault(loss.hyperparameters[name].default, []).append(loss_name)
+    return "default: " + ", ".join(f"{value:g} ({', '.join(names)})"
+                                   for value, names in by_value.items())
 
 
 def _default(name, function=ALSSolver):
@@ -181,20 +224,40 @@ def _read(path, args, users=None, items=None):
 
 
 def _fit(args):
+    # every parameter is checked before the data is read or the output touched
+    model = ALSSolver(factors=args.factors, loss=args.loss, alpha=args.alpha,
+                      regularization=args.regularization, reg_exponent=args.reg_exponent,
+                      iterations=args.iterations, solver=args.solver, cg_steps=args.cg_steps,
+                      dtype=np.dtype(args.dtype), backend=args.backend,
+                      num_threads=args.threads, random_state=args.seed, tol=args.tol,
+                      early_stopping=args.early_stopping, patience=args.patience,
+                      validation_metric=args.validation_metric, eval_every=args.eval_every,
+                      softmax_users=args.softmax_users, monitor=args.monitor)
+    model._validated_params()
+    check_cutoffs(args.k)
+    if not 0 < args.validation_ratio < 1:
+        raise ValueError(f"--validation-ratio must be between 0 and 1; got "
+                         f"{args.validation_ratio}")
     out = _check_output(args.out, args.overwrite)
     train = _read(args.data, args)
     test = (_read(args.test, args, users=train.user_ids, items=train.item_ids)
             if args.test else None)
     _say(f"{args.data}: {train.matrix.shape[0]} users x {train.matrix.shape[1]} items, "
          f"{train.matrix.nnz} interactions")
-    model = ALSSolver(factors=args.factors, loss=args.loss, alpha=args.alpha,
-                      regularization=args.regularization, reg_exponent=args.reg_exponent,
-                      iterations=args.iterations, solver=args.solver, cg_steps=args.cg_steps,
-                      dtype=np.dtype(args.dtype), backend=args.backend,
-                      num_threads=args.threads, random_state=args.seed)
+    fit_part, validation = train.matrix, None
+    if args.early_stopping:
+        fit_part, validation = data.validation_split(train.matrix, ratio=args.validation_ratio,
+                                                     seed=args.seed)
+        _say(f"early stopping on {validation.nnz} validation interactions held out of "
+             f"training ({args.validation_ratio:g} of each user's); the model is fitted on "
+             "the rest")
     start = time.perf_counter()
-    model.fit(train.matrix, show_progress=not args.quiet)
+    model.fit(fit_part, show_progress=not args.quiet, validation=validation)
     _say(f"fitted {model!r} in {time.perf_counter() - start:.1f} s")
+    sweeps = int(model.monitor_.rows[-1]["sweep"]) if model.monitor_.rows else 0
+    if sweeps < args.iterations and model.monitor_.stop_reason:
+        _say(f"stopped after {sweeps} of {args.iterations} sweeps: "
+             f"{model.monitor_.stop_reason}")
     if out is not None:  # before any printing: a closed stdout must not lose the model
         _save(model, train, out, args.overwrite)
     if test is not None:

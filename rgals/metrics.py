@@ -56,7 +56,7 @@ def ranking_metrics(user_factors, item_factors, test, train=None, K=(10, 20),
     n_users, n_items = user_factors.shape[0], item_factors.shape[0]
     if n_items == 0:
         raise ValueError("item_factors has no rows: there are no items to rank")
-    cutoffs = _check_cutoffs(K)
+    cutoffs = check_cutoffs(K)
     names = _check_metrics(metrics)
     test = _check_split(test, "test", (n_users, n_items))
     if test is None:
@@ -162,7 +162,7 @@ def _check_factors(factors, name):
     return array
 
 
-def _check_cutoffs(K):
+def check_cutoffs(K):
     many = np.ndim(K) > 0 if not isinstance(K, (str, bytes)) else False
     cutoffs = list(K) if many else [K]
     if not cutoffs:

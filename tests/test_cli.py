@@ -185,7 +185,10 @@ def test_choices_and_defaults_come_from_the_package():
     for option, name in [("loss", "loss"), ("factors", "factors"),
                          ("reg_exponent", "reg_exponent"), ("iterations", "iterations"),
                          ("solver", "solver"), ("cg_steps", "cg_steps"), ("backend", "backend"),
-                         ("threads", "num_threads")]:
+                         ("threads", "num_threads"), ("tol", "tol"), ("patience", "patience"),
+                         ("validation_metric", "validation_metric"),
+                         ("eval_every", "eval_every"), ("softmax_users", "softmax_users"),
+                         ("monitor", "monitor"), ("early_stopping", "early_stopping")]:
         assert getattr(fit, option) == estimator[name].default, option
     assert np.dtype(fit.dtype) == np.dtype(estimator["dtype"].default)
     assert fit.alpha is None and fit.regularization is None  # the loss's defaults
@@ -220,3 +223,60 @@ def test_a_closed_stdout_stops_quietly_and_the_model_is_saved(files, tmp_path):
     model = load(out)
     assert model.user_factors_.shape == (80, 8)
     assert data.load_ids(out)[0].shape == (80,)
+
+
+def test_every_estimator_parameter_is_on_the_command_line():
+    options = {action.dest for action in cli._parser()._subparsers._group_actions[0]
+               .choices["fit"]._actions}
+    renamed = {"num_threads": "threads", "random_state": "seed"}
+    for name in inspect.signature(ALSSolver).parameters:
+        assert renamed.get(name, name) in options, name
+    help_text = cli._parser()._subparsers._group_actions[0].choices["fit"].format_help()
+    assert "default: 0.01 (rg2, rgx), 1 (ials)" in help_text  # the loss's real defaults
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--factors", "0"], "factors must be an integer >= 1"),
+    (["--validation-metric", "ndcg"], "validation_metric must look like"),
+    (["--patience", "0"], "patience must be an integer >= 1"),
+    (["--early-stopping", "--validation-ratio", "1.5"], "--validation-ratio must be between"),
+])
+def test_parameter_errors_come_before_the_data_is_read(tmp_path, option, message, capsys):
+    status, _, stderr = run(["fit", str(tmp_path / "missing.tsv"), *option], capsys)
+    assert status == 1 and message in stderr and "missing.tsv" not in stderr
+
+
+def test_a_bad_cutoff_is_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["fit", str(tmp_path / "missing.tsv"), "--k", "0"])
+    assert "--k: expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_early_stopping_holds_out_validation_and_says_why_it_stopped(files, tmp_path,
+                                                                     capsys):
+    train_path, test_path = files
+    status, stdout, stderr = run(["fit", str(train_path), "--test", str(test_path),
+                                  "--factors", "8", "--iterations", "40", "--threads", "1",
+                                  "--quiet", "--early-stopping", "--patience", "1",
+                                  "--tol", "0", "--out", str(tmp_path / "model")], capsys)
+    assert status == 0 and "ndcg@20" in stdout
+    assert "early stopping on" in stderr and "held out" in stderr
+    assert "stopped after" in stderr and "of 40 sweeps: early stopping" in stderr
+    model = load(tmp_path / "model")
+    full = data.read(train_path).matrix
+    assert model.user_items_.nnz < full.nnz  # fitted on the part left after the split
+
+
+def test_a_fit_stopped_by_tol_says_so(files, capsys):
+    train_path, _ = files
+    status, _, stderr = run(["fit", str(train_path), "--factors", "8", "--iterations", "500",
+                             "--threads", "1", "--quiet", "--tol", "1e-2"], capsys)
+    assert status == 0 and "of 500 sweeps: converged" in stderr
+
+
+def test_the_printed_model_shows_only_what_differs_from_the_defaults(files, capsys):
+    train_path, _ = files
+    _, _, stderr = run(["fit", str(train_path), "--factors", "8", "--iterations", "2",
+                        "--threads", "1", "--quiet"], capsys)
+    printed = next(line for line in stderr.splitlines() if line.startswith("fitted"))
+    assert "dtype" not in printed and "factors=8" in printed
