@@ -83,6 +83,7 @@ def test_run_method_tunes_on_validation_refits_the_best_and_tests_it(splits, mon
 
 def test_report_tables_every_method_beside_its_published_row_and_draws_the_plot(
         splits, monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")  # the bench extra's; `pip install .[test]` skips this
     train, test, _, _ = splits
     monkeypatch.setattr(run, "load", lambda dataset: (train, test))
     for method in ("rgals-rg2", "sampled_softmax_at_k"):
@@ -103,6 +104,7 @@ def test_report_tables_every_method_beside_its_published_row_and_draws_the_plot(
 
 def test_results_rows_reproduce_their_test_figures_with_als_solver_alone(
         splits, monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")  # the report draws its plots
     train, test, _, _ = splits
     monkeypatch.setattr(run, "load", lambda dataset: (train, test))
     for factors in (64, 8):
