@@ -251,9 +251,11 @@ def _fit(args):
         _say(f"early stopping on {validation.nnz} validation interactions held out of "
              f"training ({args.validation_ratio:g} of each user's); the model is fitted on "
              "the rest")
+    compiled = _compilations()
     start = time.perf_counter()
     model.fit(fit_part, show_progress=not args.quiet, validation=validation)
-    _say(f"fitted {model!r} in {time.perf_counter() - start:.1f} s")
+    _say(f"fitted {model!r} in {time.perf_counter() - start:.1f} s"
+         + _compiled_note(compiled))
     sweeps = int(model.monitor_.rows[-1]["sweep"]) if model.monitor_.rows else 0
     if sweeps < args.iterations and model.monitor_.stop_reason:
         _say(f"stopped after {sweeps} of {args.iterations} sweeps: "
@@ -298,10 +300,11 @@ def _demo(args):
     _say(f"{train.shape[0]} users x {train.shape[1]} items; {train.nnz} training and "
          f"{test.nnz} test interactions")
     model = ALSSolver(num_threads=args.threads, **DEMO_PARAMS)
+    compiled = _compilations()
     start = time.perf_counter()
     model.fit(train, show_progress=not args.quiet)
-    _say(f"fitted {model!r} in {time.perf_counter() - start:.1f} s "
-         "(the first run also compiles the kernels)")
+    _say(f"fitted {model!r} in {time.perf_counter() - start:.1f} s"
+         + _compiled_note(compiled))
     popularity = np.asarray(train.sum(axis=0)).reshape(-1, 1)
     metrics = dict(K=(10, 20), metrics=("recall", "ndcg"))
     rows = {"rgals rg2 (this run)": ranking_metrics(model.user_factors_, model.item_factors_,
@@ -359,6 +362,21 @@ def _print_metrics(rows):
                 f"{values[column]:11.4f}" if column in values else f"{'-':>11}"
                 for column in columns))
     print(f"({first['users']} users with test items; full ranking, training items masked)")
+
+
+def _compilations():
+    """How many CPU kernels Numba has compiled in this process (not loaded from cache)."""
+    from .kernels import cpu
+
+    return sum(sum(kernel.stats.cache_misses.values()) for kernel in vars(cpu).values()
+               if hasattr(kernel, "stats"))
+
+
+def _compiled_note(before):
+    """Said only when the fit compiled kernels: a first run, later ones load them."""
+    compiled = _compilations() - before
+    return (f", {compiled} kernels compiled on this first run included (later runs load "
+            "them from the cache)" if compiled else "")
 
 
 def _say(message):

@@ -280,3 +280,13 @@ def test_the_printed_model_shows_only_what_differs_from_the_defaults(files, caps
                         "--threads", "1", "--quiet"], capsys)
     printed = next(line for line in stderr.splitlines() if line.startswith("fitted"))
     assert "dtype" not in printed and "factors=8" in printed
+
+
+def test_the_compilation_note_appears_only_when_kernels_were_compiled(monkeypatch):
+    counts = iter([5, 5])
+    monkeypatch.setattr(cli, "_compilations", lambda: next(counts))
+    assert cli._compiled_note(cli._compilations()) == ""
+    counts = iter([5, 8])
+    monkeypatch.setattr(cli, "_compilations", lambda: next(counts))
+    assert "3 kernels compiled on this first run" in cli._compiled_note(cli._compilations())
+
