@@ -102,8 +102,9 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
     exclude: CSR with one row per query; its stored columns are removed for that row.
     filter_ids: target ids removed for every row. candidates: only these ids are ranked
     (cannot be combined with filter_ids, as in `implicit`; a repeated id counts once).
-    Returns (ids, scores) of shape (rows, min(N, candidates)), best first; slots left
-    without a candidate hold id -1 and score -inf.
+    Returns (ids, scores) of shape (rows, min(N, candidates)), best first, ids as int32
+    (as `implicit`'s) below 2^31 targets; slots left without a candidate hold id -1 and
+    score -inf.
     """
     n_targets = targets.shape[0]
     if candidates is not None and filter_ids is not None:
@@ -137,4 +138,5 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
     scores, ids = top_lists(queries, targets, min(N, targets.shape[0]), exclude, removed)
     if candidates is not None:
         ids = np.where(ids >= 0, candidates[ids], -1)
-    return ids, scores
+    # int32 ids, as implicit returns them (its evaluation code takes no other type)
+    return (ids.astype(np.int32) if n_targets <= np.iinfo(np.int32).max else ids), scores

@@ -198,3 +198,21 @@ def test_recommend_shapes_repeated_candidates_and_huge_ids(with_a_cold_user):
         model.recommend(2 ** 70)
     with pytest.raises(IndexError, match="9223372036854775808 is out of range"):
         model.recommend(np.array([2 ** 63], dtype=np.uint64))
+
+
+def test_ids_are_int32_and_implicits_evaluation_takes_the_model(rng):
+    from rgals.data import holdout_split, synthetic
+    from rgals.metrics import ranking_metrics
+    train, test = holdout_split(synthetic(120, 60, seed=int(rng.integers(1000))), ratio=0.2,
+                                seed=1)
+    model = ALSSolver(factors=6, random_state=0, iterations=4).fit(train, show_progress=False)
+    for ids, _ in (model.recommend([0, 1], N=5), model.recommend(0, N=5),
+                   model.similar_items([2, 3], N=4), model.similar_users(1, N=3),
+                   model.recommend(0, N=3, items=[4, 9, 1, 7])):
+        assert ids.dtype == np.int32
+    evaluation = pytest.importorskip("implicit.evaluation")
+    theirs = evaluation.ranking_metrics_at_k(model, train, test, K=10, show_progress=False)
+    ours = ranking_metrics(model.user_factors_, model.item_factors_, test, train, K=10,
+                           metrics=("ndcg", "map"))
+    assert theirs["ndcg"] == pytest.approx(ours["ndcg@10"], rel=1e-6)
+    assert theirs["map"] == pytest.approx(ours["map@10"], rel=1e-6)
