@@ -20,15 +20,12 @@ sweep, stopped after 2 evaluations without improvement. Validation only.
 import argparse
 import itertools
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402
-import rgals  # noqa: E402
-from rgals.data import validation_split  # noqa: E402
 from rgals.losses import RG2  # noqa: E402
 from rgals.metrics import ranking_metrics  # noqa: E402
 
@@ -44,12 +41,8 @@ def with_offset(P, Q, loss):
 
 def fit(loss, fit_part, validation, sweeps, factors, threads, seed):
     """Validation NDCG@20 at the best sweep without and with the offset, that sweep, s."""
-    model = rgals.ALSSolver(factors=factors, loss=loss, iterations=sweeps, tol=0.0,
-                            random_state=seed, early_stopping=True, patience=2,
-                            num_threads=threads)
-    start = time.perf_counter()
-    model.fit(fit_part, show_progress=False, validation=validation)
-    seconds = time.perf_counter() - start
+    model, seconds = run.validation_fit(loss, fit_part, validation, sweeps, factors, threads,
+                                        seed, patience=2)
     P, Q = with_offset(model.user_factors_, model.item_factors_, model.loss_)
     offset = ranking_metrics(P, Q, validation, fit_part, K=20)["ndcg@20"]
     return model.monitor_.best_score, offset, model.monitor_.best_sweep, seconds
@@ -61,13 +54,9 @@ def main(argv=None):
     parser.add_argument("--gammas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.003, 0.01, 0.03])
     parser.add_argument("--regularizations", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2])
-    parser.add_argument("--sweeps", type=run.positive, default=15)
-    parser.add_argument("--factors", type=run.positive, default=64)
-    parser.add_argument("--threads", type=run.positive, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    run.probe_options(parser, sweeps=15)
     args = parser.parse_args(argv)
-    train, _ = run.load(args.dataset)
-    fit_part, validation = validation_split(train, ratio=0.1, seed=args.seed)
+    fit_part, validation = run.probe_data(args.dataset, args.seed)
     print(f"{args.dataset}, {args.factors} factors, seed {args.seed}\n")
     print("| gamma | alpha | regularization | validation N@20 | with offset | best sweep | s |")
     print("|---|---|---|---|---|---|---|", flush=True)

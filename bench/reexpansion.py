@@ -28,13 +28,13 @@ import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402
 import rgals  # noqa: E402
-from rgals.data import validation_split  # noqa: E402
 from rgals.kernels import cpu  # noqa: E402
 from rgals.metrics import ranking_metrics  # noqa: E402
 from rgals.scoring import score_pass  # noqa: E402
@@ -189,15 +189,11 @@ def main(argv=None):
     parser.add_argument("--top", type=run.positive, default=50)
     parser.add_argument("--damping", type=float, default=0.0,
                         help="added to the curvature floor, in units of rg2's 1/N")
-    parser.add_argument("--sweeps", type=run.positive, default=8)
     parser.add_argument("--cg-steps", type=run.positive, default=3)
-    parser.add_argument("--factors", type=run.positive, default=64)
-    parser.add_argument("--threads", type=run.positive, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    run.probe_options(parser, sweeps=8)
     args = parser.parse_args(argv)
-    rgals.set_num_threads(args.threads) if hasattr(rgals, "set_num_threads") else None
-    train, _ = run.load(args.dataset)
-    fit_part, validation = validation_split(train, ratio=0.1, seed=args.seed)
+    numba.set_num_threads(args.threads)  # the probe's own kernel calls, outside a fit
+    fit_part, validation = run.probe_data(args.dataset, args.seed)
     fit_part = fit_part.astype(np.float32).tocsr()
     transposed = fit_part.T.tocsr()
     n = np.asarray(fit_part.sum(axis=1)).ravel().astype(np.float64)

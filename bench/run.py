@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rgals  # noqa: E402
 from rgals.data import read, validation_split  # noqa: E402
+from rgals.cli import positive_integer as positive  # noqa: E402
 from rgals.files import write_atomic  # noqa: E402
 from rgals.metrics import ranking_metrics  # noqa: E402
 
@@ -361,15 +362,30 @@ def _plot(dataset, records, path, by_size=False):
     plt.close(figure)
 
 
-def positive(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+def probe_options(parser, sweeps):
+    """The options every validation probe (bench/top_k.py, popularity.py, sphere.py,
+    reexpansion.py) shares: --sweeps, --factors, --threads, --seed."""
+    parser.add_argument("--sweeps", type=positive, default=sweeps)
+    parser.add_argument("--factors", type=positive, default=FACTORS)
+    parser.add_argument("--threads", type=positive, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def probe_data(dataset, seed):
+    """(fit part, validation) of a dataset's training split: DESIGN 3's 10% per user."""
+    train, _ = load(dataset)
+    return validation_split(train, ratio=0.1, seed=seed)
+
+
+def validation_fit(loss, fit_part, validation, sweeps, factors, threads, seed, patience):
+    """A fit stopped after `patience` evaluations without a better validation NDCG@20
+    (the best sweep's factors kept); returns (model, wall seconds)."""
+    model = rgals.ALSSolver(factors=factors, loss=loss, iterations=sweeps, tol=0.0,
+                            random_state=seed, early_stopping=True, patience=patience,
+                            num_threads=threads)
+    start = time.perf_counter()
+    model.fit(fit_part, show_progress=False, validation=validation)
+    return model, time.perf_counter() - start
 
 
 def main(argv=None):

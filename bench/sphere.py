@@ -22,7 +22,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402
 import rgals  # noqa: E402
-from rgals.data import validation_split  # noqa: E402
 from rgals.kernels import cpu  # noqa: E402
 from rgals.metrics import ranking_metrics  # noqa: E402
 from rgals.solve import solve_rows  # noqa: E402
@@ -69,13 +68,9 @@ def main(argv=None):
     parser.add_argument("--regularization", type=float, default=0.001)
     parser.add_argument("--radii", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--warm", type=int, default=3)
-    parser.add_argument("--sweeps", type=run.positive, default=15)
-    parser.add_argument("--factors", type=run.positive, default=64)
-    parser.add_argument("--threads", type=run.positive, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    run.probe_options(parser, sweeps=15)
     args = parser.parse_args(argv)
-    train, _ = run.load(args.dataset)
-    fit_part, validation = validation_split(train, ratio=0.1, seed=args.seed)
+    fit_part, validation = run.probe_data(args.dataset, args.seed)
     fit_part = fit_part.astype(np.float32).tocsr()
     item_users = fit_part.T.tocsr()
     for radius_units in args.radii:

@@ -14,24 +14,18 @@ NDCG@20, its sweep and the fit's seconds. Validation only: the test split is nev
 import argparse
 import itertools
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402
-import rgals  # noqa: E402
-from rgals.data import validation_split  # noqa: E402
 from rgals.losses import RG2  # noqa: E402
 
 
 def best_validation(loss, fit_part, validation, sweeps, factors, threads, seed):
     """(best validation NDCG@20, its sweep, the fit's seconds)."""
-    model = rgals.ALSSolver(factors=factors, loss=loss, iterations=sweeps, tol=0.0,
-                            random_state=seed, early_stopping=True, patience=3,
-                            num_threads=threads)
-    start = time.perf_counter()
-    model.fit(fit_part, show_progress=False, validation=validation)
-    return model.monitor_.best_score, model.monitor_.best_sweep, time.perf_counter() - start
+    model, seconds = run.validation_fit(loss, fit_part, validation, sweeps, factors, threads,
+                                        seed, patience=3)
+    return model.monitor_.best_score, model.monitor_.best_sweep, seconds
 
 
 def boolean(text):
@@ -53,13 +47,9 @@ def main(argv=None):
     parser.add_argument("--warmups", type=int, nargs="+", default=[0, 5])
     parser.add_argument("--gradients", type=boolean, nargs="+", default=[False, True],
                         help="yes/no: the weight's own gradient term")
-    parser.add_argument("--sweeps", type=run.positive, default=20)
-    parser.add_argument("--factors", type=run.positive, default=64)
-    parser.add_argument("--threads", type=run.positive, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    run.probe_options(parser, sweeps=20)
     args = parser.parse_args(argv)
-    train, _ = run.load(args.dataset)
-    fit_part, validation = validation_split(train, ratio=0.1, seed=args.seed)
+    fit_part, validation = run.probe_data(args.dataset, args.seed)
     base = dict(alpha=args.alpha, regularization=args.regularization)
     fixed = (fit_part, validation, args.sweeps, args.factors, args.threads, args.seed)
     rows = ["| top-K weights | validation N@20 | best sweep | seconds |", "|---|---|---|---|"]

@@ -178,12 +178,12 @@ def _add_reading_options(parser):
 
 
 def _add_metric_options(parser):
-    parser.add_argument("--k", type=_positive, nargs="+", metavar="K",
+    parser.add_argument("--k", type=positive_integer, nargs="+", metavar="K",
                         default=list(_default("K", ranking_metrics)),
                         help="cut-offs of the metrics (default: %(default)s)")
 
 
-def _positive(text):
+def positive_integer(text):
     """argparse type: an integer >= 1 (checked before any file is read)."""
     try:
         value = int(text)
