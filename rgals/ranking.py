@@ -107,6 +107,7 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
     score -inf.
     """
     n_targets = targets.shape[0]
+    all_targets = targets
     if candidates is not None and filter_ids is not None:
         raise ValueError("pass either items/users (the candidates) or filter_items/"
                          "filter_users, not both")
@@ -138,5 +139,30 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
     scores, ids = top_lists(queries, targets, min(N, targets.shape[0]), exclude, removed)
     if candidates is not None:
         ids = np.where(ids >= 0, candidates[ids], -1)
+    scores, ids = _exact_order(queries, all_targets, ids, scores.dtype)
     # int32 ids, as implicit returns them (its evaluation code takes no other type)
     return (ids.astype(np.int32) if n_targets <= np.iinfo(np.int32).max else ids), scores
+
+
+_PAIRS = 1 << 16  # chosen pairs rescored at a time (bounded memory)
+
+
+def _exact_order(queries, targets, ids, dtype):
+    """The chosen ids' scores recomputed in float64 and the rows sorted by them (ties:
+    lower id first): BLAS sums a single query and a block of queries in different orders,
+    so without this a user's scores would depend on the batch it was asked in."""
+    rows, slots = np.nonzero(ids >= 0)
+    if rows.size == 0:
+        return np.full(ids.shape, -np.inf, dtype=dtype), ids
+    chosen = ids[rows, slots]
+    unique, inverse = np.unique(chosen, return_inverse=True)
+    query_rows = to_host(queries).astype(np.float64)
+    target_rows = to_host(targets[array_module(targets).asarray(unique)]).astype(np.float64)
+    exact = np.full(ids.shape, -np.inf)
+    for start in range(0, rows.size, _PAIRS):
+        part = slice(start, start + _PAIRS)
+        exact[rows[part], slots[part]] = np.einsum("pd,pd->p", query_rows[rows[part]],
+                                                   target_rows[inverse[part].ravel()])
+    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), -exact), axis=-1)
+    return (np.take_along_axis(exact, order, axis=-1).astype(dtype),
+            np.take_along_axis(ids, order, axis=-1))

@@ -160,10 +160,9 @@ def with_a_cold_user(rng):
 
 
 def popular_order(model, allowed):
-    """`allowed` ids by interactions, most first (ties in the order given)."""
+    """`allowed` ids by interactions, most first (ties: the lower id first)."""
     counts = np.bincount(model.user_items_.indices, minlength=model.user_items_.shape[1])
-    allowed = list(allowed)
-    return sorted(allowed, key=lambda item: (-counts[item], allowed.index(item)))
+    return sorted(allowed, key=lambda item: (-counts[item], item))
 
 
 @pytest.mark.parametrize("loss", ["rg2", "ials"])
@@ -216,3 +215,20 @@ def test_ids_are_int32_and_implicits_evaluation_takes_the_model(rng):
                            metrics=("ndcg", "map"))
     assert theirs["ndcg"] == pytest.approx(ours["ndcg@10"], rel=1e-6)
     assert theirs["map"] == pytest.approx(ours["map@10"], rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_users_scores_do_not_depend_on_the_batch_it_is_asked_in(rng, dtype):
+    matrix = random_interactions(rng, n_users=300, n_items=500, density=0.05)
+    model = ALSSolver(factors=32, random_state=0, iterations=3, dtype=dtype).fit(
+        matrix, show_progress=False)
+    users = np.arange(300)
+    batch_ids, batch_scores = model.recommend(users, N=10)
+    P, Q = model.user_factors_.astype(np.float64), model.item_factors_.astype(np.float64)
+    for user in (0, 7, 123, 299):
+        ids, scores = model.recommend(user, N=10)
+        np.testing.assert_array_equal(ids, batch_ids[user])
+        np.testing.assert_array_equal(scores, batch_scores[user])  # not only close: equal
+        valid = ids >= 0
+        np.testing.assert_allclose(scores[valid], (Q[ids[valid]] @ P[user]).astype(dtype),
+                                   rtol=1e-6)
