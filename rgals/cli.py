@@ -171,6 +171,9 @@ def _add_reading_options(parser):
     group.add_argument("--min-value", type=float,
                        help="drop interactions whose value is below this (e.g. 4 for ratings)")
     group.add_argument("--binary", action="store_true", help="set kept values to 1")
+    group.add_argument("--string-ids", action="store_true",
+                       help="read every id as text (for id columns that mix numbers and "
+                            "names; without it such a column is an error)")
     group.add_argument("--unknown", default=_default("unknown", data.read),
                        choices=list(data.UNKNOWN),
                        help="test ids never seen in training: fail, or drop them with a warning "
@@ -220,7 +223,7 @@ def _read(path, args, users=None, items=None):
     return data.read(path, format=args.format, sep=args.sep, user_col=_column(args.user_col),
                      item_col=_column(args.item_col), value_col=_column(args.value_col),
                      min_value=args.min_value, binary=args.binary, users=users, items=items,
-                     unknown=args.unknown)
+                     unknown=args.unknown, string_ids=args.string_ids)
 
 
 def _fit(args):

@@ -290,3 +290,12 @@ def test_the_compilation_note_appears_only_when_kernels_were_compiled(monkeypatc
     monkeypatch.setattr(cli, "_compilations", lambda: next(counts))
     assert "3 kernels compiled on this first run" in cli._compiled_note(cli._compilations())
 
+
+
+def test_string_ids_on_the_command_line(tmp_path, capsys):
+    lines = [f"{u}\t{i}" for u in range(12) for i in range(u % 5, 9, 2)] + ["3\tx17"]
+    path = tmp_path / "mixed.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    status, _, stderr = run(["fit", str(path), *FIT], capsys)
+    assert status == 1 and "'x17'" in stderr and "--string-ids" in stderr
+    assert run(["fit", str(path), *FIT, "--string-ids"], capsys)[0] == 0

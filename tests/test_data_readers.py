@@ -252,3 +252,34 @@ def test_health_train():
     result = data.read(HEALTH / "train.tsv")
     assert result.matrix.shape == (1974, 1200) and result.matrix.nnz == 37784
     np.testing.assert_array_equal(result.user_ids, np.arange(1974))
+
+
+@pytest.mark.parametrize("stray", ["x17", "1.5", "u"])
+@pytest.mark.parametrize("sep, header", [("\t", True), (",", False), (" ", False)])
+def test_one_stray_id_in_an_integer_column_names_its_line(tmp_path, rng, stray, sep, header):
+    """Without this, one stray value turned every id into text and reordered the rows."""
+    users = rng.integers(0, 40, size=60)
+    items = rng.integers(0, 30, size=60)
+    lines = [f"{u}{sep}{i}" for u, i in zip(users, items)]
+    at = int(rng.integers(len(lines)))
+    lines[at] = f"{users[at]}{sep}{stray}"
+    path = write_lines(tmp_path / "ids.txt", (["user" + sep + "item"] if header else []) + lines)
+    line = at + 1 + header
+    with pytest.raises(ValueError, match=rf"ids.txt, line {line}: item id '{stray}' .field 1. "
+                                         r"is not an integer.*string_ids=True"):
+        data.read(path, format="pairs")
+    read = data.read(path, format="pairs", string_ids=True)
+    expected_items = sorted({str(i) for i in np.delete(items, at)} | {stray})
+    assert read.item_ids.tolist() == expected_items
+    assert read.user_ids.dtype.kind == "U" and read.matrix.nnz <= len(lines)
+
+
+def test_string_ids_apply_to_lightgcn_and_not_to_matrices(tmp_path):
+    path = write_lines(tmp_path / "train.txt", ["0 1 2", "1 2 a7", "2 0"])
+    with pytest.raises(ValueError, match="item id 'a7' is not an integer.*string_ids=True"):
+        data.read(path, format="lightgcn")
+    assert data.read(path, format="lightgcn", string_ids=True).item_ids.tolist() == \
+        ["0", "1", "2", "a7"]
+    sp.save_npz(tmp_path / "m.npz", sp.csr_matrix(np.eye(3)))
+    with pytest.raises(ValueError, match="string_ids=True does not apply to 'npz'"):
+        data.read(tmp_path / "m.npz", string_ids=True)

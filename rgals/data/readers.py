@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from ..validation import check_choice
+from ..validation import check_bool, check_choice
 from .interactions import _check_options, _check_reference, _decode, from_pairs
 
 FORMATS = ("auto", "pairs", "lightgcn", "movielens", "mtx", "npz")
@@ -29,7 +29,7 @@ def _check_column(value, name, optional=False):
 
 def read(path, format="auto", *, sep=None, header=None, user_col=0, item_col=1, value_col=None,
          min_value=None, binary=False, duplicates="sum", users=None, items=None,
-         unknown="error"):
+         unknown="error", string_ids=False):
     """Read an interaction file into Interactions.
 
     Formats (`format="auto"` picks by name, extension and content):
@@ -42,7 +42,10 @@ def read(path, format="auto", *, sep=None, header=None, user_col=0, item_col=1, 
       follows) where the second line holds an id or a number; ids that are plain words
       (no digits) under a header need `header=True`. `user_col`, `item_col`, `value_col`
       are positions or header names; without `value_col` every interaction counts 1.
-      Blank lines are skipped.
+      Blank lines are skipped. An id column whose ids are all integers is read as
+      integers; one that mixes integers and other text (`17` beside `x17` or `1.5`) is an
+      error naming the line, since a stray value would otherwise turn every id into text
+      and reorder them; `string_ids=True` reads every id as text.
     - "lightgcn": one line per user, `user item item ...` (whitespace separated); a line
       with a user and no items is skipped. Picked for text files (not .csv/.tsv) whose
       lines have varying numbers of fields.
@@ -55,6 +58,7 @@ def read(path, format="auto", *, sep=None, header=None, user_col=0, item_col=1, 
     The other options are those of `from_pairs`.
     """
     check_choice(format, "format", FORMATS)
+    check_bool(string_ids, "string_ids")
     _check_options(min_value, binary, duplicates, unknown)
     if sep is not None and (not isinstance(sep, str) or sep == ""):
         raise ValueError(f"sep must be None (detect it) or a non-empty string; got {sep!r}")
@@ -95,6 +99,9 @@ def read(path, format="auto", *, sep=None, header=None, user_col=0, item_col=1, 
         if given:
             raise ValueError(f"{', '.join(given)} do not apply to {format!r} files, which have "
                              "no columns to choose; they are for 'pairs' and 'movielens'")
+        if string_ids and format != "lightgcn":
+            raise ValueError(f"string_ids=True does not apply to {format!r} files: their ids "
+                             "are the matrix's row and column numbers")
     if format in ("mtx", "npz"):
         matrix = _read_matrix(path, format)
         if users is None:
@@ -106,12 +113,12 @@ def read(path, format="auto", *, sep=None, header=None, user_col=0, item_col=1, 
     data = path.read_bytes()
     data = _clean_text(data, path)
     if format == "lightgcn":
-        user_tokens, item_tokens = _read_lightgcn(data, path)
+        user_tokens, item_tokens = _read_lightgcn(data, path, string_ids)
         return from_pairs(user_tokens, item_tokens, **options)
     if format == "movielens" and value_col is None:
         value_col = 2
     user_tokens, item_tokens, values = _read_delimited(data, path, sep, header, user_col,
-                                                       item_col, value_col)
+                                                       item_col, value_col, string_ids)
     return from_pairs(user_tokens, item_tokens, values, **options)
 
 
@@ -256,7 +263,7 @@ def _is_header(first, second, positions, value_position):
     return False
 
 
-def _read_delimited(data, path, sep, header, user_col, item_col, value_col):
+def _read_delimited(data, path, sep, header, user_col, item_col, value_col, string_ids):
     """(user tokens, item tokens, values or None) of a delimited text file."""
     head = _first_lines(data, 2)
     if sep is None:
@@ -315,11 +322,12 @@ def _read_delimited(data, path, sep, header, user_col, item_col, value_col):
         raise ValueError(f"{path}: user_col and item_col both select column {positions[0]}")
 
     body = data[body_start:]
-    columns = _fast_columns(body, sep_bytes, n_fields, positions)
+    columns = _fast_columns(body, sep_bytes, n_fields, positions, string_ids)
     if columns is None:
         # the line-by-line scan is the reference: it reads what the fast path could not
         # and reports the first line it cannot read
-        columns = _scan_columns(data, path, sep_bytes, n_fields, positions, header_line)
+        columns = _scan_columns(data, path, sep_bytes, n_fields, positions, header_line,
+                                string_ids)
     return columns
 
 
@@ -368,7 +376,7 @@ def _parse_numbers(text, dtype, count):
     return numbers_
 
 
-def _fast_columns(body, sep, n_fields, positions):
+def _fast_columns(body, sep, n_fields, positions, string_ids=False):
     """The vectorised reader of a well-formed file; None when it cannot vouch for the result."""
     body = body.strip()
     buffer = np.frombuffer(body, dtype=np.uint8)
@@ -388,7 +396,7 @@ def _fast_columns(body, sep, n_fields, positions):
             space &= buffer != 9
         numeric_text = None if space.any() else body.replace(sep, b" ")
 
-    if numeric_text is not None:
+    if numeric_text is not None and not string_ids:
         numbers_ = _parse_numbers(numeric_text, np.int64, count)
         if numbers_ is None:
             numbers_ = _parse_numbers(numeric_text, np.float64, count)
@@ -410,7 +418,10 @@ def _fast_columns(body, sep, n_fields, positions):
             column = np.char.strip(column)
         if np.any(column == b""):
             return None
-        result.append(_id_column(column))
+        try:
+            result.append(_id_column(column, string_ids))
+        except _MixedIds:
+            return None  # the scan names the line
     value = None
     if positions[2] is not None:
         try:
@@ -432,8 +443,19 @@ def _integral(column):
     return None
 
 
-def _id_column(tokens):
-    """Ids from an array of byte strings: int64 when every one is an integer, else text."""
+class _MixedIds(ValueError):
+    """An id column mixing integers with other text; `index`: the first other one."""
+
+    def __init__(self, index):
+        super().__init__(index)
+        self.index = index
+
+
+def _id_column(tokens, string_ids=False):
+    """Ids from an array of byte strings: int64 when every one is an integer, text when
+    none is (or with string_ids); a mix raises _MixedIds."""
+    if string_ids:
+        return _decode(tokens)
     try:
         return tokens.astype(np.int64)
     except (ValueError, OverflowError):
@@ -444,13 +466,25 @@ def _id_column(tokens):
             return result
     except (ValueError, OverflowError):
         pass
+    unique, inverse = np.unique(tokens, return_inverse=True)
+    integer = np.array([_is_integer(token) for token in unique])
+    if integer.any():
+        raise _MixedIds(int(np.flatnonzero(~integer[inverse.ravel()])[0]))
     return _decode(tokens)
 
 
-def _scan_columns(data, path, sep, n_fields, positions, header_line):
+def _is_integer(token):
+    try:
+        number = float(token)
+    except ValueError:
+        return False
+    return bool(np.isfinite(number) and number == round(number) and abs(number) < 2.0 ** 53)
+
+
+def _scan_columns(data, path, sep, n_fields, positions, header_line, string_ids=False):
     """The line-by-line reader: the same result as the fast path, or the first bad line."""
     user_position, item_position, value_position = positions
-    users, items, values = [], [], []
+    users, items, values, lines = [], [], [], []
 
     def fail(number, line, problem):
         shown = line.decode("utf-8", "replace")
@@ -461,6 +495,7 @@ def _scan_columns(data, path, sep, n_fields, positions, header_line):
         if number <= header_line or not line.strip():
             continue
         fields = _split(line, sep)
+        lines.append((number, line))
         if len(fields) != n_fields:
             fail(number, line, f"expected {n_fields} {_SEPARATOR_NAMES[_text(sep)]}-separated "
                                f"fields, found {len(fields)}")
@@ -484,20 +519,30 @@ def _scan_columns(data, path, sep, n_fields, positions, header_line):
             values.append(value)
     if not users:
         raise ValueError(f"{path} holds no interactions")
-    return (_id_column(np.array(users)), _id_column(np.array(items)),
-            np.array(values, dtype=np.float64) if value_position is not None else None)
+    columns = []
+    for tokens, what, position in ((users, "user id", user_position),
+                                   (items, "item id", item_position)):
+        try:
+            columns.append(_id_column(np.array(tokens), string_ids))
+        except _MixedIds as mixed:
+            number, line = lines[mixed.index]
+            fail(number, line, f"{what} {tokens[mixed.index].decode('utf-8', 'replace')!r} "
+                               f"(field {position}) is not an integer, while other ids of "
+                               "that column are; fix the line, or pass string_ids=True "
+                               "(--string-ids) to read every id as text")
+    return (*columns, np.array(values, dtype=np.float64) if value_position is not None else None)
 
 
 def _text(sep):
     return None if sep is None else sep.decode()
 
 
-def _read_lightgcn(data, path):
+def _read_lightgcn(data, path, string_ids=False):
     """(user tokens, item tokens) of a `user item item ...` file."""
     body = data.strip()
     counts = _whitespace_counts(np.frombuffer(body, dtype=np.uint8))
     total = int(counts.sum())
-    tokens = _parse_numbers(body, np.int64, total)
+    tokens = None if string_ids else _parse_numbers(body, np.int64, total)
     if tokens is None:
         tokens = np.array(body.split())
     first = np.cumsum(counts) - counts  # index of each line's first token
@@ -510,5 +555,14 @@ def _read_lightgcn(data, path):
         raise ValueError(f"{path} lists users but no items: no interactions (a lightgcn line "
                          "is `user item item ...`)")
     if tokens.dtype.kind == "S":
-        return _id_column(user_tokens), _id_column(item_tokens)
+        ids = []
+        for column, what in ((user_tokens, "user"), (item_tokens, "item")):
+            try:
+                ids.append(_id_column(column, string_ids))
+            except _MixedIds as mixed:
+                token = column[mixed.index].decode("utf-8", "replace")
+                raise ValueError(f"{path}: {what} id {token!r} is not an integer, while "
+                                 f"other {what} ids are; fix it, or pass string_ids=True "
+                                 "(--string-ids) to read every id as text") from None
+        return tuple(ids)
     return user_tokens, item_tokens
