@@ -375,27 +375,50 @@ class ALSSolver:
             result = self._most_popular(result, cold, N, filter_items, items)
         return _single(result) if np.isscalar(userid) else result
 
-    def _most_popular(self, result, rows, N, filter_items, items):
-        """`result` with rows `rows` (users without interactions) ranked by popularity."""
+    def _most_popular(self, result, rows, N, filter_items, items, first=None):
+        """`result` with rows `rows` (users or items without interactions) ranked by
+        popularity, score 0; `first`: an id to put first in each of those rows (itself)."""
         popularity = np.bincount(self.user_items_.indices,
                                  minlength=self.user_items_.shape[1]).astype(np.float64)
         popular, _ = top_n(np.ones((rows.size, 1)), popularity[:, None], N,
                            filter_ids=filter_items, candidates=items)
         ids, scores = (np.array(to_host(array)) for array in result)
+        if first is not None:  # itself, then the most popular of the others
+            popular = np.concatenate([first[:, None], popular], axis=1)[:, :ids.shape[1]]
         ids[rows] = popular
         scores[rows] = np.where(popular >= 0, 0.0, -np.inf)
+        if first is not None:
+            scores[rows, 0] = 1.0  # an item's cosine with itself
         return ids, scores
 
     def similar_items(self, itemid, N=10, recalculate_item=False, item_users=None,
                       filter_items=None, items=None):
-        """The N items most similar (cosine of factors) to each given item, itself included."""
+        """The N items most similar (cosine of factors) to each given item, itself included.
+
+        Items without any training interaction all share one factor (the loss's answer to
+        no evidence), so they would be cosine 1 to each other: unless `items` names the
+        candidates, they are never listed for another item, and such an item's own list
+        is itself, then the most popular items (score 0).
+        """
         self._check_fitted()
         n_items = self.item_factors_.shape[0]
         ids = check_ids(itemid, None if recalculate_item else n_items, "itemid")
+        N = check_integer(N, "N", 1)
         queries = (self.recalculate_item(ids, item_users) if recalculate_item
                    else self._factor_rows(self.item_factors_, ids))
-        result = top_n(normalized_rows(queries), normalized_rows(self.item_factors_),
-                       check_integer(N, "N", 1), filter_ids=filter_items, candidates=items)
+        counts = np.diff(self.user_items_.tocsc().indptr)
+        cold = np.flatnonzero(counts == 0)
+        removed = filter_items
+        if items is None and cold.size:
+            removed = cold if filter_items is None else np.union1d(
+                check_ids(filter_items, n_items, "filter_items"), cold)
+        result = top_n(normalized_rows(queries), normalized_rows(self.item_factors_), N,
+                       filter_ids=removed, candidates=items)
+        cold_queries = (np.flatnonzero(counts[ids] == 0)
+                        if items is None and not recalculate_item else np.empty(0, int))
+        if cold_queries.size:
+            result = self._most_popular(result, cold_queries, N, removed, None,
+                                        first=ids[cold_queries])
         return _single(result) if np.isscalar(itemid) else result
 
     def similar_users(self, userid, N=10, filter_users=None, users=None):

@@ -232,3 +232,26 @@ def test_a_users_scores_do_not_depend_on_the_batch_it_is_asked_in(rng, dtype):
         valid = ids >= 0
         np.testing.assert_allclose(scores[valid], (Q[ids[valid]] @ P[user]).astype(dtype),
                                    rtol=1e-6)
+
+
+def test_items_without_interactions_are_not_similar_to_anything(rng):
+    matrix = random_interactions(rng, n_users=30, n_items=12, empty_item=False).tolil()
+    matrix[:, [4, 7]] = 0
+    matrix = matrix.tocsr()
+    matrix.eliminate_zeros()
+    model = ALSSolver(factors=3, random_state=0, iterations=3).fit(matrix, show_progress=False)
+    # they share one factor: without the rule they would be cosine 1 to each other
+    np.testing.assert_allclose(model.item_factors_[4], model.item_factors_[7], rtol=1e-5)
+    ids, scores = model.similar_items(0, N=12)
+    assert 4 not in ids and 7 not in ids and ids[0] == 0
+    listed = ids[ids >= 0]
+    Q = model.item_factors_.astype(np.float64)
+    cosines = Q[listed] @ Q[0] / np.linalg.norm(Q[listed], axis=1) / np.linalg.norm(Q[0])
+    np.testing.assert_allclose(scores[:listed.size], cosines, rtol=1e-5, atol=1e-6)
+    ids, scores = model.similar_items(4, N=4)
+    assert ids.tolist() == [4] + popular_order(model, [i for i in range(12)
+                                                      if i not in (4, 7)])[:3]
+    assert scores.tolist() == [1.0, 0.0, 0.0, 0.0]
+    # named as candidates, they are ranked like any other item
+    ids, scores = model.similar_items(7, N=2, items=[4, 7, 1])
+    assert ids.tolist() == [4, 7] and scores == pytest.approx([1.0, 1.0])  # tie: lower id
