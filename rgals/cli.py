@@ -27,6 +27,7 @@ DEMO_PARAMS = dict(factors=64, loss="rg2", alpha=0.3, regularization=0.01, itera
                    random_state=0)
 
 _DEFAULT = "default: %(default)s"  # help of an option that only has a default
+_HEADER = {"auto": None, "yes": True, "no": False}  # --header: data.read's header=
 
 
 def main(argv=None):
@@ -163,6 +164,9 @@ def _add_reading_options(parser):
     group.add_argument("--format", default=_default("format", data.read),
                        choices=list(data.FORMATS), help=_DEFAULT)
     group.add_argument("--sep", help="field separator of pairs files (default: detected)")
+    group.add_argument("--header", choices=list(_HEADER), default="auto",
+                       help="whether the first line of a pairs file holds column names "
+                            "(default: %(default)s, detected)")
     group.add_argument("--user-col", default=str(_default("user_col", data.read)),
                        help="column name or position of user ids (default: %(default)s)")
     group.add_argument("--item-col", default=str(_default("item_col", data.read)),
@@ -220,7 +224,8 @@ def _column(text):
 
 
 def _read(path, args, users=None, items=None):
-    return data.read(path, format=args.format, sep=args.sep, user_col=_column(args.user_col),
+    return data.read(path, format=args.format, sep=args.sep, header=_HEADER[args.header],
+                     user_col=_column(args.user_col),
                      item_col=_column(args.item_col), value_col=_column(args.value_col),
                      min_value=args.min_value, binary=args.binary, users=users, items=items,
                      unknown=args.unknown, string_ids=args.string_ids)

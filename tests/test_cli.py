@@ -299,3 +299,12 @@ def test_string_ids_on_the_command_line(tmp_path, capsys):
     status, _, stderr = run(["fit", str(path), *FIT], capsys)
     assert status == 1 and "'x17'" in stderr and "--string-ids" in stderr
     assert run(["fit", str(path), *FIT, "--string-ids"], capsys)[0] == 0
+
+
+def test_header_option(tmp_path, capsys):
+    path = tmp_path / "words.tsv"
+    path.write_text("user\titem\n" + "".join(f"u{u % 7}x\ti{u % 5}y\n" for u in range(40)))
+    status, _, stderr = run(["fit", str(path), *FIT, "--header", "no"], capsys)
+    assert status == 0 and "8 users" in stderr  # the header line read as a user
+    status, _, stderr = run(["fit", str(path), *FIT, "--header", "yes"], capsys)
+    assert status == 0 and "7 users" in stderr

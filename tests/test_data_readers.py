@@ -4,6 +4,7 @@ Every reader is checked against a matrix built independently from the pairs writ
 (scipy COO over the sorted distinct ids).
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +154,13 @@ def test_utf8_ids_and_other_encodings(tmp_path):
 def test_header_detection(tmp_path, lines, header):
     path = write_lines(tmp_path / "h.tsv", lines)
     value_col = 2 if "rating" in lines[0] else None
-    result = data.read(path, value_col=value_col)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = data.read(path, value_col=value_col)
     assert result.matrix.sum() == (len(lines) - header if value_col is None else 4.5)
+    # only the undecidable case (a first line of words never seen again) is flagged
+    flagged = [w for w in caught if "was read as an interaction" in str(w.message)]
+    assert len(flagged) == (lines[0] == "alice\tbook")
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,3 +289,25 @@ def test_string_ids_apply_to_lightgcn_and_not_to_matrices(tmp_path):
     sp.save_npz(tmp_path / "m.npz", sp.csr_matrix(np.eye(3)))
     with pytest.raises(ValueError, match="string_ids=True does not apply to 'npz'"):
         data.read(tmp_path / "m.npz", string_ids=True)
+
+
+def test_a_header_over_word_ids_is_flagged_and_header_true_reads_it(tmp_path):
+    lines = ["user\titem", "alice\tbook", "bob\tpen", "alice\tpen"]
+    path = write_lines(tmp_path / "words.tsv", lines)
+    with pytest.warns(UserWarning, match=r"words.tsv, line 1 \('user\\titem'\) was read as an "
+                                         r"interaction.*header=True"):
+        read = data.read(path)
+    assert "user" in read.user_ids.tolist()
+    read = data.read(path, header=True)
+    assert read.user_ids.tolist() == ["alice", "bob"] and read.matrix.nnz == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.read(path, header=False)  # said explicitly: no warning
+        # a first line whose ids occur again is data, and says nothing
+        data.read(write_lines(tmp_path / "data.tsv", lines[1:] + ["alice\tbook2"]))
+
+
+def test_a_pairs_file_with_a_header_read_as_lightgcn_says_what_it_may_be(tmp_path):
+    path = write_lines(tmp_path / "pairs.txt", ["user\titem", "1\t5", "2\t6"])
+    with pytest.raises(ValueError, match="user id 'user' is not an integer.*format='pairs'"):
+        data.read(path, format="lightgcn")

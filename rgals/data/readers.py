@@ -273,6 +273,7 @@ def _read_delimited(data, path, sep, header, user_col, item_col, value_col, stri
     sep_bytes = None if sep is None else sep.encode()
     split = [_split(line, sep_bytes) for _, line, _ in head]
     named = [c for c in (user_col, item_col, value_col) if isinstance(c, str)]
+    detected = header is None
     if header is None:
         if named:
             header = True
@@ -328,7 +329,22 @@ def _read_delimited(data, path, sep, header, user_col, item_col, value_col, stri
         # and reports the first line it cannot read
         columns = _scan_columns(data, path, sep_bytes, n_fields, positions, header_line,
                                 string_ids)
+    if detected and not header:
+        _warn_if_header(path, head[0], split[0], positions, columns)
     return columns
+
+
+def _warn_if_header(path, first_line, first, positions, columns):
+    """A first line of names whose ids occur nowhere else was probably a header over word
+    ids, which detection cannot tell from data: say so (header= decides)."""
+    if not all(_looks_like_name(first[position]) for position in positions[:2]):
+        return
+    if all(int((column == column[0]).sum()) == 1 for column in columns[:2]):
+        shown = first_line[1].decode("utf-8", "replace")
+        warnings.warn(f"{path}, line {first_line[0]} ({shown!r}) was read as an interaction, "
+                      "but its ids occur nowhere else in the file: if it is a header, pass "
+                      "header=True (--header yes); header=False reads it as data without "
+                      "this warning", UserWarning, stacklevel=4)
 
 
 def _whitespace_counts(buffer):
@@ -562,7 +578,9 @@ def _read_lightgcn(data, path, string_ids=False):
             except _MixedIds as mixed:
                 token = column[mixed.index].decode("utf-8", "replace")
                 raise ValueError(f"{path}: {what} id {token!r} is not an integer, while "
-                                 f"other {what} ids are; fix it, or pass string_ids=True "
-                                 "(--string-ids) to read every id as text") from None
+                                 f"other {what} ids are (lightgcn files list integer ids; "
+                                 "for a pairs file with a header use format='pairs'); fix "
+                                 "it, or pass string_ids=True (--string-ids) to read every id "
+                                 "as text") from None
         return tuple(ids)
     return user_tokens, item_tokens
