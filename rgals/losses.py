@@ -118,7 +118,8 @@ class Loss:
     """Base of every loss: hyperparameters, binding to data, and the shared machinery.
 
     Subclasses declare `name`, `allows_negative`, `hyperparameters` (name ->
-    Hyperparameter) and implement `_bind`, `side_statistics`, `row_systems`, `objective`.
+    Hyperparameter) and implement `_bind`, `side_statistics`, `row_systems` and
+    `objective` (with its `magnitude` option, which the monitor's check needs).
     """
 
     name = None
@@ -174,8 +175,10 @@ class Loss:
         """The RowSystems of the rows of `block` (a rgals.prepared.RowBlock) of `side`."""
         raise NotImplementedError(f"{type(self).__name__} must define row_systems")
 
-    def objective(self, user_factors, item_factors, data):
-        """F at these factors (data: PreparedData or a users x items CSR)."""
+    def objective(self, user_factors, item_factors, data, magnitude=False):
+        """F at these factors (data: PreparedData or a users x items CSR). With
+        `magnitude`: (F, a bound on the sum of the absolute values of the terms F adds up),
+        the size that F's rounding scales with (the monitor's tolerance)."""
         raise NotImplementedError(f"{type(self).__name__} must define objective")
 
     def _require_bound(self):
@@ -457,7 +460,7 @@ class RG2(Loss):
     def item_coupling(self, weighted_user_gram):
         return None
 
-    def objective(self, user_factors, item_factors, data):
+    def objective(self, user_factors, item_factors, data, magnitude=False):
         """F of DESIGN 1.4 in closed form; `data` is PreparedData or a users x items CSR.
         With frozen top-K weights: the confidences c w and the extra terms g s."""
         self._require_bound()
@@ -467,7 +470,8 @@ class RG2(Loss):
         # (sum_j N pi_j = N)
         total = ((item_gram * user_gram).sum() + 2.0 * item_sum @ user_sum
                  + self.n_items * self.user_weight.sum())
-        total -= self.interaction_term(item_sum, user_gram)
+        interaction = self.interaction_term(item_sum, user_gram)
+        total -= interaction
         values, scores = _observed_scores(data, user_factors, item_factors)
         linear = None
         if self.frozen is not None:
@@ -475,9 +479,28 @@ class RG2(Loss):
         total += (values * (self.alpha * (scores - 1.0) ** 2 - scores)).sum()
         if linear is not None:
             total += (linear * scores).sum()
-        total += self.user_reg(self.user_sums) @ _squared_norms(user_factors)
-        total += self.item_reg * _squared_norms(item_factors).sum()
-        return float(total)
+        user_norms, item_norms = _squared_norms(user_factors), _squared_norms(item_factors)
+        regularisers = self.user_reg(self.user_sums) @ user_norms + \
+            self.item_reg * item_norms.sum()
+        total += regularisers
+        if not magnitude:
+            return float(total)
+        # |s_uj| <= |p_u| |q_j| bounds every all-pairs term by products of norms
+        xp = array_module(user_norms)
+        item_scale = xp.ones(self.n_items) if self.item_scale is None else self.item_scale
+        weighted_users = self.user_weight @ user_norms
+        weighted_items = item_scale @ item_norms
+        size = (weighted_users * weighted_items
+                + 2.0 * (self.user_weight @ xp.sqrt(user_norms))
+                * (item_scale @ xp.sqrt(item_norms))
+                + self.n_items * self.user_weight.sum()
+                + (values * (self.alpha * (scores - 1.0) ** 2 + abs(scores))).sum()
+                + regularisers)
+        if interaction:
+            size += weighted_users * weighted_items  # (sum_j s_uj)^2 / N <= sum_j s_uj^2
+        if linear is not None:
+            size += abs(linear * scores).sum()
+        return float(total), float(size)
 
     def interaction_term(self, item_sum, weighted_user_gram):
         """sum_u (w_u / N) (sum_j s_uj)^2, subtracted by RGx; zero for RG2."""
@@ -577,7 +600,7 @@ class IALS(Loss):
                           xp.zeros(d), scale=xp.ones(n_rows),
                           reg=xp.full(n_rows, self.regularization))
 
-    def objective(self, user_factors, item_factors, data):
+    def objective(self, user_factors, item_factors, data, magnitude=False):
         self._require_bound()
         user_gram, _ = _gram(user_factors)
         item_gram, _ = _gram(item_factors)
@@ -585,9 +608,16 @@ class IALS(Loss):
         values, scores = _observed_scores(data, user_factors, item_factors)
         confidence = self.alpha * values
         target = (confidence > 0).astype(np.float64)
-        total += (abs(confidence) * (target - scores) ** 2 - scores ** 2).sum()
-        total += self.regularization * float(user_gram.trace() + item_gram.trace())
-        return float(total)
+        observed = abs(confidence) * (target - scores) ** 2
+        total += (observed - scores ** 2).sum()
+        regulariser = self.regularization * float(user_gram.trace() + item_gram.trace())
+        total += regulariser
+        if not magnitude:
+            return float(total)
+        # sum_uj s_uj^2 <= sum_u |p_u|^2 sum_j |q_j|^2
+        size = (float(user_gram.trace()) * float(item_gram.trace())
+                + (observed + scores ** 2).sum() + regulariser)
+        return float(total), float(size)
 
 
 LOSSES = {loss.name: loss for loss in (RG2, RGx, IALS)}

@@ -99,9 +99,10 @@ class ConvergenceMonitor:
         goes on the next half step's row as refresh_<name>."""
         self._refresh = {f"refresh_{name}": float(value) for name, value in values.items()}
 
-    def half_step(self, sweep, side, decrease, objective, seconds, hessian):
+    def half_step(self, sweep, side, decrease, objective, seconds, hessian, magnitude=None):
         """Record one half step. `objective`: the exact F after it, or None to carry the
-        estimate F_before - decrease. `hessian`: (lowest, highest) eigenvalue bounds."""
+        estimate F_before - decrease. `hessian`: (lowest, highest) eigenvalue bounds.
+        `magnitude`: see record_exact."""
         estimate = self._objective - float(decrease)
         lowest, highest = hessian
         self.rows.append(dict(
@@ -112,16 +113,20 @@ class ConvergenceMonitor:
         self._refresh = {}
         self._objective = estimate
         if objective is not None:
-            self.record_exact(objective)
+            self.record_exact(objective, magnitude)
 
-    def record_exact(self, objective):
+    def record_exact(self, objective, magnitude=None):
         """The exact F after the last recorded half step: replaces the estimate there and
-        checks it (the descent identity, over every half step since the last exact F)."""
+        checks it (the descent identity, over every half step since the last exact F).
+
+        `magnitude`: the size of the terms F sums (Loss.objective(..., magnitude=True)).
+        F's rounding scales with it, not with |F|, when the terms cancel: the error is
+        measured relative to the larger of the two, so float32 rounding is no alarm."""
         row = self.rows[-1]
         objective = float(objective)
         estimate = row["objective"]
         # relative to the objective's size over the checked steps (F can pass near 0)
-        scale = max(abs(self._last_exact), abs(estimate), abs(objective),
+        scale = max(abs(self._last_exact), abs(estimate), abs(objective), magnitude or 0.0,
                     np.finfo(float).tiny)
         row.update(objective=objective, exact=1.0,
                    identity_error=abs(estimate - objective) / scale)
@@ -135,7 +140,7 @@ class ConvergenceMonitor:
                 "loss, or rounding is large for this dtype (try dtype=np.float64)",
                 RuntimeWarning, stacklevel=3)
 
-    def end_sweep(self, objective=None, softmax_loss=None, validation=None):
+    def end_sweep(self, objective=None, softmax_loss=None, validation=None, magnitude=None):
         """Close the sweep whose half steps were just recorded; returns its record.
 
         objective: the exact F after the sweep, if measured now. validation: a dict of
@@ -145,7 +150,7 @@ class ConvergenceMonitor:
         if not rows:
             raise RuntimeError("end_sweep() needs at least one half_step() since the last one")
         if objective is not None:
-            self.record_exact(objective)
+            self.record_exact(objective, magnitude)
         last = rows[-1]
         objective = last["objective"]
         decrease = self._sweep_start - objective

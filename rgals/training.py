@@ -190,6 +190,10 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
     def objective():
         return loss.objective(user_factors, item_factors, data)
 
+    def measured():
+        """(F, the size of its terms): what an identity check needs."""
+        return loss.objective(user_factors, item_factors, data, magnitude=True)
+
     for callback in callbacks:
         callback.before_training(state)
     try:
@@ -207,16 +211,18 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
                                               solver, cg_steps, n_blocks)
                 seconds = time.perf_counter() - start
                 _check_finite(factors[side], side, sweep, loss, data.backend.xp)
-                recorder.half_step(sweep, side, solution.decrease,
-                                   objective() if full else None, seconds,
-                                   loss.hessian_bounds(side, systems, data.backend, solution))
+                exact, size = measured() if full else (None, None)
+                recorder.half_step(sweep, side, solution.decrease, exact, seconds,
+                                   loss.hessian_bounds(side, systems, data.backend, solution),
+                                   magnitude=size)
             state.sweep = sweep
             # an evaluation sweep scores validation data or the softmax loss; "sweep"
             # then measures F exactly too (a fit with neither: at the end only)
             evaluate = (validation is not None or sample) and (
                 sweep % eval_every == 0 or sweep == iterations)
+            exact, size = measured() if evaluate and not full else (None, None)
             record = recorder.end_sweep(
-                objective=objective() if evaluate and not full else None,
+                objective=exact, magnitude=size,
                 softmax_loss=(softmax_loss(to_host(user_factors), to_host(item_factors),
                                            data.host_user_items, softmax_users)
                               if evaluate and sample else None),
@@ -231,7 +237,7 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
                 log.info("%s", recorder.stop_reason)
                 break
         if recorder.rows and not recorder.rows[-1]["exact"]:
-            recorder.record_exact(objective())  # a fit stopped between evaluations
+            recorder.record_exact(*measured())  # a fit stopped between evaluations
     finally:
         for callback in callbacks:
             callback.after_training(state)

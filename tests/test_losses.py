@@ -255,3 +255,19 @@ def test_side_statistics_of_row_blocks_add_up(rng, name, alpha):
         assert set(parts) == set(whole)
         for key in whole:
             np.testing.assert_allclose(parts[key], whole[key], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name,alpha", CASES)
+def test_objective_magnitude_bounds_the_absolute_terms(rng, name, alpha):
+    """The size the monitor measures F's rounding against: at least |F| and at least the
+    sum of the absolute values of the dense terms (brute force), within a small factor."""
+    user_items, loss, brute, P, Q = make_problem(rng, name, alpha)
+    F, size = loss.objective(P, Q, user_items, magnitude=True)
+    assert F == pytest.approx(brute.objective(P, Q), rel=1e-10)
+    scores = P @ Q.T
+    # the dense terms one by one: every pair's part of the loss, then the regularisers
+    pair_terms, _ = brute.loss(scores)
+    absolute = abs(pair_terms) + brute.user_reg @ np.sum(P * P, axis=1) + \
+        brute.item_reg @ np.sum(Q * Q, axis=1)
+    assert size >= abs(F) and size >= 0.5 * absolute
+    assert size <= 1e3 * (np.sum(scores ** 2) + absolute + P.shape[0] * Q.shape[0])

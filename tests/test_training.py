@@ -119,8 +119,11 @@ class ScoreWeightedRG2(Loss):
         return RowSystems(block.matrix, self.alpha * confidence, (self.alpha + 0.5) * confidence,
                           others, statistics["gram"], -statistics["sum"], scale=scale, reg=reg)
 
-    def objective(self, user_factors, item_factors, data):
-        return dense_objective(self, data, user_factors, item_factors)
+    def objective(self, user_factors, item_factors, data, magnitude=False):
+        total = dense_objective(self, data, user_factors, item_factors)
+        if not magnitude:
+            return total
+        return total, dense_objective(self, data, user_factors, item_factors, size=True)
 
 
 def dense_weights(loss, data):
@@ -130,12 +133,14 @@ def dense_weights(loss, data):
     return dense
 
 
-def dense_objective(loss, data, P, Q):
-    """The toy loss over all M x N pairs, straight from its definition (DESIGN 1.2)."""
+def dense_objective(loss, data, P, Q, size=False):
+    """The toy loss over all M x N pairs, straight from its definition (DESIGN 1.2);
+    `size`: the sum of its terms' absolute values instead."""
     c = dense_weights(loss, data)
     scores = P @ Q.T
     w = c.sum(axis=1) / (2.0 * Q.shape[0])
-    return (np.sum(-c * scores) + np.sum(w[:, None] * (scores + 1.0) ** 2)
+    sign = abs if size else (lambda x: x)
+    return (np.sum(sign(-c * scores)) + np.sum(w[:, None] * (scores + 1.0) ** 2)
             + loss.alpha * np.sum(c * (scores - 1.0) ** 2)
             + loss.regularization * (np.sum(P * P) + np.sum(Q * Q)))
 
