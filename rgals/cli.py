@@ -28,6 +28,7 @@ DEMO_PARAMS = dict(factors=64, loss="rg2", alpha=0.3, regularization=0.01, itera
 
 _DEFAULT = "default: %(default)s"  # help of an option that only has a default
 _HEADER = {"auto": None, "yes": True, "no": False}  # --header: data.read's header=
+_LONG_READ = 8 << 20  # bytes of input from which reading takes about a second
 
 
 def main(argv=None):
@@ -131,6 +132,7 @@ def _parser():
     evaluate.add_argument("test", help="test interactions, with the training file's ids")
     _add_reading_options(evaluate)
     _add_metric_options(evaluate)
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(run=_evaluate)
 
     recommend = commands.add_parser("recommend", parents=[common],
@@ -224,6 +226,9 @@ def _column(text):
 
 
 def _read(path, args, users=None, items=None):
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    if size >= _LONG_READ and not getattr(args, "quiet", False):
+        _say(f"reading {path} ({size / 2 ** 20:.0f} MB)")  # a sign of life before a long read
     return data.read(path, format=args.format, sep=args.sep, header=_HEADER[args.header],
                      user_col=_column(args.user_col),
                      item_col=_column(args.item_col), value_col=_column(args.value_col),
@@ -272,14 +277,16 @@ def _fit(args):
         _save(model, train, out, args.overwrite)
     if test is not None:
         _print_metrics({f"rgals {args.loss}": ranking_metrics(
-            model.user_factors_, model.item_factors_, test.matrix, train.matrix, K=args.k)})
+            model.user_factors_, model.item_factors_, test.matrix, train.matrix, K=args.k,
+            show_progress=not args.quiet)})
 
 
 def _evaluate(args):
     model, user_ids, item_ids = _load(args.model)
     test = _read(args.test, args, users=user_ids, items=item_ids)
     _print_metrics({args.model: ranking_metrics(model.user_factors_, model.item_factors_,
-                                                test.matrix, model.user_items_, K=args.k)})
+                                                test.matrix, model.user_items_, K=args.k,
+                                                show_progress=not args.quiet)})
 
 
 def _recommend(args):

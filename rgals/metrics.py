@@ -21,6 +21,7 @@ rank the lower item id first.
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
 from .backend import array_module
 from .ranking import top_lists
@@ -31,7 +32,7 @@ METRICS = ("ndcg", "recall", "precision", "mrr", "map")
 
 
 def ranking_metrics(user_factors, item_factors, test, train=None, K=(10, 20),
-                    metrics=METRICS, users=None, batch_users=None):
+                    metrics=METRICS, users=None, batch_users=None, show_progress=False):
     """Average ranking metrics of the scores user_factors @ item_factors.T.
 
     test, train: scipy.sparse matrices of shape (n_users, n_items), any format; a nonzero
@@ -39,7 +40,8 @@ def ranking_metrics(user_factors, item_factors, test, train=None, K=(10, 20),
     metrics: names from METRICS; users: optional user ids to restrict the evaluation to
     (users without test items among them are still skipped). batch_users: users ranked
     together by one thread (default 256, see rgals.ranking.top_lists); memory stays at
-    about 2**17 scores per thread whatever the sizes.
+    about 2**17 scores per thread whatever the sizes. show_progress: a progress bar over
+    the users ranked.
 
     Returns {"<metric>@<K>": float, ...} ordered by metric then K, plus "users": the number
     of users evaluated.
@@ -77,10 +79,12 @@ def ranking_metrics(user_factors, item_factors, test, train=None, K=(10, 20),
     # longer top list (nor a longer ideal DCG): metrics @K read column min(K, depth) - 1
     depth = min(cutoffs[-1], n_items)
     queries = user_factors[array_module(user_factors).asarray(evaluated)]
-    _, ids = top_lists(queries, item_factors, depth,
-                       mask=None if train is None else train[evaluated],
-                       batch=None if batch_users is None else
-                       check_integer(batch_users, "batch_users", 1))
+    with tqdm(total=int(evaluated.size), unit="user", desc="evaluating",
+              disable=not show_progress, leave=False) as bar:
+        _, ids = top_lists(queries, item_factors, depth,
+                           mask=None if train is None else train[evaluated],
+                           batch=None if batch_users is None else
+                           check_integer(batch_users, "batch_users", 1), progress=bar.update)
     # rel_k without a dense users x items array: test entries as sorted keys
     # user * n_items + item (CSR with sorted indices is already in that order)
     keys = np.repeat(np.arange(n_users, dtype=np.int64), n_test) * n_items + test.indices

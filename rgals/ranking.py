@@ -25,7 +25,7 @@ def normalized_rows(factors):
     return factors / xp.maximum(norms, np.finfo(factors.dtype).tiny)
 
 
-def top_lists(queries, targets, depth, mask=None, removed=None, batch=None):
+def top_lists(queries, targets, depth, mask=None, removed=None, batch=None, progress=None):
     """The `depth` best targets of each query by score queries[r] . targets[j].
 
     mask: CSR with one row per query whose stored columns are never ranked for that row;
@@ -34,6 +34,7 @@ def top_lists(queries, targets, depth, mask=None, removed=None, batch=None):
     lower id first. Batches of `batch` queries (default 256) run on numba's thread count,
     each with single-threaded BLAS (OpenBLAS workers spinning beside the kernels cost more).
     CuPy queries and targets are ranked on their device (same results, returned in NumPy).
+    progress: called with the number of queries of each finished batch (CPU).
     """
     n_queries = queries.shape[0]
     dtype = np.result_type(queries.dtype, targets.dtype)
@@ -46,6 +47,8 @@ def top_lists(queries, targets, depth, mask=None, removed=None, batch=None):
             None if mask is None else xp.asarray(mask.indptr),
             None if mask is None else xp.asarray(mask.indices),
             None if removed is None else xp.asarray(removed), batch)
+        if progress is not None:
+            progress(n_queries)
         return to_host(best), to_host(ids)
     batch = batch or _BATCH
     best = np.full((n_queries, depth), -np.inf, dtype=dtype)
@@ -65,7 +68,7 @@ def top_lists(queries, targets, depth, mask=None, removed=None, batch=None):
             cpu.merge_top(scores, offset, indptr, indices, next_mask, best[start:stop],
                           ids[start:stop])
 
-    for_each_batch(n_queries, batch, rank)
+    for_each_batch(n_queries, batch, rank, progress)
     return best, ids
 
 
@@ -79,21 +82,24 @@ def score_tiles(queries, targets):
         yield offset, queries @ targets[offset:offset + tile].T
 
 
-def for_each_batch(n_queries, batch, work):
+def for_each_batch(n_queries, batch, work, progress=None):
     """work(start, stop) for consecutive batches of `batch` queries, on numba's thread
     count, each thread with single-threaded BLAS (OpenBLAS workers spinning beside the
-    kernels cost more). A worker's exception is raised here."""
+    kernels cost more). A worker's exception is raised here. `progress(rows)`, if given,
+    is called (in this thread) as batches finish."""
     starts = range(0, n_queries, batch)
     threads = numba.get_num_threads()
+    report = progress or (lambda rows: None)
     with threadpool_limits(limits=1, user_api="blas"):
         if threads == 1 or len(starts) == 1:
             for start in starts:
                 work(start, min(start + batch, n_queries))
+                report(min(batch, n_queries - start))
         else:
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                for _ in pool.map(lambda start: work(start, min(start + batch, n_queries)),
-                                  starts):
-                    pass
+                for start, _ in zip(starts, pool.map(
+                        lambda start: work(start, min(start + batch, n_queries)), starts)):
+                    report(min(batch, n_queries - start))
 
 
 def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):

@@ -265,3 +265,29 @@ def test_evaluate_needs_a_fitted_model(fitted):
         evaluate(ALSSolver(), test)
     with pytest.raises(TypeError, match="model must be a fitted rgals.ALSSolver"):
         evaluate(object(), test)
+
+
+def test_the_progress_bar_counts_every_user_ranked(rng, monkeypatch):
+    import rgals.metrics as metrics_module
+    seen = []
+
+    class Bar:
+        def __init__(self, total, **options):
+            seen.append(("total", total, options["disable"]))
+
+        def update(self, rows):
+            seen.append(("rows", rows))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(metrics_module, "tqdm", Bar)
+    test = sp.random(700, 40, density=0.1, random_state=3, format="csr")
+    P, Q = rng.standard_normal((700, 4)), rng.standard_normal((40, 4))
+    metrics_module.ranking_metrics(P, Q, test, K=5, show_progress=True, batch_users=64)
+    users = int((np.diff(test.indptr) > 0).sum())
+    assert seen[0] == ("total", users, False)
+    assert sum(rows for _, rows in seen[1:]) == users and len(seen) > 2
