@@ -4,8 +4,8 @@ import dataclasses
 import inspect
 import logging
 import warnings
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 
 import numba
 import numpy as np
