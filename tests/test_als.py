@@ -255,3 +255,28 @@ def test_items_without_interactions_are_not_similar_to_anything(rng):
     # named as candidates, they are ranked like any other item
     ids, scores = model.similar_items(7, N=2, items=[4, 7, 1])
     assert ids.tolist() == [4, 7] and scores == pytest.approx([1.0, 1.0])  # tie: lower id
+
+
+def checker_board(size):
+    """Even users like even items, odd users odd ones; the diagonal is held out."""
+    liked = (np.add.outer(np.arange(size), np.arange(size)) % 2 == 0).astype(float)
+    return sp.csr_matrix(liked - np.eye(size))
+
+
+@pytest.mark.parametrize("loss", ["rg2", "rgx", "ials"])
+def test_the_checker_board_behaviour_implicit_users_rely_on(loss):
+    """implicit's own behavioural checks: the held-out item comes first, N beyond the
+    items returns what there is, filter_items removes ids, similar items share parity."""
+    user_items = checker_board(50)
+    model = ALSSolver(loss=loss, factors=3, random_state=0).fit(user_items,
+                                                               show_progress=False)
+    for user in range(50):
+        ids, _ = model.recommend(user, user_items[user], N=1)
+        assert ids.tolist() == [user]
+    ids, _ = model.recommend(0, user_items[0], N=10000)
+    assert 0 < (ids >= 0).sum() <= 50 - user_items[0].nnz
+    ids, _ = model.recommend(0, user_items[0], N=1, filter_items=[0])
+    assert 0 not in ids.tolist()
+    for item in range(50):
+        ids, _ = model.similar_items(item, N=10)
+        assert all(other % 2 == item % 2 for other in ids)
