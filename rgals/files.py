@@ -15,7 +15,12 @@ from pathlib import Path
 def write_atomic(path, write):
     """Write through `write(file)` into a temporary file beside `path`, then rename."""
     path = Path(path)
-    os.replace(_staged(path, write), path)
+    temporary = _staged(path, write)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def write_together(directory, writers, marker):

@@ -232,3 +232,13 @@ def test_id_maps_with_duplicates_or_damage_are_refused(tmp_path):
     np.save(tmp_path / "user_ids.npy", np.arange(3))
     with pytest.raises(ValueError, match="item_ids.npy cannot be read"):
         data.load_ids(tmp_path)
+
+
+def test_a_failed_rename_leaves_no_temporary(model, tmp_path, monkeypatch):
+    def refuse(source, target):
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="read-only"):
+        model.monitor_.to_csv(tmp_path / "history.csv")
+    assert list(tmp_path.iterdir()) == []
