@@ -375,11 +375,14 @@ class ALSSolver:
             result = self._most_popular(result, cold, N, filter_items, items)
         return _single(result) if np.isscalar(userid) else result
 
+    def _item_counts(self):
+        """Training interactions of each item (popularity, and which items have none)."""
+        return np.bincount(self.user_items_.indices, minlength=self.user_items_.shape[1])
+
     def _most_popular(self, result, rows, N, filter_items, items, first=None):
         """`result` with rows `rows` (users or items without interactions) ranked by
         popularity, score 0; `first`: an id to put first in each of those rows (itself)."""
-        popularity = np.bincount(self.user_items_.indices,
-                                 minlength=self.user_items_.shape[1]).astype(np.float64)
+        popularity = self._item_counts().astype(np.float64)
         popular, _ = top_n(np.ones((rows.size, 1)), popularity[:, None], N,
                            filter_ids=filter_items, candidates=items)
         ids, scores = (np.array(to_host(array)) for array in result)
@@ -406,7 +409,7 @@ class ALSSolver:
         N = check_integer(N, "N", 1)
         queries = (self.recalculate_item(ids, item_users) if recalculate_item
                    else self._factor_rows(self.item_factors_, ids))
-        counts = np.diff(self.user_items_.tocsc().indptr)
+        counts = self._item_counts()
         cold = np.flatnonzero(counts == 0)
         removed = filter_items
         if items is None and cold.size:

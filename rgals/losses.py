@@ -308,9 +308,9 @@ class RG2(Loss):
         gamma = getattr(self, "popularity_exponent", 0.0)
         self.item_scale = None  # N pi_j of every item; None: all 1
         if gamma:
-            prior = row_sums(user_items.T.tocsr()) ** gamma
-            self._prior_total = float(prior.sum())
-            self.item_scale = self.n_items * prior / self._prior_total
+            sums = row_sums(user_items.T.tocsr())
+            self._prior_total = float((sums ** gamma).sum())
+            self.item_scale = self._prior_scale(sums)
         self.frozen = None  # per side: c_ui w_ui and g_ui of the pairs, while weights hold
         self.weights = None
         self._sweeps = 0
@@ -453,9 +453,12 @@ class RG2(Loss):
         if self.item_scale is None:
             return array_module(block.row_sums).ones(block.matrix.shape[0])
         if block.pairs is None:
-            return self.n_items * block.row_sums ** self.popularity_exponent / \
-                self._prior_total
+            return self._prior_scale(block.row_sums)
         return self.item_scale[block.rows]
+
+    def _prior_scale(self, item_sums):
+        """N pi_j for items with these summed confidences (the training normaliser)."""
+        return self.n_items * item_sums ** self.popularity_exponent / self._prior_total
 
     def item_coupling(self, weighted_user_gram):
         return None

@@ -453,10 +453,16 @@ def _integral(column):
     """An int64 copy of a numeric id column, or None when some id is not an integer."""
     if column.dtype.kind == "i":
         return column
-    if np.all(np.isfinite(column)) and np.all(column == np.round(column)) and \
-            np.all(np.abs(column) < 2.0 ** 53):
+    if np.all(_whole(column)):
         return column.astype(np.int64)
     return None
+
+
+def _whole(numbers):
+    """Which of these floats are integers an id can be (exact in float64)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(numbers) & (numbers == np.round(numbers)) & \
+            (np.abs(numbers) < 2.0 ** 53)
 
 
 class _MixedIds(ValueError):
@@ -494,7 +500,7 @@ def _is_integer(token):
         number = float(token)
     except ValueError:
         return False
-    return bool(np.isfinite(number) and number == round(number) and abs(number) < 2.0 ** 53)
+    return bool(_whole(np.float64(number)))
 
 
 def _scan_columns(data, path, sep, n_fields, positions, header_line, string_ids=False):
