@@ -16,7 +16,7 @@ from .backend import (_BATCHED, BACKENDS, backend_of, check_gpu_memory, get_back
                       gpu_memory_errors, require_gpu, to_device, to_host)
 from .losses import make_loss
 from .metrics import METRICS
-from .prepared import prepare
+from .prepared import InteractionTotals, prepare
 from .ranking import normalized_rows, top_n
 from .solve import SOLVERS, solve_rows
 from .training import (MONITOR_LEVELS, EarlyStopping, ProgressBar, Tolerance, UserCallback,
@@ -107,8 +107,23 @@ class ALSSolver:
     user_factors_, item_factors_ : arrays (users x factors, items x factors)
         The embeddings; NumPy, or CuPy with backend="gpu". Scores are their inner
         products. `user_factors` / `item_factors` are aliases, as in `implicit`.
-    user_items_ : scipy.sparse.csr_matrix
-        The training interactions, checked and canonical (filtering, fold-in, `save`).
+    previous_item_factors_ : array (items x factors) or None
+        The item factors the user factors were solved against: those of the sweep before
+        the last (a sweep solves the users, then the items). `recalculate_user` solves
+        against them, so that a user folded in gets the factors the fit gave a user with
+        the same interactions (against the final item factors they would differ by as
+        much as the last sweep moved, and rank worse on validation data). None for a
+        model loaded from a file without them: fold-in then uses `item_factors_`.
+    user_items_ : scipy.sparse.csr_matrix or None
+        The training interactions, checked and canonical: the rows `recommend` filters
+        and `recalculate_user=True` folds in when no `user_items` is given. None for a
+        model saved without them (`save(..., interactions=False)`) or read from
+        `implicit`'s file: then pass `user_items` to those calls.
+    interaction_totals_ : rgals.prepared.InteractionTotals
+        Each user's and item's count and sum of training values: the losses' constants,
+        the users and items without interactions and the popularity fallback. Kept by
+        every save; unknown (its fields None) for a model from `implicit`'s file, which
+        then has no popularity fallback.
     loss_ : rgals.losses.Loss
         The fitted loss with its hyperparameters, bound to the training data; fold-in,
         `save` and `load` use it.
@@ -241,6 +256,7 @@ class ALSSolver:
         with gpu_memory_errors("fit"), _thread_limit(params["num_threads"]):
             data = prepare(user_items, backend)
             user_factors, item_factors = backend.put(user_factors), backend.put(item_factors)
+            previous_item_factors = backend.xp.empty_like(item_factors)
             loss = spec.bind(data.user_items)
             callbacks = [ProgressBar(params["iterations"], show_progress,
                                      f"rgals {spec.name}"), Tolerance(params["tol"])]
@@ -256,13 +272,15 @@ class ALSSolver:
                 identity_tolerance=1e-9 if params["dtype"] == np.float64 else 1e-5,
                 eval_every=params["eval_every"], validation=validation,
                 metric=(metric_name, metric_k), softmax_users=softmax_users,
-                callbacks=callbacks)
+                callbacks=callbacks, previous_item_factors=previous_item_factors)
         _warn_if_collapsed(user_factors, item_factors, spec)
         self.user_factors_ = user_factors
         self.item_factors_ = item_factors
+        self.previous_item_factors_ = previous_item_factors
         self.user_items_ = user_items
+        self.interaction_totals_ = InteractionTotals.of(user_items)
         # bound afresh on the host: fold-in needs no device and no per-sweep state
-        self.loss_ = spec.bind(user_items)
+        self.loss_ = spec.bind(self.interaction_totals_)
         self.monitor_ = monitor
         return self
 
@@ -288,9 +306,14 @@ class ALSSolver:
     def _rows(self, ids, rows, n_columns, name, other):
         """Interaction rows for `ids`: the given matrix, checked, or the training rows."""
         if rows is None:
+            if self.user_items_ is None:
+                raise ValueError(
+                    f"this model holds no training interactions (saved with "
+                    f"interactions=False, or read from implicit's file): pass {name}, one "
+                    f"row per requested id, as implicit takes it")
             return self.user_items_[ids] if other == "item" else self.user_items_.T.tocsr()[ids]
         rows = check_interactions(rows, name, allow_negative=self.loss_.allows_negative,
-                                  loss_name=self.loss_.name)
+                                  loss_name=self.loss_.name, allow_empty=True)
         if rows.shape != (len(ids), n_columns):
             raise ValueError(
                 f"{name} has shape {rows.shape}; expected ({len(ids)}, {n_columns}): one row "
@@ -301,12 +324,17 @@ class ALSSolver:
     def recalculate_user(self, userid, user_items):
         """Factors of users (new ones too) from their interactions, by the exact user step.
 
-        `user_items` has one row per id in `userid` and one column per item.
+        `user_items` has one row per id in `userid` and one column per item. The step
+        solves against `previous_item_factors_`, as the fit's last user step did: a
+        training user's own row gives back its fitted factors (up to the fit's CG
+        tolerance; exactly with solver="cholesky").
         """
         self._check_fitted()
         ids = check_ids(userid, None, "userid")
         rows = self._rows(ids, user_items, self.item_factors_.shape[0], "user_items", "item")
-        factors = self._fold_in(self.loss_.user_systems(to_host(self.item_factors_), rows))
+        items = getattr(self, "previous_item_factors_", None)
+        items = self.item_factors_ if items is None else items
+        factors = self._fold_in(self.loss_.user_systems(to_host(items), rows))
         return factors[0] if np.isscalar(userid) else factors
 
     def recalculate_item(self, itemid, item_users):
@@ -345,14 +373,17 @@ class ALSSolver:
 
         `user_items` (one row per requested user, as in `implicit`) gives the items to
         filter and, with `recalculate_user=True`, the interactions to fold in; without it
-        the training interactions are used. `items` restricts the ranking to those item
-        ids (each counted once); `filter_items` removes ids. A batch returns arrays of
+        the training interactions are used (a model saved without them needs
+        `user_items` for either). `items` ranks only those item ids (each counted once)
+        and returns every one of them: the user's liked ones last, with score -inf (as
+        `implicit` lists them); `filter_items` removes ids. A batch returns arrays of
         shape (len(userid), min(N, number of candidate items)); where fewer items are
         left for a user, the row is padded with id -1 and score -inf.
 
-        A user without any interaction (in the training rows, or in the row given to
-        fold in) has zero factors and scores every item 0: such a user gets the most
-        popular items of the training data instead of ids 0, 1, 2, ..., with score 0.
+        A user without any interaction (in training, or in the row folded in with
+        `recalculate_user=True`) has zero factors and scores every item 0: such a user
+        gets the most popular items of the training data instead of ids 0, 1, 2, ...,
+        with score 0.
         """
         self._check_fitted()
         n_users, n_items = self.user_factors_.shape[0], self.item_factors_.shape[0]
@@ -369,29 +400,39 @@ class ALSSolver:
         result = top_n(queries, self.item_factors_, N,
                        exclude=rows if filter_already_liked_items else None,
                        filter_ids=filter_items, candidates=items)
-        interactions = rows if rows is not None else self.user_items_[ids]
-        cold = np.flatnonzero(np.diff(interactions.indptr) == 0)
+        # cold: zero factors, from no interactions in the rows folded in or in training
+        counts = self.interaction_totals_.user_counts
+        counts = np.diff(rows.indptr) if recalculate_user else (
+            None if counts is None else counts[ids])
+        cold = (np.empty(0, int) if counts is None or self._item_counts() is None
+                else np.flatnonzero(counts == 0))
         if cold.size:
-            result = self._most_popular(result, cold, N, filter_items, items)
+            result = self._most_popular(
+                result, cold, N, filter_items, items,
+                exclude=rows[cold] if filter_already_liked_items else None)
         return _single(result) if np.isscalar(userid) else result
 
     def _item_counts(self):
-        """Training interactions of each item (popularity, and which items have none)."""
-        return np.bincount(self.user_items_.indices, minlength=self.user_items_.shape[1])
+        """Training interactions of each item (popularity, and which items have none);
+        None when unknown (a model from implicit's file)."""
+        return self.interaction_totals_.item_counts
 
-    def _most_popular(self, result, rows, N, filter_items, items, first=None):
+    def _most_popular(self, result, rows, N, filter_items, items, first=None, exclude=None):
         """`result` with rows `rows` (users or items without interactions) ranked by
-        popularity, score 0; `first`: an id to put first in each of those rows (itself)."""
+        popularity, score 0; `first`: an id to put first in each of those rows (itself);
+        `exclude`: CSR of items not to list, one row per row of `rows`."""
         popularity = self._item_counts().astype(np.float64)
-        popular, _ = top_n(np.ones((rows.size, 1)), popularity[:, None], N,
-                           filter_ids=filter_items, candidates=items)
+        popular, popular_scores = top_n(np.ones((rows.size, 1)), popularity[:, None], N,
+                                        exclude=exclude, filter_ids=filter_items,
+                                        candidates=items)
         ids, scores = (np.array(to_host(array)) for array in result)
-        if first is not None:  # itself, then the most popular of the others
+        # score 0 for each listed item; -inf where none is left, or for an excluded candidate
+        popular_scores = np.where(np.isfinite(popular_scores), 0.0, -np.inf)
+        if first is not None:  # itself (cosine 1), then the most popular of the others
             popular = np.concatenate([first[:, None], popular], axis=1)[:, :ids.shape[1]]
-        ids[rows] = popular
-        scores[rows] = np.where(popular >= 0, 0.0, -np.inf)
-        if first is not None:
-            scores[rows, 0] = 1.0  # an item's cosine with itself
+            popular_scores = np.concatenate([np.ones((rows.size, 1)), popular_scores],
+                                            axis=1)[:, :ids.shape[1]]
+        ids[rows], scores[rows] = popular, popular_scores
         return ids, scores
 
     def similar_items(self, itemid, N=10, recalculate_item=False, item_users=None,
@@ -410,6 +451,8 @@ class ALSSolver:
         queries = (self.recalculate_item(ids, item_users) if recalculate_item
                    else self._factor_rows(self.item_factors_, ids))
         counts = self._item_counts()
+        if counts is None:  # unknown: every item is ranked
+            counts = np.ones(n_items, dtype=np.int64)
         cold = np.flatnonzero(counts == 0)
         removed = filter_items
         if items is None and cold.size:
@@ -435,24 +478,38 @@ class ALSSolver:
 
     # -- export ------------------------------------------------------------------------
 
-    def save(self, directory, overwrite=False):
-        """Write user_factors.npy, item_factors.npy, user_items.npz and params.json.
+    def save(self, path, overwrite=False, interactions=True):
+        """Write the model to a directory, to one `.npz` file, or to an open binary file.
 
-        Each file is written to a temporary name and renamed; existing files are kept
-        unless `overwrite=True`.
+        A directory gets user_factors.npy, item_factors.npy, previous_item_factors.npy
+        (what fold-in solves against), user_items.npz (the training matrix: 1.9 MB on
+        Gowalla) and params.json, written last. A path ending in ".npz", or a file
+        object, gets one `.npz` with the same arrays under the keys `implicit` uses
+        (user_factors, item_factors, factors, dtype, ... and, for loss="ials", alpha and
+        regularization), so that `implicit`'s `AlternatingLeastSquares.load` reads it.
+
+        interactions=False leaves the training matrix out and keeps only its totals
+        (each user's and item's count and sum): the loaded model ranks, folds in and
+        falls back to popularity as before, but `recommend` and `recalculate_user` then
+        need the `user_items` rows passed in, as in `implicit`. Files are written to a
+        temporary name and renamed; existing ones are kept unless `overwrite=True`.
         """
         self._check_fitted()
-        export.save(self, directory, overwrite=overwrite)
+        check_bool(interactions, "interactions")
+        export.save(self, path, overwrite=overwrite, interactions=interactions)
 
     @classmethod
-    def load(cls, directory, backend=None):
-        """A fitted model from a directory written by `save` (also `rgals.load`).
+    def load(cls, path, backend=None):
+        """A fitted model from what `save` wrote (also `rgals.load`): a directory, an
+        `.npz` file or an open file; also an `.npz` of `implicit`'s ALS (`model.save`),
+        read as an iALS model with its hyperparameters and no training data.
 
         backend: "cpu" or "gpu" for the loaded model; None keeps the one it was fitted
         with (a model fitted on a GPU then needs CuPy and a device: pass backend="cpu" to
         use it without).
         """
-        params, user_factors, item_factors, user_items, loss = export.read(directory)
+        saved = export.read(path)
+        params = saved.params
         if backend is not None:
             params = {**params, "backend": check_choice(backend, "backend", BACKENDS)}
         unknown = sorted(set(params) - set(cls._param_names()))
@@ -462,11 +519,14 @@ class ALSSolver:
                 raise ValueError(f"unknown parameter {unknown[0]!r}")
             model._validated_params()
         except (ValueError, TypeError) as error:
-            raise ValueError(f"{Path(directory) / 'params.json'} does not describe an "
-                             f"ALSSolver: {error}") from error
-        model.user_factors_, model.item_factors_ = user_factors, item_factors
-        model.user_items_ = user_items
-        model.loss_ = make_loss(loss).bind(user_items)
+            where = path if hasattr(path, "read") or str(path).endswith(".npz") else \
+                Path(path) / export.MARKER
+            raise ValueError(f"{where} does not describe an ALSSolver: {error}") from error
+        model.user_factors_, model.item_factors_ = saved.user_factors, saved.item_factors
+        model.previous_item_factors_ = saved.previous_item_factors
+        model.user_items_ = saved.user_items
+        model.interaction_totals_ = saved.totals
+        model.loss_ = make_loss(saved.loss).bind(saved.totals)
         return model.to_gpu() if model.backend == "gpu" else model
 
     # -- moving between backends -------------------------------------------------------
@@ -483,11 +543,14 @@ class ALSSolver:
     def _copy_to(self, backend, move):
         self._check_fitted()
         model = ALSSolver(**{**self.get_params(), "backend": backend})
-        for name in ("user_factors_", "item_factors_"):
-            array = getattr(self, name)
-            moved = move(array)  # a copy when it crosses devices, the array itself if not
-            setattr(model, name, moved.copy() if moved is array else moved)
+        for name in ("user_factors_", "item_factors_", "previous_item_factors_"):
+            array = getattr(self, name, None)
+            moved = None if array is None else move(array)
+            # a copy when it crosses devices, the array itself if not
+            setattr(model, name, moved.copy() if moved is array and array is not None
+                    else moved)
         model.user_items_ = self.user_items_
+        model.interaction_totals_ = self.interaction_totals_
         model.loss_ = self.loss_
         if hasattr(self, "monitor_"):
             model.monitor_ = self.monitor_

@@ -103,7 +103,8 @@ def to_device(array):
 def fit_bytes(n_users, n_items, nnz, factors, dtype):
     """About how many bytes of GPU memory a fit needs at its peak.
 
-    Both CSR copies of the interactions (int32 indices, float64 values), the factors,
+    Both CSR copies of the interactions (int32 indices, float64 values), the factors
+    (with the item factors of the sweep before, which fold-in uses),
     a dozen rows x d work arrays of the largest side (rotations, CG vectors), about ten
     float64 values per interaction (pair rows, weights, dot products) and the chunked
     per-pair temporaries of the kernels.
@@ -111,7 +112,7 @@ def fit_bytes(n_users, n_items, nnz, factors, dtype):
     itemsize = np.dtype(dtype).itemsize
     rows = max(n_users, n_items)
     return int(2 * (nnz * 12 + (n_users + n_items + 2) * 4)
-               + (n_users + n_items) * factors * itemsize
+               + (n_users + 2 * n_items) * factors * itemsize
                + 12 * rows * factors * 8
                + 10 * nnz * 8
                + 4 * batched.PAIR_BUDGET * 8)

@@ -121,6 +121,9 @@ def _parser():
     fit.add_argument("--out", help="directory for user_factors.npy, item_factors.npy, the id "
                                    "maps and params.json")
     fit.add_argument("--overwrite", action="store_true", help="replace files in --out")
+    fit.add_argument("--without-interactions", action="store_true",
+                     help="save only the totals of the training interactions, not the "
+                          "matrix (user_items.npz); evaluate and recommend then need --train")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.set_defaults(run=_fit)
 
@@ -130,6 +133,7 @@ def _parser():
                                                "`rgals fit --out` on a test file.")
     evaluate.add_argument("model", help="directory written by `rgals fit --out`")
     evaluate.add_argument("test", help="test interactions, with the training file's ids")
+    _add_train_option(evaluate, "to mask")
     _add_reading_options(evaluate)
     _add_metric_options(evaluate)
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -145,6 +149,8 @@ def _parser():
                            help="items per user (default: %(default)s)")
     recommend.add_argument("--keep-seen", action="store_true",
                            help="do not filter the user's training items")
+    _add_train_option(recommend, "to filter")
+    _add_reading_options(recommend)
     recommend.set_defaults(run=_recommend)
 
     demo = commands.add_parser("demo", parents=[common],
@@ -184,6 +190,12 @@ def _add_reading_options(parser):
                        choices=list(data.UNKNOWN),
                        help="test ids never seen in training: fail, or drop them with a warning "
                             "(default: %(default)s)")
+
+
+def _add_train_option(parser, purpose):
+    parser.add_argument("--train", help=f"the training interactions {purpose} (default: the "
+                                        "ones saved with the model; needed for a model "
+                                        "saved --without-interactions)")
 
 
 def _add_metric_options(parser):
@@ -274,7 +286,7 @@ def _fit(args):
         _say(f"stopped after {sweeps} of {args.iterations} sweeps: "
              f"{model.monitor_.stop_reason}")
     if out is not None:  # before any printing: a closed stdout must not lose the model
-        _save(model, train, out, args.overwrite)
+        _save(model, train, out, args.overwrite, not args.without_interactions)
     if test is not None:
         _print_metrics({f"rgals {args.loss}": ranking_metrics(
             model.user_factors_, model.item_factors_, test.matrix, train.matrix, K=args.k,
@@ -283,10 +295,21 @@ def _fit(args):
 
 def _evaluate(args):
     model, user_ids, item_ids = _load(args.model)
+    train = _training_rows(model, args, user_ids, item_ids, "--train FILE to mask them")
     test = _read(args.test, args, users=user_ids, items=item_ids)
     _print_metrics({args.model: ranking_metrics(model.user_factors_, model.item_factors_,
-                                                test.matrix, model.user_items_, K=args.k,
+                                                test.matrix, train, K=args.k,
                                                 show_progress=not args.quiet)})
+
+
+def _training_rows(model, args, user_ids, item_ids, remedy):
+    """The training matrix: read from --train with the model's ids, or the model's own."""
+    if args.train is not None:
+        return _read(args.train, args, users=user_ids, items=item_ids).matrix
+    if model.user_items_ is None:
+        raise ValueError(f"{args.model} was saved without its training interactions: pass "
+                         f"{remedy}")
+    return model.user_items_
 
 
 def _recommend(args):
@@ -299,7 +322,10 @@ def _recommend(args):
                          f"(for example {', '.join(map(str, user_ids[:3]))})")
     if args.top < 1:
         raise ValueError(f"--top must be at least 1; got {args.top}")
-    ids, scores = model.recommend(np.array([rows[user] for user in args.users]), N=args.top,
+    users = np.array([rows[user] for user in args.users])
+    seen = None if args.keep_seen else _training_rows(
+        model, args, user_ids, item_ids, "--train FILE to filter them, or --keep-seen")[users]
+    ids, scores = model.recommend(users, seen, N=args.top,
                                   filter_already_liked_items=not args.keep_seen)
     print("user\trank\titem\tscore")
     for user, user_items, user_scores in zip(args.users, ids, scores):
@@ -329,7 +355,7 @@ def _demo(args):
     rows.update({f"{name} (published, Adam, GPU)": values for name, values in PUBLISHED.items()})
     if out is not None:  # before any printing: a closed stdout must not lose the model
         ids = np.arange(train.shape[0]), np.arange(train.shape[1])
-        _save(model, data.Interactions(model.user_items_, *ids), out, args.overwrite)
+        _save(model, data.Interactions(model.user_items_, *ids), out, args.overwrite, True)
     _print_metrics(rows)
 
 
@@ -338,14 +364,15 @@ def _check_output(out, overwrite):
     overwriting) or that cannot be written."""
     if out is None:
         return None
-    files.check_directory(out, export.FILES + data.ID_FILES, overwrite, marker="params.json")
+    files.check_directory(out, export.ALL_FILES + data.ID_FILES, overwrite,
+                          marker=export.MARKER)
     return files.check_writable(out)
 
 
-def _save(model, interactions, out, overwrite):
+def _save(model, interactions, out, overwrite, with_matrix):
     # the id maps first: the model's params.json, written last, marks a complete export
     interactions.save_ids(out, overwrite=overwrite)
-    model.save(out, overwrite=overwrite)
+    model.save(out, overwrite=overwrite, interactions=with_matrix)
     _say(f"saved {out}/user_factors.npy, {out}/item_factors.npy and the id maps "
          f"({', '.join(data.ID_FILES)}: row i of the factors belongs to id [i])")
 
@@ -356,9 +383,10 @@ def _load(directory):
     # evaluate/recommend run on the CPU, also for a model fitted with --backend gpu
     model = load(directory, backend="cpu")
     user_ids, item_ids = data.load_ids(directory)
-    if (len(user_ids), len(item_ids)) != model.user_items_.shape:
+    shape = model.interaction_totals_.shape
+    if (len(user_ids), len(item_ids)) != shape:
         raise ValueError(f"{directory}: the id maps ({len(user_ids)} users, {len(item_ids)} "
-                         f"items) do not match the model {model.user_items_.shape}")
+                         f"items) do not match the model {shape}")
     return model, user_ids, item_ids
 
 

@@ -23,11 +23,13 @@ def write_atomic(path, write):
         raise
 
 
-def write_together(directory, writers, marker):
+def write_together(directory, writers, marker, remove=()):
     """Write the files {name: write(file)} of `writers` as one group: each into its
     temporary first; only once every one is written, the old `marker` is removed, the
-    others are renamed into place and the marker last. A failed write leaves the previous
-    files as they were; a crash among the renames leaves no marker (an interrupted save)."""
+    others are renamed into place, the files named in `remove` deleted (an older group's
+    that this one replaces) and the marker renamed last. A failed write leaves the
+    previous files as they were; a crash among the renames leaves no marker (an
+    interrupted save)."""
     directory = Path(directory)
     staged = {}
     try:
@@ -40,6 +42,9 @@ def write_together(directory, writers, marker):
     if (directory / marker).exists():
         (directory / marker).unlink()
     for name in sorted(staged, key=lambda name: name == marker):
+        if name == marker:
+            for stale in remove:
+                (directory / stale).unlink(missing_ok=True)
         os.replace(staged[name], directory / name)
 
 

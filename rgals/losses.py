@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 
 from .backend import array_module, backend_of
-from .prepared import RowBlock, row_sums
+from .prepared import InteractionTotals, RowBlock
 from .scoring import score_pass
 from .solve import RowSystems, row_bounds
 
@@ -156,15 +156,19 @@ class Loss:
         return {"name": self.name, **self.get_params()}
 
     def bind(self, user_items):
-        """A copy of this loss that knows the constants of `user_items` (users x items)."""
+        """A copy of this loss that knows the constants of `user_items` (a users x items
+        CSR, or its rgals.prepared.InteractionTotals)."""
+        totals = (user_items if isinstance(user_items, InteractionTotals)
+                  else InteractionTotals.of(user_items))
         bound = copy.copy(self)
-        bound.n_users, bound.n_items = user_items.shape
-        bound._bind(user_items)
+        bound.n_users, bound.n_items = totals.shape
+        bound._bind(totals)
         bound.bound = True
         return bound
 
-    def _bind(self, user_items):
-        """Compute what this loss needs from the data (n_u, M, N are set already)."""
+    def _bind(self, totals):
+        """Compute what this loss needs from the data's InteractionTotals (n_u, M, N are
+        set already)."""
 
     def side_statistics(self, side, fixed_factors, rows):
         """Sums over rows `rows` of the fixed side (`fixed_factors` are those rows) that
@@ -302,13 +306,16 @@ class RG2(Loss):
                                          kind="bool"),
     }
 
-    def _bind(self, user_items):
-        self._set_user_sums(row_sums(user_items))
+    def _bind(self, totals):
+        if not totals.known:
+            raise ValueError(f"loss {self.name!r} needs the totals of its training data "
+                             "(each user's and item's summed values); this model has none")
+        self._set_user_sums(totals.user_sums)
         # RGx does not take the prior (its coupled item step assumes unit item scales)
         gamma = getattr(self, "popularity_exponent", 0.0)
         self.item_scale = None  # N pi_j of every item; None: all 1
         if gamma:
-            sums = row_sums(user_items.T.tocsr())
+            sums = totals.item_sums
             self._prior_total = float((sums ** gamma).sum())
             self.item_scale = self._prior_scale(sums)
         self.frozen = None  # per side: c_ui w_ui and g_ui of the pairs, while weights hold
@@ -580,10 +587,15 @@ class IALS(Loss):
                                          high=10.0, log=True),
     }
 
-    def _bind(self, user_items):
+    def _bind(self, totals):
         # no pair carries a Gram weight when every |alpha c| is 1: the same on every block
-        values = user_items.data
-        self.unit_confidences = not bool((abs(self.alpha * values) != 1.0).any())
+        # (alpha * |c| rounds monotonically, so the range's ends decide; no values: vacuous;
+        # unknown values, as in a model from implicit's file: assume weights)
+        if totals.value_range is None:
+            self.unit_confidences = totals.known
+        else:
+            self.unit_confidences = all(self.alpha * value == 1.0
+                                        for value in totals.value_range)
 
     def pair_weights(self, values):
         confidence = self.alpha * values.astype(np.float64)

@@ -86,6 +86,50 @@ def row_sums(matrix):
     return array_module(matrix).asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
 
 
+@dataclass
+class InteractionTotals:
+    """Per-user and per-item totals of a users x items matrix: what the losses' constants,
+    cold rows and popularity need of the training data, so a model can be kept without
+    the matrix (`ALSSolver.save(..., interactions=False)`).
+
+    counts: stored pairs per row; sums: their values summed (float64); value_range:
+    (smallest, largest) |value| stored, None with no values. A model loaded from
+    `implicit`'s file knows none of them (`unknown`): every field but shape is None.
+    """
+
+    shape: tuple
+    user_counts: object = None
+    user_sums: object = None
+    item_counts: object = None
+    item_sums: object = None
+    value_range: tuple = None
+
+    FIELDS = ("user_counts", "user_sums", "item_counts", "item_sums")
+
+    @classmethod
+    def of(cls, user_items):
+        """The totals of a canonical CSR (SciPy or CuPy), in its array library."""
+        xp = array_module(user_items)
+        n_items = user_items.shape[1]
+        values = abs(user_items.data)
+        return cls(
+            shape=tuple(user_items.shape),
+            user_counts=xp.diff(user_items.indptr).astype(np.int64),
+            user_sums=row_sums(user_items),
+            item_counts=xp.bincount(user_items.indices, minlength=n_items).astype(np.int64),
+            item_sums=xp.bincount(user_items.indices, weights=user_items.data.astype(
+                np.float64), minlength=n_items).astype(np.float64),
+            value_range=(float(values.min()), float(values.max())) if values.size else None)
+
+    @classmethod
+    def unknown(cls, shape):
+        return cls(shape=tuple(shape))
+
+    @property
+    def known(self):
+        return self.user_counts is not None
+
+
 def prepare(user_items, backend):
     """PreparedData of a checked, canonical users x items CSR (rgals.validation)."""
     order = sp.csr_matrix((np.arange(user_items.nnz, dtype=np.int64), user_items.indices,

@@ -107,9 +107,11 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
 
     exclude: CSR with one row per query; its stored columns are removed for that row.
     filter_ids: target ids removed for every row. candidates: only these ids are ranked
-    (cannot be combined with filter_ids, as in `implicit`; a repeated id counts once).
+    (cannot be combined with filter_ids, as in `implicit`; a repeated id counts once);
+    every candidate is returned, an excluded one after the others with score -inf
+    (lower id first), as `implicit` ranks the liked items among the given ones last.
     Returns (ids, scores) of shape (rows, min(N, candidates)), best first, ids as int32
-    (as `implicit`'s) below 2^31 targets; slots left without a candidate hold id -1 and
+    (as `implicit`'s) below 2^31 targets; slots left without a target hold id -1 and
     score -inf.
     """
     n_targets = targets.shape[0]
@@ -146,8 +148,24 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
     if candidates is not None:
         ids = np.where(ids >= 0, candidates[ids], -1)
     scores, ids = _exact_order(queries, all_targets, ids, scores.dtype)
+    if candidates is not None and exclude is not None:
+        _fill_with_excluded(ids, exclude, candidates)
     # int32 ids, as implicit returns them (its evaluation code takes no other type)
     return (ids.astype(np.int32) if n_targets <= np.iinfo(np.int32).max else ids), scores
+
+
+def _fill_with_excluded(ids, exclude, candidates):
+    """Fill each row's empty slots (id -1, at its end) with its excluded candidates, lower
+    id first; `exclude` holds them as positions among `candidates`."""
+    rows, positions = exclude.nonzero()
+    excluded = candidates[positions]
+    order = np.lexsort((excluded, rows))
+    rows, excluded = rows[order], excluded[order]
+    rank = np.arange(rows.size) - np.searchsorted(rows, rows)  # place within its row
+    free = (ids < 0).sum(axis=1)
+    keep = rank < free[rows]
+    rows, rank = rows[keep], rank[keep]
+    ids[rows, ids.shape[1] - free[rows] + rank] = excluded[keep]
 
 
 _PAIRS = 1 << 16  # chosen pairs rescored at a time (bounded memory)

@@ -34,13 +34,15 @@ MONITOR_LEVELS = ("sweep", "full")
 @dataclass
 class TrainState:
     """What callbacks see: the bound loss, the data, the factors (updated in place),
-    the monitor, and the sweep just finished."""
+    the monitor, the item factors the user factors were solved against (or None), and
+    the sweep just finished."""
 
     loss: object
     data: object
     user_factors: object
     item_factors: object
     monitor: ConvergenceMonitor
+    previous_item_factors: object = None
     sweep: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -85,7 +87,9 @@ class EarlyStopping(Callback):
     def after_sweep(self, state, record):
         monitor = state.monitor
         if record.get("improved"):
-            self.best = (state.user_factors.copy(), state.item_factors.copy())
+            self.best = [array.copy() for array in (state.user_factors, state.item_factors,
+                                                    state.previous_item_factors)
+                         if array is not None]
         elif "improved" in record and monitor.evaluations_since_best >= self.patience:
             monitor.stop_reason = (f"early stopping: validation {monitor.metric} did not "
                                    f"improve for {self.patience} evaluations (best "
@@ -97,8 +101,9 @@ class EarlyStopping(Callback):
     def after_training(self, state):
         monitor = state.monitor
         if self.best is not None and monitor.best_sweep != state.sweep:
-            state.user_factors[...] = self.best[0]
-            state.item_factors[...] = self.best[1]
+            for array, best in zip((state.user_factors, state.item_factors,
+                                    state.previous_item_factors), self.best):
+                array[...] = best
             log.info("restored the factors of sweep %d (best validation %s %.4f)",
                      monitor.best_sweep, monitor.metric, monitor.best_score)
 
@@ -163,7 +168,7 @@ def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_bl
 def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
           cg_steps=3, monitor="sweep", tol=1e-4, identity_tolerance=1e-6, eval_every=1,
           validation=None, metric=("ndcg", 20), softmax_users=None, callbacks=(),
-          n_blocks=1):
+          n_blocks=1, previous_item_factors=None):
     """Run up to `iterations` sweeps (user half step, then item half step) of `loss`
     (bound to the data) on PreparedData `data`, updating the factors in place.
 
@@ -173,8 +178,10 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
     the monitor's predictions (stopping on it is the `Tolerance` callback's). Every
     `eval_every` sweeps, and at the last, the validation metric (`metric` = (name, K),
     training items masked) and the softmax loss on `softmax_users` are recorded.
-    n_blocks: row blocks per side (the same factors up to summation order). Returns the
-    ConvergenceMonitor.
+    n_blocks: row blocks per side (the same factors up to summation order).
+    previous_item_factors: an array shaped as item_factors that receives the item factors
+    the final user factors were solved against (those of the sweep before), so that
+    fold-in can solve a user exactly as the fit did. Returns the ConvergenceMonitor.
     """
     if monitor not in MONITOR_LEVELS:
         raise ValueError(f"unknown monitor {monitor!r}; use one of "
@@ -182,7 +189,8 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
     name, k = metric
     recorder = ConvergenceMonitor(tol=tol, identity_tolerance=identity_tolerance,
                                   metric=f"{name}@{k}")
-    state = TrainState(loss, data, user_factors, item_factors, recorder)
+    state = TrainState(loss, data, user_factors, item_factors, recorder,
+                       previous_item_factors)
     full = monitor == "full"
     sample = softmax_users is not None and len(softmax_users) > 0
     factors = {"user": user_factors, "item": item_factors}
@@ -206,6 +214,8 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
             if isinstance(changed, dict):
                 recorder.note_refresh(changed)
             for side, other in (("user", "item"), ("item", "user")):
+                if side == "item" and previous_item_factors is not None:
+                    previous_item_factors[...] = item_factors
                 start = time.perf_counter()
                 solution, systems = half_step(loss, data, side, factors[side], factors[other],
                                               solver, cg_steps, n_blocks)

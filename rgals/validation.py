@@ -9,11 +9,12 @@ import scipy.sparse as sp
 
 
 def check_interactions(matrix, name="user_items", allow_negative=False, shape=None,
-                       loss_name=None):
+                       loss_name=None, allow_empty=False):
     """Validate an interaction matrix and return it as canonical CSR (float64 values).
 
     Canonical: a private copy with sorted indices, duplicates summed and explicit zeros
-    dropped.
+    dropped. allow_empty: rows without any interaction are fine (rows to filter or fold
+    in); otherwise a matrix needs one.
     """
     if isinstance(matrix, np.ndarray) or isinstance(matrix, np.matrix):
         if np.ndim(matrix) != 2:
@@ -39,7 +40,7 @@ def check_interactions(matrix, name="user_items", allow_negative=False, shape=No
 
     matrix = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
     matrix.sum_duplicates()
-    _check_values(matrix, name, allow_negative, loss_name)
+    _check_values(matrix, name, allow_negative, loss_name, allow_empty)
     matrix.eliminate_zeros()
     matrix.sort_indices()
     return matrix
@@ -76,7 +77,7 @@ def _first_position(matrix, mask):
     return row, int(matrix.indices[k])
 
 
-def _check_values(matrix, name, allow_negative, loss_name):
+def _check_values(matrix, name, allow_negative, loss_name, allow_empty):
     bad = ~np.isfinite(matrix.data)
     if bad.any():
         row, column = _first_position(matrix, bad)
@@ -89,7 +90,7 @@ def _check_values(matrix, name, allow_negative, loss_name):
                          f"{row}, column {column}); loss {loss_name!r} takes confidences >= 0. "
                          "Clip or drop them, or use loss='ials', which reads negative values as "
                          "negative feedback")
-    if not np.any(matrix.data != 0):
+    if not allow_empty and not np.any(matrix.data != 0):
         raise ValueError(f"{name} has no interactions (no nonzero values)")
 
 

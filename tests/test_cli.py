@@ -83,6 +83,32 @@ def test_fit_evaluate_recommend_round_trip(files, tmp_path, capsys):
     assert not seen & {line[2] for line in lines[:5]}
 
 
+def test_a_model_saved_without_interactions_needs_the_training_file(files, tmp_path,
+                                                                     capsys):
+    train_path, test_path = files
+    full, light = tmp_path / "full", tmp_path / "light"
+    for out, extra in ((full, []), (light, ["--without-interactions"])):
+        status, _, stderr = run(["fit", str(train_path), *FIT, "--out", str(out), *extra],
+                                capsys)
+        assert status == 0, stderr
+    assert not (light / "user_items.npz").exists()
+    assert (light / "interaction_totals.npz").is_file()
+    for command in (["evaluate", str(light), str(test_path)],
+                    ["recommend", str(light), "u3"]):
+        status, _, stderr = run(command, capsys)
+        assert status == 1 and "saved without its training interactions" in stderr
+        assert "--train" in stderr
+    outputs = []
+    for model in (full, light):
+        train = [] if model == full else ["--train", str(train_path)]
+        outputs.append([run(["evaluate", str(model), str(test_path), *train], capsys)[1],
+                        run(["recommend", str(model), "u3", "u0", "-n", "4", *train],
+                            capsys)[1]])
+    assert outputs[0] == outputs[1] and "u3\t1\t" in outputs[0][1]
+    status, stdout, _ = run(["recommend", str(light), "u3", "--keep-seen"], capsys)
+    assert status == 0 and stdout.count("u3\t") == 10
+
+
 def test_demo_beats_popularity_and_exports(tmp_path, capsys):
     out = tmp_path / "demo"
     status, stdout, stderr = run(["demo", "--quiet", "--out", str(out)], capsys)

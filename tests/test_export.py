@@ -242,3 +242,148 @@ def test_a_failed_rename_leaves_no_temporary(model, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="read-only"):
         model.monitor_.to_csv(tmp_path / "history.csv")
     assert list(tmp_path.iterdir()) == []
+
+
+def same_answers(loaded, model, user_items, users=(0, 1, 5), **recommend):
+    """recommend, recalculate_user and similar_items agree between two models."""
+    users = list(users)
+    rows = user_items[users]
+    for a, b in zip(loaded.recommend(users, rows, N=5, **recommend),
+                    model.recommend(users, rows, N=5, **recommend)):
+        np.testing.assert_array_equal(to_host(a), to_host(b))
+    np.testing.assert_array_equal(to_host(loaded.recalculate_user(users, rows)),
+                                  to_host(model.recalculate_user(users, rows)))
+    for a, b in zip(loaded.similar_items([0, 3], N=5), model.similar_items([0, 3], N=5)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("loss", ["rg2", {"name": "rg2", "popularity_exponent": 0.5},
+                                  "ials"])
+def test_a_model_saved_without_its_interactions_answers_alike(rng, tmp_path, loss):
+    user_items = random_interactions(rng)
+    if loss == "ials":
+        user_items.data[:] = 1.0  # unit confidences: the bound loss's fast path
+    model = rgals.ALSSolver(factors=3, loss=loss, iterations=3, random_state=5).fit(
+        user_items, show_progress=False)
+    model.save(tmp_path, interactions=False)
+    assert "user_items.npz" not in {path.name for path in tmp_path.iterdir()}
+    loaded = rgals.load(tmp_path)
+    assert loaded.user_items_ is None and loaded.loss_ == model.loss_
+    assert vars(loaded.loss_).keys() == vars(model.loss_).keys()
+    for name, value in vars(model.loss_).items():
+        np.testing.assert_array_equal(getattr(loaded.loss_, name), value, err_msg=name)
+    same_answers(loaded, model, user_items)
+    # the user without interactions still gets the most popular items
+    cold = int(np.flatnonzero(np.diff(user_items.indptr) == 0)[0])
+    for a, b in zip(loaded.recommend(cold, user_items[cold], N=4),
+                    model.recommend(cold, N=4)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="no training interactions.*pass user_items"):
+        loaded.recommend([0, 1], N=3)
+    with pytest.raises(ValueError, match="no training interactions.*pass train="):
+        rgals.metrics.evaluate(loaded, user_items)
+    with pytest.raises(ValueError, match="interactions=False"):
+        loaded.save(tmp_path / "again")
+    loaded.save(tmp_path / "again", interactions=False)
+    same_answers(rgals.load(tmp_path / "again"), model, user_items)
+
+
+def test_overwriting_replaces_the_training_matrix_or_its_totals(model, tmp_path):
+    model.save(tmp_path)
+    model.save(tmp_path, overwrite=True, interactions=False)
+    names = {path.name for path in tmp_path.iterdir()}
+    assert "user_items.npz" not in names and "interaction_totals.npz" in names
+    assert rgals.load(tmp_path).user_items_ is None
+    model.save(tmp_path, overwrite=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(rgals.export.FILES)
+    assert rgals.load(tmp_path).user_items_.nnz == model.user_items_.nnz
+
+
+@pytest.mark.parametrize("interactions", [True, False])
+def test_one_npz_file_by_path_or_file_object(rng, tmp_path, interactions, umask):
+    user_items = random_interactions(rng)
+    model = rgals.ALSSolver(factors=3, loss="rgx", iterations=3, random_state=5).fit(
+        user_items, show_progress=False)
+    model.save(tmp_path / "model.npz", interactions=interactions)
+    assert [path.name for path in tmp_path.iterdir()] == ["model.npz"]
+    assert stat.S_IMODE((tmp_path / "model.npz").stat().st_mode) == 0o644
+    for source in (tmp_path / "model.npz", str(tmp_path / "model")):  # implicit adds .npz
+        loaded = rgals.ALSSolver.load(source)
+        assert loaded.get_params() == {**model.get_params(), "dtype": "float32"}
+        assert (loaded.user_items_ is not None) == interactions
+        same_answers(loaded, model, user_items)
+    with open(tmp_path / "other.npz", "wb+") as file:  # as implicit's test does it
+        model.save(file, interactions=interactions)
+        file.seek(0)
+        same_answers(rgals.ALSSolver.load(file), model, user_items)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save(tmp_path / "model.npz")
+    model.save(tmp_path / "model.npz", overwrite=True)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_a_damaged_npz_is_an_error_that_names_it(model, tmp_path, how):
+    model.save(tmp_path / "model.npz")
+    damage(tmp_path / "model.npz", how)
+    with pytest.raises(ValueError, match="model.npz cannot be read.*truncated or damaged"):
+        rgals.load(tmp_path / "model.npz")
+
+
+def test_npz_contents_are_checked(model, tmp_path):
+    model.save(tmp_path / "model.npz")
+    content = dict(np.load(tmp_path / "model.npz"))
+    content["rgals_previous_item_factors"] = content["item_factors"][:3]
+    np.savez(tmp_path / "bad.npz", **content)
+    with pytest.raises(ValueError, match=r"bad.npz \(previous_item_factors\) has shape"):
+        rgals.load(tmp_path / "bad.npz")
+    content = dict(np.load(tmp_path / "model.npz"))
+    content["rgals_user_items_indptr"] = content["rgals_user_items_indptr"][::-1].copy()
+    np.savez(tmp_path / "bad.npz", **content)
+    with pytest.raises(ValueError, match=r"bad.npz \(user_items\) is damaged"):
+        rgals.load(tmp_path / "bad.npz")
+    del content["item_factors"]
+    np.savez(tmp_path / "bad.npz", **content)
+    with pytest.raises(ValueError, match="holds no item_factors: not a fitted model"):
+        rgals.load(tmp_path / "bad.npz")
+
+
+def test_implicit_reads_an_rgals_ials_file_and_rgals_reads_implicits(rng, tmp_path):
+    implicit_als = pytest.importorskip("implicit.cpu.als")
+    user_items = random_interactions(rng, n_users=40, n_items=30, empty_user=False)
+    model = rgals.ALSSolver(factors=4, loss="ials", alpha=2.0, regularization=0.1,
+                            iterations=4, random_state=3).fit(user_items,
+                                                              show_progress=False)
+    model.save(tmp_path / "rgals.npz")
+    peer = implicit_als.AlternatingLeastSquares.load(tmp_path / "rgals.npz")
+    assert (peer.alpha, peer.regularization, peer.factors) == (2.0, 0.1, 4)
+    users = np.arange(40)
+    for a, b in zip(peer.recommend(users, user_items, N=5),
+                    model.recommend(users, user_items, N=5)):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+    peer = implicit_als.AlternatingLeastSquares(factors=5, regularization=0.2, alpha=3.0,
+                                                iterations=3, random_state=1)
+    peer.fit(user_items, show_progress=False)
+    peer.save(str(tmp_path / "implicit.npz"))
+    loaded = rgals.load(tmp_path / "implicit.npz")
+    assert (loaded.loss_, loaded.factors, loaded.user_items_) == (
+        rgals.losses.IALS(alpha=3.0, regularization=0.2), 5, None)
+    for a, b in zip(loaded.recommend(users, user_items, N=5),
+                    peer.recommend(users, user_items, N=5)):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    for a, b in zip(loaded.similar_items([0, 7], N=5), peer.similar_items([0, 7], N=5)):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    # both fold in by the exact iALS user step: the same factors
+    np.testing.assert_allclose(loaded.recalculate_user(users[:6], user_items[:6]),
+                               peer.recalculate_user(users[:6], user_items[:6]), rtol=1e-4,
+                               atol=1e-6)
+    # it knows no totals of training data (no popularity fallback), and keeps none
+    assert loaded.interaction_totals_.item_counts is None
+    with pytest.raises(ValueError, match="interactions=False"):
+        loaded.save(tmp_path / "again.npz")
+    for again in (tmp_path / "again.npz", tmp_path / "directory"):
+        loaded.save(again, interactions=False)
+        reloaded = rgals.load(again)
+        assert reloaded.interaction_totals_.item_counts is None
+        assert reloaded.loss_ == loaded.loss_ and not reloaded.loss_.unit_confidences
+        np.testing.assert_array_equal(reloaded.item_factors_, peer.item_factors)

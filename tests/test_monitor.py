@@ -193,6 +193,15 @@ def test_early_stopping_restores_the_best_factors(rng, monkeypatch):
     np.testing.assert_array_equal(model.item_factors_, snapshots[1][1])
     assert not np.array_equal(model.user_factors_, snapshots[-1][0])
     assert monitor.history["validation_ndcg@20"][3] == 0.30
+    # with the items that sweep's users were solved against: fold-in gives them back
+    users = np.arange(30)
+    refit = ALSSolver(**{**FAST, "solver": "cholesky", "dtype": np.float64, "tol": 0.0,
+                         "iterations": 20, "early_stopping": True, "patience": 2})
+    scripted = iter([0.10, 0.30, 0.20, 0.25, 0.05, 0.01])
+    refit.fit(user_items, show_progress=False, validation=user_items)
+    assert refit.monitor_.best_sweep == 2 and len(snapshots) == 8  # restored from sweep 4
+    np.testing.assert_allclose(refit.recalculate_user(users, user_items),
+                               refit.user_factors_, rtol=1e-9, atol=1e-12)
 
 
 def test_validation_metrics_and_softmax_loss_are_recorded(rng):

@@ -55,10 +55,27 @@ def test_recommend_without_filter_with_candidates_and_filters(model):
 
 def test_recommend_pads_when_too_few_items_are_left(model):
     liked = model.user_items_[0].indices
-    candidates = np.concatenate([liked[:2], [i for i in range(25) if i not in liked][:1]])
+    ids, scores = model.recommend([0], N=30)
+    assert ids.shape == (1, 25)  # min(N, items)
+    assert (ids[0] == -1).sum() == len(liked) and np.isneginf(scores[0][ids[0] == -1]).all()
+    assert set(ids[0][ids[0] >= 0]) == set(range(25)) - set(liked)
+
+
+def test_recommend_ranks_liked_candidates_last(model):
+    liked = model.user_items_[0].indices
+    others = [i for i in range(25) if i not in liked]
+    candidates = np.array([liked[1], others[0], liked[0], others[1], others[2]])
+    scores_all = host(model.item_factors_) @ host(model.user_factors_)[0]
     ids, scores = model.recommend([0], N=10, items=candidates)
-    assert ids.shape == (1, len(candidates))
-    assert (ids[0] == -1).sum() == min(2, len(liked)) and np.isneginf(scores[0][ids[0] == -1]).all()
+    unliked = sorted(others[:3], key=lambda item: -scores_all[item])
+    # every candidate comes back: the liked ones last, score -inf, lower id first
+    assert ids.tolist() == [unliked + sorted(liked[:2].tolist())]
+    np.testing.assert_allclose(scores[0, :3], scores_all[unliked], rtol=1e-9)
+    assert np.isneginf(scores[0, 3:]).all()
+    ids, scores = model.recommend(0, N=4, items=candidates)  # N cuts the list as usual
+    assert ids.tolist() == unliked + [min(liked[:2])]
+    ids, _ = model.recommend(0, N=5, items=candidates, filter_already_liked_items=False)
+    assert ids.tolist() == sorted(candidates.tolist(), key=lambda item: -scores_all[item])
 
 
 def test_similar_items_and_users_are_cosine_neighbours(model):
@@ -82,8 +99,9 @@ def test_recalculate_user_is_the_exact_user_step(rng, loss, alpha, backend_name)
         user_items, show_progress=False)
     new_user = user_items[7]
     folded = host(model.recalculate_user(0, new_user))
-    # closed form of DESIGN 1.3 written out densely
-    Q, c = host(model.item_factors_), new_user.toarray().ravel()
+    # closed form of DESIGN 1.3 written out densely, against the items the fit's last
+    # user step saw
+    Q, c = host(model.previous_item_factors_), new_user.toarray().ravel()
     observed = c != 0
     if loss == "ials":
         weight = np.where(observed, np.abs(alpha * c), 1.0)
@@ -98,15 +116,22 @@ def test_recalculate_user_is_the_exact_user_step(rng, loss, alpha, backend_name)
         b = -w * Q.sum(0) + (alpha + 0.5) * Q.T @ c
     np.testing.assert_allclose(folded, np.linalg.solve(A, b), rtol=1e-9)
     ids, _ = model.recommend(0, new_user, recalculate_user=True, N=3)
-    expected = np.argsort(-np.where(observed, -np.inf, Q @ folded))[:3]
+    expected = np.argsort(-np.where(observed, -np.inf, host(model.item_factors_) @ folded))[:3]
     np.testing.assert_array_equal(ids, expected)
 
 
-def test_recalculate_item_keeps_the_item_of_a_converged_model(rng, backend_name):
+@pytest.mark.parametrize("loss", ["rg2", "rgx", "ials"])
+def test_refolding_gives_back_the_fitted_factors(rng, backend_name, loss):
     user_items = random_interactions(rng, n_users=30, n_items=25, density=0.3)
-    model = ALSSolver(factors=4, loss="rg2", alpha=0.5, iterations=3, dtype=np.float64,
+    model = ALSSolver(factors=4, loss=loss, alpha=0.5, iterations=3, dtype=np.float64,
                       solver="cholesky", random_state=0, backend=backend_name).fit(
         user_items, show_progress=False)
     # the fit ended on an exact item step, so refolding an item changes nothing
     np.testing.assert_allclose(host(model.recalculate_item(4, user_items.T.tocsr()[4])),
                                host(model.item_factors_)[4], rtol=1e-9)
+    # and its users were solved exactly against the items before that step
+    users = np.array([0, 7, 29])
+    np.testing.assert_allclose(host(model.recalculate_user(users, user_items[users])),
+                               host(model.user_factors_)[users], rtol=1e-9)
+    previous = host(model.previous_item_factors_)
+    assert np.abs(previous - host(model.item_factors_)).max() > 1e-3  # not the same items
