@@ -417,22 +417,18 @@ class ALSSolver:
         None when unknown (a model from implicit's file)."""
         return self.interaction_totals_.item_counts
 
-    def _most_popular(self, result, rows, N, filter_items, items, first=None, exclude=None):
+    def _most_popular(self, result, rows, N, filter_items, items, exclude=None):
         """`result` with rows `rows` (users or items without interactions) ranked by
-        popularity, score 0; `first`: an id to put first in each of those rows (itself);
-        `exclude`: CSR of items not to list, one row per row of `rows`."""
+        popularity, score 0; `exclude`: CSR of items not to list, one row per row of
+        `rows`."""
         popularity = self._item_counts().astype(np.float64)
         popular, popular_scores = top_n(np.ones((rows.size, 1)), popularity[:, None], N,
                                         exclude=exclude, filter_ids=filter_items,
                                         candidates=items)
         ids, scores = (np.array(to_host(array)) for array in result)
         # score 0 for each listed item; -inf where none is left, or for an excluded candidate
-        popular_scores = np.where(np.isfinite(popular_scores), 0.0, -np.inf)
-        if first is not None:  # itself (cosine 1), then the most popular of the others
-            popular = np.concatenate([first[:, None], popular], axis=1)[:, :ids.shape[1]]
-            popular_scores = np.concatenate([np.ones((rows.size, 1)), popular_scores],
-                                            axis=1)[:, :ids.shape[1]]
-        ids[rows], scores[rows] = popular, popular_scores
+        ids[rows] = popular
+        scores[rows] = np.where(np.isfinite(popular_scores), 0.0, -np.inf)
         return ids, scores
 
     def similar_items(self, itemid, N=10, recalculate_item=False, item_users=None,
@@ -460,20 +456,22 @@ class ALSSolver:
                 check_ids(filter_items, n_items, "filter_items"), cold)
         result = top_n(normalized_rows(queries), normalized_rows(self.item_factors_), N,
                        filter_ids=removed, candidates=items)
-        cold_queries = (np.flatnonzero(counts[ids] == 0)
-                        if items is None and not recalculate_item else np.empty(0, int))
-        if cold_queries.size:
-            result = self._most_popular(result, cold_queries, N, removed, None,
-                                        first=ids[cold_queries])
+        if not recalculate_item:
+            cold_queries = np.flatnonzero(counts[ids] == 0) if items is None else []
+            if len(cold_queries):
+                result = self._most_popular(result, cold_queries, N, removed, None)
+            result = _itself_first(result, ids, n_items, filter_items, items)
         return _single(result) if np.isscalar(itemid) else result
 
     def similar_users(self, userid, N=10, filter_users=None, users=None):
         """The N users most similar (cosine of factors) to each given user, itself included."""
         self._check_fitted()
-        ids = check_ids(userid, self.user_factors_.shape[0], "userid")
+        n_users = self.user_factors_.shape[0]
+        ids = check_ids(userid, n_users, "userid")
         result = top_n(normalized_rows(self._factor_rows(self.user_factors_, ids)),
                        normalized_rows(self.user_factors_), check_integer(N, "N", 1),
                        filter_ids=filter_users, candidates=users)
+        result = _itself_first(result, ids, n_users, filter_users, users)
         return _single(result) if np.isscalar(userid) else result
 
     # -- export ------------------------------------------------------------------------
@@ -567,6 +565,25 @@ def _same(a, b):
         return bool(a == b) and type(a) is type(b)
     except (TypeError, ValueError):
         return a is b
+
+
+def _itself_first(result, own, n_targets, filtered, candidates):
+    """`result` of a cosine search with each query's own id `own` first, score 1 (where
+    the filter and candidates allow it): near-parallel neighbours can round above a
+    factor's cosine with itself, or crowd it out of the list on equal rounded scores."""
+    allowed = np.ones(own.size, dtype=bool)
+    if filtered is not None:
+        allowed &= ~np.isin(own, check_ids(filtered, n_targets, "filter ids"))
+    if candidates is not None:
+        allowed &= np.isin(own, check_ids(candidates, n_targets, "candidate ids"))
+    ids, scores = (np.array(to_host(array)) for array in result)
+    rows = np.flatnonzero(allowed)
+    # the others in their order, itself (if listed) moved out to make room at the front
+    order = np.argsort(ids[rows] == own[rows, None], axis=1, kind="stable")[:, :-1]
+    ids[rows, 1:] = np.take_along_axis(ids[rows], order, axis=1)
+    scores[rows, 1:] = np.take_along_axis(scores[rows], order, axis=1)
+    ids[rows, 0], scores[rows, 0] = own[rows], 1.0
+    return ids, scores
 
 
 def _single(result):

@@ -334,3 +334,27 @@ def test_candidates_with_liked_items_come_back_whole_on_the_checker_board():
     assert all(set(row) == set(np.arange(10) * 3) for row in ids)
     with pytest.raises(IndexError):
         model.recommend(0, user_items[0], items=[1, 2, 51])
+
+
+@pytest.mark.parametrize("loss", ["rg2", "ials"])
+def test_similar_lists_start_with_the_query_itself_despite_rounding(loss):
+    """On a large checker board with 3 factors all items of one parity are nearly
+    parallel: rounding alone would rank a neighbour above an item's cosine with itself
+    (implicit's batch checks)."""
+    user_items = checker_board(256)
+    model = ALSSolver(loss=loss, factors=3, random_state=23).fit(user_items,
+                                                                 show_progress=False)
+    queries = np.arange(50)
+    for method in (model.similar_items, model.similar_users):
+        ids, scores = method(queries, N=10)
+        assert ids[:, 0].tolist() == queries.tolist()
+        np.testing.assert_array_equal(scores[:, 0], 1.0)
+        assert np.all(ids % 2 == queries[:, None] % 2)
+        assert np.all(np.diff(scores[:, 1:], axis=1) <= 0)
+    # a query filtered out, or not among the candidates, is not listed
+    ids, _ = model.similar_items(4, N=5, filter_items=[4])
+    assert 4 not in ids.tolist()
+    ids, _ = model.similar_items(4, N=3, items=[6, 8, 10])
+    assert sorted(ids.tolist()) == [6, 8, 10]
+    ids, scores = model.similar_users(6, N=3, users=[6, 8, 10])
+    assert ids[0] == 6 and scores[0] == 1.0
