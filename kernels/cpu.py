@@ -12,7 +12,45 @@ model uses the full SIMD width (their callers pass every array in that dtype).
 """
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# Pairs ahead whose rows the pair loops ask the CPU to fetch: a gathered row is an L2 or
+# L3 miss, and without the hint the loop waits for each (measured on Gowalla: 16 ahead
+# beats 8 and 32)
+PREFETCH_AHEAD = 16
+
+
+@intrinsic
+def _prefetch_row(typingctx, matrix, row):
+    """Ask the CPU to bring every 64-byte line of matrix[row] (2-D, C order) into cache;
+    a hint that changes no value."""
+    signature = types.void(matrix, row)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        i64, i32, byte_pointer = ir.IntType(64), ir.IntType(32), ir.IntType(8).as_pointer()
+        strides = cgutils.unpack_tuple(builder, array.strides)
+        shape = cgutils.unpack_tuple(builder, array.shape)
+        index = args[1]
+        if index.type.width < 64:
+            index = builder.sext(index, i64)
+        start = builder.add(builder.ptrtoint(array.data, i64), builder.mul(index, strides[0]))
+        length = builder.mul(shape[1], strides[1])
+        # llvm.prefetch(address, read, high locality, data cache)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
+            "llvm.prefetch")
+        with cgutils.for_range_slice(builder, ir.Constant(i64, 0), length,
+                                     ir.Constant(i64, 64)) as (offset, _):
+            address = builder.inttoptr(builder.add(start, offset), byte_pointer)
+            builder.call(prefetch, [address, ir.Constant(i32, 0), ir.Constant(i32, 3),
+                                    ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return signature, codegen
 
 
 @njit(cache=True, fastmath=True)
@@ -22,6 +60,80 @@ def _dot_same(x, y):
     for i in range(1, x.shape[0]):
         total += x[i] * y[i]
     return total
+
+
+@njit(cache=True, fastmath=True)
+def _prefetch_pairs(others, indices, k, end):
+    """Prefetch the rows of the four pairs PREFETCH_AHEAD after pair k (within the row)."""
+    ahead = k + PREFETCH_AHEAD
+    if ahead + 4 <= end:
+        for j in range(4):
+            _prefetch_row(others, indices[ahead + j])
+
+
+@njit(cache=True, fastmath=True)
+def _pairs_product(start, end, indices, weights, others, p, out):
+    """out += sum_k weights_k (y_k . p) y_k over the pairs start..end, y_k = others[
+    indices[k]]: four pairs at a time, so that their four dots run side by side instead
+    of each axpy waiting for its dot (1.5x on Gowalla, with the prefetch)."""
+    d = p.shape[0]
+    k = start
+    while k + 4 <= end:
+        _prefetch_pairs(others, indices, k, end)
+        y0, y1 = others[indices[k]], others[indices[k + 1]]
+        y2, y3 = others[indices[k + 2]], others[indices[k + 3]]
+        d0 = d1 = d2 = d3 = p[0] * 0
+        for i in range(d):
+            d0 += y0[i] * p[i]
+            d1 += y1[i] * p[i]
+            d2 += y2[i] * p[i]
+            d3 += y3[i] * p[i]
+        c0, c1 = weights[k] * d0, weights[k + 1] * d1
+        c2, c3 = weights[k + 2] * d2, weights[k + 3] * d3
+        for i in range(d):
+            out[i] += c0 * y0[i] + c1 * y1[i] + c2 * y2[i] + c3 * y3[i]
+        k += 4
+    for k in range(k, end):
+        y = others[indices[k]]
+        coefficient = weights[k] * _dot_same(y, p)
+        for i in range(d):
+            out[i] += coefficient * y[i]
+
+
+@njit(cache=True, fastmath=True)
+def _pairs_first_pass(start, end, indices, pair_gram, pair_rhs, others, x, b, Ax, jacobi):
+    """The pairs' parts of CG's start, four pairs at a time as `_pairs_product`:
+    b += sum_k pair_rhs_k y_k, Ax += sum_k pair_gram_k (y_k . x) y_k and the Jacobi
+    diagonal jacobi += sum_k pair_gram_k y_k * y_k."""
+    d = x.shape[0]
+    k = start
+    while k + 4 <= end:
+        _prefetch_pairs(others, indices, k, end)
+        y0, y1 = others[indices[k]], others[indices[k + 1]]
+        y2, y3 = others[indices[k + 2]], others[indices[k + 3]]
+        d0 = d1 = d2 = d3 = x[0] * 0
+        for i in range(d):
+            d0 += y0[i] * x[i]
+            d1 += y1[i] * x[i]
+            d2 += y2[i] * x[i]
+            d3 += y3[i] * x[i]
+        a0, a1, a2, a3 = pair_gram[k], pair_gram[k + 1], pair_gram[k + 2], pair_gram[k + 3]
+        e0, e1, e2, e3 = pair_rhs[k], pair_rhs[k + 1], pair_rhs[k + 2], pair_rhs[k + 3]
+        c0, c1, c2, c3 = a0 * d0, a1 * d1, a2 * d2, a3 * d3
+        for i in range(d):
+            u0, u1, u2, u3 = y0[i], y1[i], y2[i], y3[i]
+            b[i] += e0 * u0 + e1 * u1 + e2 * u2 + e3 * u3
+            Ax[i] += c0 * u0 + c1 * u1 + c2 * u2 + c3 * u3
+            jacobi[i] += a0 * u0 * u0 + a1 * u1 * u1 + a2 * u2 * u2 + a3 * u3 * u3
+        k += 4
+    for k in range(k, end):
+        y = others[indices[k]]
+        a, beta = pair_gram[k], pair_rhs[k]
+        coefficient = a * _dot_same(y, x)
+        for i in range(d):
+            b[i] += beta * y[i]
+            Ax[i] += coefficient * y[i]
+            jacobi[i] += a * y[i] * y[i]
 
 
 @njit(cache=True)
@@ -200,15 +312,8 @@ def _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalu
         b[i] = scale[row] * rhs_rotated[i] + shift_rotated[i]
         r[i] = diagonal[i] * x[i]  # A x for now
     # one pass over the row's pairs builds b, A x and the Jacobi diagonal together
-    for k in range(start, end):
-        y = others_rotated[indices[k]]
-        a = pair_gram[k]
-        beta = pair_rhs[k]
-        coefficient = a * _dot_same(y, x)
-        for i in range(d):
-            b[i] += beta * y[i]
-            r[i] += coefficient * y[i]
-            preconditioner[i] += a * y[i] * y[i]
+    _pairs_first_pass(start, end, indices, pair_gram, pair_rhs, others_rotated, x, b, r,
+                      preconditioner)
     trace = 0.0
     for i in range(d):
         r[i] = b[i] - r[i]
@@ -224,11 +329,7 @@ def _cg_row(row, indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalu
             break
         for i in range(d):
             Ap[i] = diagonal[i] * p[i]
-        for k in range(start, end):
-            y = others_rotated[indices[k]]
-            coefficient = pair_gram[k] * _dot_same(y, p)
-            for i in range(d):
-                Ap[i] += coefficient * y[i]
+        _pairs_product(start, end, indices, pair_gram, others_rotated, p, Ap)
         pAp = _dot_same(p, Ap)
         if not pAp > 0.0:
             break

@@ -75,3 +75,47 @@ def test_pair_scores_kernel(rng):
     scores = cpu.pair_scores(user_items.indptr, user_items.indices, P, Q)
     rows, columns = user_items.nonzero()
     np.testing.assert_allclose(scores, np.sum(P[rows] * Q[columns], axis=1), rtol=1e-12)
+
+
+def dense_pcg(A, b, x, steps):
+    """Jacobi-preconditioned CG on a dense system, written out: the kernel's reference."""
+    jacobi = np.diag(A)
+    r = b - A @ x
+    z = r / jacobi
+    p, rz = z.copy(), r @ z
+    for _ in range(steps):
+        if rz <= 0.0:  # converged exactly (a diagonal system after one step)
+            break
+        Ap = A @ p
+        step = rz / (p @ Ap)
+        x, r = x + step * p, r - step * Ap
+        z = r / jacobi
+        rz, previous = r @ z, rz
+        p = z + (rz / previous) * p
+    return x
+
+
+def test_cg_kernel_takes_dense_pcg_steps_on_rows_of_every_length(rng):
+    """Rows of 0 to 41 pairs: the four-pairs-at-a-time loops, their remainders and the
+    prefetch (from 20 pairs on) give the steps of a dense PCG (float64, 1e-10)."""
+    n_rows, n_others, d = 42, 60, 7
+    lengths = np.arange(n_rows)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate([np.sort(rng.choice(n_others, n, replace=False))
+                              for n in lengths]).astype(np.int32)
+    pair_gram, pair_rhs = rng.random(indices.size), rng.standard_normal(indices.size)
+    others = rng.standard_normal((n_others, d))
+    eigenvalues = rng.random(d) + 0.1
+    rhs, shift = rng.standard_normal(d), rng.standard_normal(d)
+    scale, reg = rng.random(n_rows) + 0.5, rng.random(n_rows) * 0.1 + 0.01
+    start = rng.standard_normal((n_rows, d))
+    factors = start.copy()
+    cpu.cg_rows(indptr, indices, pair_gram, pair_rhs, others, eigenvalues, rhs, shift,
+                scale, reg, factors, 3, 0.0)
+    for row in range(n_rows):
+        pairs = slice(indptr[row], indptr[row + 1])
+        Y = others[indices[pairs]]
+        A = np.diag(scale[row] * eigenvalues + reg[row]) + (Y.T * pair_gram[pairs]) @ Y
+        b = scale[row] * rhs + shift + Y.T @ pair_rhs[pairs]
+        np.testing.assert_allclose(factors[row], dense_pcg(A, b, start[row], 3), rtol=1e-10,
+                                   atol=1e-12, err_msg=f"row with {lengths[row]} pairs")
