@@ -410,37 +410,40 @@ def diagonal_solve(pair_rotated, rhs_rotated, shift_rotated, old_rotated, eigenv
 
 
 @njit(nogil=True, cache=True)
-def merge_top(scores, offset, mask_indptr, mask_indices, next_mask, best, ids):
-    """Merge a tile of scores (rows x items offset..offset+columns) into the top lists.
+def merge_top(scores, offset, tile_ids, mask_next, mask_end, mask_positions, best, ids):
+    """Merge a tile of scores (rows x the targets at positions offset..offset+columns of
+    the order the caller ranks in; `tile_ids` their ids) into the top lists.
 
-    best[r], ids[r]: row r's best scores and item ids so far, best first (empty slots:
-    -inf and id -1). The masked items of row r, mask_indices[mask_indptr[r]:
-    mask_indptr[r + 1]] (sorted), are set to -inf in the tile first; next_mask[r] is the
-    first of them not yet reached. -inf and NaN scores are never ranked. Tiles come in
-    increasing item order and only a strictly better score displaces an entry, so equal
-    scores rank the lower item id first. Most scores fail the single comparison with the
-    list's last entry, far cheaper than an argpartition of each row.
+    best[r], ids[r]: row r's best scores and ids so far, best first (empty slots: -inf
+    and id -1). Row r's masked positions, mask_positions[mask_next[r]:mask_end[r]]
+    (sorted), are set to -inf in the tile first, and mask_next[r] moves past them. -inf
+    and NaN scores are never ranked. Equal scores rank the lower id first, in whatever
+    order the tiles come. Most scores fail the single comparison with the list's last
+    entry, far cheaper than an argpartition of each row.
     """
     n_rows, n_columns = scores.shape
     depth = ids.shape[1]
     stop = offset + n_columns
     for row in range(n_rows):
         values = scores[row]
-        p, end = next_mask[row], mask_indptr[row + 1]
-        while p < end and mask_indices[p] < stop:
-            values[mask_indices[p] - offset] = -np.inf
+        p, end = mask_next[row], mask_end[row]
+        while p < end and mask_positions[p] < stop:
+            values[mask_positions[p] - offset] = -np.inf
             p += 1
-        next_mask[row] = p
+        mask_next[row] = p
         top, found = best[row], ids[row]
         threshold = top[depth - 1]
         for column in range(n_columns):
             value = values[column]
-            if value > threshold:
+            if value > threshold or (value == threshold and value > -np.inf and
+                                     tile_ids[column] < found[depth - 1]):
+                item = tile_ids[column]
                 slot = depth - 1
-                while slot > 0 and top[slot - 1] < value:
+                while slot > 0 and (top[slot - 1] < value or
+                                    (top[slot - 1] == value and found[slot - 1] > item)):
                     top[slot] = top[slot - 1]
                     found[slot] = found[slot - 1]
                     slot -= 1
                 top[slot] = value
-                found[slot] = offset + column
+                found[slot] = item
                 threshold = top[depth - 1]

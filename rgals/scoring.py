@@ -56,8 +56,7 @@ def score_pass(user_factors, item_factors, depth=0, temperature=None, batch=None
 
     def reduce(start, stop):
         rows = stop - start
-        indptr = np.zeros(rows + 1, np.int64)
-        next_mask = np.zeros(rows, np.int64)
+        next_mask = np.zeros(rows, np.int64)  # no mask: every row's span is empty
         running_max = np.full(rows, -np.inf)
         running_sum = np.zeros(rows)
         running_weighted = np.zeros((rows, items.shape[1]))
@@ -76,8 +75,9 @@ def score_pass(user_factors, item_factors, depth=0, temperature=None, batch=None
                 running_weighted += weights @ items[offset:offset + scores.shape[1]]
                 running_max = new_max
             if depth:
-                cpu.merge_top(scores, offset, indptr, no_mask, next_mask, top[start:stop],
-                              ids[start:stop])
+                cpu.merge_top(scores, offset,
+                              np.arange(offset, offset + scores.shape[1], dtype=np.int64),
+                              next_mask, next_mask, no_mask, top[start:stop], ids[start:stop])
         if softmax:
             log_normaliser[start:stop] = running_max + np.log(running_sum)
             weighted[start:stop] = running_weighted / running_sum[:, None]

@@ -63,6 +63,15 @@ def check_value_range(matrix, dtype, weight=1.0, name="user_items"):
                          "the solvers (squared residuals pass the type's range) and the fit "
                          "would rank at random. Rescale the values (divide by their mean, or "
                          f"take np.log1p){wider}")
+    # the other end: when every value is tiny, the loss's weights and the item
+    # regularisation (sums of values over the catalogue) underflow to zero
+    floor = math.sqrt(float(np.finfo(dtype).tiny))
+    if largest < floor:
+        wider = " or use dtype=np.float64" if dtype == np.float32 else ""
+        raise ValueError(f"{name} holds values only up to {largest:.3g}: with {dtype.name} "
+                         f"factors, values that all stay below {floor:.3g} make the loss's "
+                         "weights underflow to zero inside the solvers. Rescale the values "
+                         f"(divide by their mean){wider}")
 
 
 def check_numeric(dtype, name, what="confidence values"):

@@ -135,3 +135,40 @@ def test_refolding_gives_back_the_fitted_factors(rng, backend_name, loss):
                                host(model.user_factors_)[users], rtol=1e-9)
     previous = host(model.previous_item_factors_)
     assert np.abs(previous - host(model.item_factors_)).max() > 1e-3  # not the same items
+
+
+def test_many_queries_are_ranked_exactly_with_the_norm_bound(rng):
+    """From 1024 queries top_lists ranks the targets by decreasing norm and stops each
+    query early: the lists equal brute force, masks, removed ids and ties included."""
+    from rgals import ranking
+    import scipy.sparse as sp
+    n_queries, n_targets, d, depth = 1500, 4000, 5, 7
+    queries = rng.standard_normal((n_queries, d))
+    queries[3] = 0.0  # every score 0: ranked by id
+    targets = rng.standard_normal((n_targets, d)) * rng.lognormal(0, 0.5, (n_targets, 1))
+    targets[[10, 500, 3650]] = targets[600]  # equal scores: the lower id first
+    targets[20] = 0.0
+    mask = sp.random(n_queries, n_targets, density=0.1, random_state=1, format="csr")
+    removed = np.sort(rng.choice(n_targets, 30, replace=False))
+    assert n_queries >= ranking._PRUNE_QUERIES
+    scores, ids = ranking.top_lists(queries, targets, depth, mask=mask, removed=removed)
+    dense = queries @ targets.T
+    dense[mask.nonzero()] = -np.inf
+    dense[:, removed] = -np.inf
+    for row in range(n_queries):
+        expected = np.lexsort((np.arange(n_targets), -dense[row]))[:depth]
+        np.testing.assert_array_equal(ids[row], expected, err_msg=f"query {row}")
+        np.testing.assert_array_equal(scores[row], dense[row, expected])
+    assert ids[3].tolist() == [i for i in range(n_targets) if i not in removed
+                               and i not in mask[3].indices][:depth]
+
+
+def test_merge_top_ranks_equal_scores_by_id_in_any_tile_order():
+    from rgals.kernels import cpu
+    best, ids = np.full((1, 3), -np.inf), np.full((1, 3), -1)
+    none = np.zeros(1, np.int64)
+    for offset, tile_ids, values in ((0, [9, 8], [1.0, 2.0]), (2, [3, 7], [1.0, 2.0]),
+                                     (4, [5, 1], [-np.inf, 1.0])):
+        cpu.merge_top(np.array([values]), offset, np.array(tile_ids, np.int64), none.copy(),
+                      none.copy(), np.empty(0, np.int64), best, ids)
+    assert ids.tolist() == [[7, 8, 1]] and best.tolist() == [[2.0, 2.0, 1.0]]

@@ -148,6 +148,26 @@ def test_values_beyond_the_solvers_range_are_refused_before_any_kernel(user_item
                                                           show_progress=False)
 
 
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e-300), (np.float32, 1e-25),
+                                          (np.float64, 1e-300)])
+@pytest.mark.parametrize("loss", ["rg2", "rgx"])
+def test_values_so_small_that_the_weights_underflow_are_refused(user_items, dtype, scale,
+                                                                loss):
+    """All values tiny: RG2's item regularisation (a sum over the catalogue) underflows
+    to zero in float32 and CG divided by it (a ZeroDivisionError from inside Numba)."""
+    with pytest.raises(ValueError, match="values only up to .*underflow.*Rescale"):
+        ALSSolver(factors=1, loss=loss, alpha=0.0, solver="cg", dtype=dtype,
+                  regularization=1e-6).fit(user_items * scale, show_progress=False)
+
+
+def test_small_values_within_the_range_are_not_refused(user_items):
+    # (RG2 is not scale-free: such values shrink its factors towards zero, with a warning)
+    with pytest.warns(RuntimeWarning, match="shrank to about zero"):
+        model = ALSSolver(factors=4, iterations=3, random_state=0, tol=0.0).fit(
+            user_items * 1e-12, show_progress=False)
+    assert np.isfinite(model.user_factors_).all()
+
+
 def test_large_values_within_the_range_still_fit(user_items):
     model = ALSSolver(factors=4, iterations=4, random_state=0, tol=0.0).fit(
         user_items * 1e14, show_progress=False)
