@@ -230,7 +230,8 @@ class Loss:
 
 
 def _combined_bounds(systems, backend, solution):
-    eigenvalues, curvatures = (None, None) if solution is None else solution[1:]
+    eigenvalues, curvatures = ((None, None) if solution is None else
+                               (solution.eigenvalues, solution.pair_curvatures))
     bounds = [row_bounds(part, backend, eigenvalues,
                          None if curvatures is None else curvatures[k])
               for k, part in enumerate(systems)]

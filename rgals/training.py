@@ -35,7 +35,14 @@ MONITOR_LEVELS = ("sweep", "full")
 class TrainState:
     """What callbacks see: the bound loss, the data, the factors (updated in place),
     the monitor, the item factors the user factors were solved against (or None), and
-    the sweep just finished."""
+    the sweep just finished.
+
+    During training both sides are stored in a shared rotated basis (the solvers save a
+    product a half step that way): the factors are user_factors @ basis.T and
+    item_factors @ basis.T (previous_item_factors @ previous_basis.T). Scores, and so
+    every metric, are the same either way; `train` undoes the rotation at the end. A
+    basis of None is the original one.
+    """
 
     loss: object
     data: object
@@ -45,6 +52,34 @@ class TrainState:
     previous_item_factors: object = None
     sweep: int = 0
     started: float = field(default_factory=time.perf_counter)
+    basis: object = None
+    previous_basis: object = None
+
+    def snapshot(self):
+        """Copies of the factors and their bases, for `restore`."""
+        arrays = (self.user_factors, self.item_factors, self.previous_item_factors)
+        return ([None if array is None else array.copy() for array in arrays],
+                self.basis, self.previous_basis)
+
+    def restore(self, snapshot):
+        arrays, self.basis, self.previous_basis = snapshot
+        for target, saved in zip((self.user_factors, self.item_factors,
+                                  self.previous_item_factors), arrays):
+            if target is not None:
+                target[...] = saved
+
+    def rotate(self, rotation):
+        """Both sides were rotated by `rotation` (a solve with share_basis)."""
+        self.basis = rotation if self.basis is None else self.basis @ rotation
+
+    def unrotate(self):
+        """Put the factors back in the original basis (in place)."""
+        for array, basis in ((self.user_factors, self.basis),
+                             (self.item_factors, self.basis),
+                             (self.previous_item_factors, self.previous_basis)):
+            if array is not None and basis is not None:
+                array[...] = array @ basis.T.astype(array.dtype)
+        self.basis = self.previous_basis = None
 
 
 class Callback:
@@ -87,9 +122,7 @@ class EarlyStopping(Callback):
     def after_sweep(self, state, record):
         monitor = state.monitor
         if record.get("improved"):
-            self.best = [array.copy() for array in (state.user_factors, state.item_factors,
-                                                    state.previous_item_factors)
-                         if array is not None]
+            self.best = state.snapshot()
         elif "improved" in record and monitor.evaluations_since_best >= self.patience:
             monitor.stop_reason = (f"early stopping: validation {monitor.metric} did not "
                                    f"improve for {self.patience} evaluations (best "
@@ -101,9 +134,7 @@ class EarlyStopping(Callback):
     def after_training(self, state):
         monitor = state.monitor
         if self.best is not None and monitor.best_sweep != state.sweep:
-            for array, best in zip((state.user_factors, state.item_factors,
-                                    state.previous_item_factors), self.best):
-                array[...] = best
+            state.restore(self.best)
             log.info("restored the factors of sweep %d (best validation %s %.4f)",
                      monitor.best_sweep, monitor.metric, monitor.best_score)
 
@@ -151,9 +182,11 @@ class ProgressBar(Callback):
         self.bar.close()
 
 
-def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_blocks=1):
+def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_blocks=1,
+              share_basis=False):
     """Solve `side`'s factors (in place) given the other side's; returns
-    (rgals.solve.Solution, the RowSystems of each block)."""
+    (rgals.solve.Solution, the RowSystems of each block). share_basis: see
+    rgals.solve.solve_blocks (both sides may come back rotated)."""
     fixed = "item" if side == "user" else "user"
     statistics = add_statistics(
         loss.side_statistics(side, others[rows], rows)
@@ -161,7 +194,7 @@ def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_bl
     blocks = data.blocks(side, n_blocks)
     systems = [loss.row_systems(side, statistics, block, others) for block in blocks]
     solution = solve_blocks(systems, [factors[block.rows] for block in blocks], solver,
-                            cg_steps, data.backend)
+                            cg_steps, data.backend, share_basis)
     return solution, systems
 
 
@@ -216,10 +249,13 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
             for side, other in (("user", "item"), ("item", "user")):
                 if side == "item" and previous_item_factors is not None:
                     previous_item_factors[...] = item_factors
+                    state.previous_basis = state.basis
                 start = time.perf_counter()
                 solution, systems = half_step(loss, data, side, factors[side], factors[other],
-                                              solver, cg_steps, n_blocks)
+                                              solver, cg_steps, n_blocks, share_basis=True)
                 seconds = time.perf_counter() - start
+                if solution.rotation is not None:
+                    state.rotate(solution.rotation)
                 _check_finite(factors[side], side, sweep, loss, data.backend.xp)
                 exact, size = measured() if full else (None, None)
                 recorder.half_step(sweep, side, solution.decrease, exact, seconds,
@@ -246,11 +282,13 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
             if stop:
                 log.info("%s", recorder.stop_reason)
                 break
+        state.unrotate()  # before the last measurement: F of the factors returned
         if recorder.rows and not recorder.rows[-1]["exact"]:
             recorder.record_exact(*measured())  # a fit stopped between evaluations
     finally:
         for callback in callbacks:
             callback.after_training(state)
+        state.unrotate()  # a restored snapshot, or a fit stopped by an error
     return recorder
 
 

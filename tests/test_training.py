@@ -45,6 +45,36 @@ def test_several_blocks_give_one_blocks_factors(rng, loss, alpha, solver):
                                    atol=1e-12 * np.abs(one["objective"]).max())
 
 
+@pytest.mark.parametrize("loss,alpha,solver", [
+    ("rg2", 0.5, "auto"), ("rg2", 0.0, "auto"), ("rgx", 0.0, "auto"), ("rgx", 0.5, "cg"),
+    ("ials", 2.0, "auto"), ("ials", 1.0, "auto")])
+@pytest.mark.parametrize("n_blocks", [1, 3])
+def test_the_shared_rotated_basis_gives_the_factors_of_rotating_back(rng, monkeypatch, loss,
+                                                                     alpha, solver, n_blocks):
+    """train keeps both sides in the solvers' eigenbasis and undoes the rotation at the
+    end: the same factors, objective and bounds as rotating back after every half step."""
+    user_items, P, Q = problem(rng)
+    data = prepare(user_items, get_backend("cpu"))
+    bound = make_loss(loss, alpha=alpha, regularization=0.05).bind(user_items)
+    real = rgals.training.solve_blocks
+    results = []
+    for share in (True, False):
+        if not share:
+            monkeypatch.setattr(rgals.training, "solve_blocks",
+                                lambda *args: real(*args[:-1], share_basis=False))
+        user_factors, item_factors = P.copy(), Q.copy()
+        previous = np.empty_like(Q)
+        monitor = train(bound, data, user_factors, item_factors, 4, solver=solver,
+                        monitor="full", tol=0.0, n_blocks=n_blocks,
+                        previous_item_factors=previous)
+        results.append((user_factors, item_factors, previous, monitor.history))
+    for shared, plain in zip(results[0][:3], results[1][:3]):
+        np.testing.assert_allclose(shared, plain, rtol=0, atol=1e-10 * np.abs(plain).max())
+    for column in ("objective", "decrease", "hessian_min", "hessian_max"):
+        np.testing.assert_allclose(results[0][3][column], results[1][3][column], rtol=1e-9,
+                                   atol=1e-12 * np.abs(results[1][3]["objective"]).max())
+
+
 def test_blocks_cover_every_row_and_pair(rng):
     user_items, _, _ = problem(rng, n_users=11, n_items=9)
     data = prepare(user_items, get_backend("cpu"))
