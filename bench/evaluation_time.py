@@ -21,7 +21,7 @@ import numba
 from threadpoolctl import threadpool_limits
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 import rgals  # noqa: E402
 from rgals import ranking  # noqa: E402
