@@ -543,10 +543,10 @@ class ALSSolver:
         model = ALSSolver(**{**self.get_params(), "backend": backend})
         for name in ("user_factors_", "item_factors_", "previous_item_factors_"):
             array = getattr(self, name, None)
-            moved = None if array is None else move(array)
-            # a copy when it crosses devices, the array itself if not
-            setattr(model, name, moved.copy() if moved is array and array is not None
-                    else moved)
+            if array is not None:
+                moved = move(array)  # a copy when it crosses devices, the array if not
+                array = moved.copy() if moved is array else moved
+            setattr(model, name, array)
         model.user_items_ = self.user_items_
         model.interaction_totals_ = self.interaction_totals_
         model.loss_ = self.loss_
