@@ -89,6 +89,9 @@ def _parser():
     model.add_argument("--solver", default=_default("solver"), choices=list(SOLVERS),
                        help=_DEFAULT)
     model.add_argument("--cg-steps", type=int, default=_default("cg_steps"), help=_DEFAULT)
+    model.add_argument("--cg-tolerance", type=float, default=_default("cg_tolerance"),
+                       help="a row's CG stops once its residual is this fraction of |b| "
+                            "(0: every step; default: %(default)s)")
     model.add_argument("--dtype", default=np.dtype(_default("dtype")).name,
                        choices=[dtype.name for dtype in DTYPES], help=_DEFAULT)
     model.add_argument("--backend", default=_default("backend"), choices=list(BACKENDS),
@@ -253,6 +256,7 @@ def _fit(args):
     model = ALSSolver(factors=args.factors, loss=args.loss, alpha=args.alpha,
                       regularization=args.regularization, reg_exponent=args.reg_exponent,
                       iterations=args.iterations, solver=args.solver, cg_steps=args.cg_steps,
+                      cg_tolerance=args.cg_tolerance,
                       dtype=np.dtype(args.dtype), backend=args.backend,
                       num_threads=args.threads, random_state=args.seed, tol=args.tol,
                       early_stopping=args.early_stopping, patience=args.patience,

@@ -32,9 +32,7 @@ ARRAYS = ("user_factors", "item_factors", "previous_item_factors")
 # what a default save writes, and every name a save may write (an overwrite replaces all)
 FILES = tuple(f"{name}.npy" for name in ARRAYS) + (INTERACTIONS, MARKER)
 ALL_FILES = FILES + (TOTALS,)
-# the keys of implicit.cpu.als.AlternatingLeastSquares.save (0.7) that rgals writes
-IMPLICIT_KEYS = ("factors", "iterations", "num_threads", "cg_steps", "use_cg", "use_native",
-                 "calculate_training_loss", "dtype", "random_state")
+# what implicit.cpu.als.AlternatingLeastSquares (0.7) assumes for a key its file lacks
 IMPLICIT_ALS_DEFAULTS = {"factors": 100, "regularization": 0.01, "alpha": 1.0,
                          "iterations": 15, "cg_steps": 3, "use_cg": True, "num_threads": 0,
                          "random_state": None, "dtype": "float32"}

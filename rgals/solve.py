@@ -70,18 +70,19 @@ def resolve_solver(solver, systems):
     return solver
 
 
-def solve_rows(systems, factors, solver="auto", cg_steps=3, backend=None):
+def solve_rows(systems, factors, solver="auto", cg_steps=3, backend=None, cg_tolerance=None):
     """Run one half step in place on `factors` (rows x d); return the objective's decrease.
 
     The decrease is computed from the systems alone (sum of dx^T A dx for exact solves,
     its conjugate-gradient counterpart otherwise, plus the coupling term), so comparing
     it with the objective before and after checks that A and b match the loss.
     """
-    return solve_blocks([systems], [factors], solver, cg_steps, backend).decrease
+    return solve_blocks([systems], [factors], solver, cg_steps, backend,
+                        cg_tolerance=cg_tolerance).decrease
 
 
 def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None,
-                 share_basis=False):
+                 share_basis=False, cg_tolerance=None):
     """One half step over row blocks: `systems[k]` are the RowSystems of the rows
     `factors[k]` (updated in place). Returns a `Solution`.
 
@@ -94,6 +95,9 @@ def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None,
     instead of rotating them back: two n x d x d products a half step instead of three.
     Scores, Grams' spectra and the objective are the same in any basis both sides share;
     the caller keeps the accumulated rotation (`Solution.rotation`) and undoes it once.
+
+    cg_tolerance: CG on a row stops once |b - A x| <= cg_tolerance |b| (None: at the
+    rounding of the factors' dtype, 1e-6 for float32 and 1e-12 for float64).
     """
     backend = backend or backend_of(factors[0])
     xp = backend.xp
@@ -138,7 +142,7 @@ def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None,
             decrease += _solve_cholesky(part, block, shift, backend)
         else:
             block_decrease, curvature = _solve_cg(part, block, shift, cg_steps, backend, eigen,
-                                                  others_rotated)
+                                                  others_rotated, cg_tolerance)
             decrease += block_decrease
             curvatures.append(curvature)
 
@@ -274,7 +278,8 @@ def _solve_cholesky(systems, factors, shift, backend):
     return float(decrease.sum())
 
 
-def _solve_cg(systems, factors, shift, cg_steps, backend, eigen, others_rotated=None):
+def _solve_cg(systems, factors, shift, cg_steps, backend, eigen, others_rotated=None,
+              tolerance=None):
     """CG in the eigenbasis; with `others_rotated` given (share_basis) the solved rows
     stay in it."""
     eigenvalues, eigenvectors = eigen
@@ -283,7 +288,8 @@ def _solve_cg(systems, factors, shift, cg_steps, backend, eigen, others_rotated=
     if not stay_rotated:
         others_rotated = systems.others @ vectors
     factors_rotated = factors @ vectors
-    tolerance = 1e-12 if factors.dtype == np.float64 else 1e-6
+    rounding = 1e-12 if factors.dtype == np.float64 else 1e-6
+    tolerance = rounding if tolerance is None else max(tolerance, rounding)
     dtype = factors.dtype  # CG runs in the factors' dtype (SIMD width)
     decrease, curvature = backend.kernels.cg_rows(
         *_kernel_arrays(systems, dtype), others_rotated, eigenvalues.astype(dtype),

@@ -183,7 +183,7 @@ class ProgressBar(Callback):
 
 
 def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_blocks=1,
-              share_basis=False):
+              share_basis=False, cg_tolerance=None):
     """Solve `side`'s factors (in place) given the other side's; returns
     (rgals.solve.Solution, the RowSystems of each block). share_basis: see
     rgals.solve.solve_blocks (both sides may come back rotated)."""
@@ -194,14 +194,15 @@ def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_bl
     blocks = data.blocks(side, n_blocks)
     systems = [loss.row_systems(side, statistics, block, others) for block in blocks]
     solution = solve_blocks(systems, [factors[block.rows] for block in blocks], solver,
-                            cg_steps, data.backend, share_basis)
+                            cg_steps, data.backend, share_basis=share_basis,
+                            cg_tolerance=cg_tolerance)
     return solution, systems
 
 
 def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
-          cg_steps=3, monitor="sweep", tol=1e-4, identity_tolerance=1e-6, eval_every=1,
-          validation=None, metric=("ndcg", 20), softmax_users=None, callbacks=(),
-          n_blocks=1, previous_item_factors=None):
+          cg_steps=3, cg_tolerance=None, monitor="sweep", tol=1e-4, identity_tolerance=1e-6,
+          eval_every=1, validation=None, metric=("ndcg", 20), softmax_users=None,
+          callbacks=(), n_blocks=1, previous_item_factors=None):
     """Run up to `iterations` sweeps (user half step, then item half step) of `loss`
     (bound to the data) on PreparedData `data`, updating the factors in place.
 
@@ -212,6 +213,7 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
     `eval_every` sweeps, and at the last, the validation metric (`metric` = (name, K),
     training items masked) and the softmax loss on `softmax_users` are recorded.
     n_blocks: row blocks per side (the same factors up to summation order).
+    cg_tolerance: see rgals.solve.solve_blocks (None: to the factors' rounding).
     previous_item_factors: an array shaped as item_factors that receives the item factors
     the final user factors were solved against (those of the sweep before), so that
     fold-in can solve a user exactly as the fit did. Returns the ConvergenceMonitor.
@@ -252,7 +254,8 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
                     state.previous_basis = state.basis
                 start = time.perf_counter()
                 solution, systems = half_step(loss, data, side, factors[side], factors[other],
-                                              solver, cg_steps, n_blocks, share_basis=True)
+                                              solver, cg_steps, n_blocks, share_basis=True,
+                                              cg_tolerance=cg_tolerance)
                 seconds = time.perf_counter() - start
                 if solution.rotation is not None:
                     state.rotate(solution.rotation)

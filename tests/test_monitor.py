@@ -52,11 +52,11 @@ def test_identity_check_catches_a_wrong_half_step(rng, monkeypatch):
     real = rgals.training.solve_blocks
     calls = []
 
-    def wrong_on_third_call(systems, factors, solver, cg_steps, backend, share_basis):
-        solution = real(systems, factors, solver, cg_steps, backend, share_basis)
+    def wrong_on_third_call(*args, **kwargs):
+        solution = real(*args, **kwargs)
         calls.append(1)
         if len(calls) == 3:  # the user step of sweep 2 moves off its minimiser unreported
-            for block in factors:
+            for block in args[1]:
                 block *= 1.05
         return solution
 

@@ -119,3 +119,26 @@ def test_cg_kernel_takes_dense_pcg_steps_on_rows_of_every_length(rng):
         b = scale[row] * rhs + shift + Y.T @ pair_rhs[pairs]
         np.testing.assert_allclose(factors[row], dense_pcg(A, b, start[row], 3), rtol=1e-10,
                                    atol=1e-12, err_msg=f"row with {lengths[row]} pairs")
+
+
+def test_cg_tolerance_skips_rows_already_near_their_minimiser(rng):
+    user_items, loss, _, P, Q = make_problem(rng, "rg2", 0.7, d=6)
+    systems = loss.user_systems(Q, user_items)
+    exact = P.copy()
+    solve_rows(systems, exact, "cholesky")
+    # even rows far from their minimiser, odd rows within about 1e-6 of it
+    far = np.arange(exact.shape[0]) % 2 == 0
+    near = 1e-6 * np.abs(exact).max(axis=1, keepdims=True)  # relative to each row
+    start = exact + np.where(far[:, None], 0.5, near) * rng.standard_normal(exact.shape)
+    results = {}
+    for tolerance in (1e-3, None):
+        factors = start.copy()
+        solve_rows(systems, factors, "cg", cg_steps=3, cg_tolerance=tolerance)
+        results[tolerance] = factors
+    # no step taken (the rotation into the eigenbasis and back rounds at 1e-15)
+    np.testing.assert_allclose(results[1e-3][~far], start[~far], rtol=0, atol=1e-13)
+    assert not np.allclose(results[None][~far], start[~far], rtol=0, atol=1e-10)
+    assert not np.allclose(results[1e-3][far], start[far])
+    with pytest.raises(ValueError, match="cg_tolerance must be a finite number >= 0"):
+        from rgals import ALSSolver
+        ALSSolver(cg_tolerance=-1.0).fit(user_items, show_progress=False)

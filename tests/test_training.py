@@ -61,7 +61,8 @@ def test_the_shared_rotated_basis_gives_the_factors_of_rotating_back(rng, monkey
     for share in (True, False):
         if not share:
             monkeypatch.setattr(rgals.training, "solve_blocks",
-                                lambda *args: real(*args[:-1], share_basis=False))
+                                lambda *args, **kwargs: real(*args, **{**kwargs,
+                                                                       "share_basis": False}))
         user_factors, item_factors = P.copy(), Q.copy()
         previous = np.empty_like(Q)
         monitor = train(bound, data, user_factors, item_factors, 4, solver=solver,
