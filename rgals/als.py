@@ -267,7 +267,9 @@ class ALSSolver:
             data = prepare(user_items, backend)
             user_factors, item_factors = backend.put(user_factors), backend.put(item_factors)
             previous_item_factors = backend.xp.empty_like(item_factors)
-            loss = spec.bind(data.user_items)
+            totals = InteractionTotals.of(user_items)
+            # a device fit binds to device arrays; the host's totals serve the CPU twice
+            loss = spec.bind(data.user_items if backend.on_device else totals)
             callbacks = [ProgressBar(params["iterations"], show_progress,
                                      f"rgals {spec.name}"), Tolerance(params["tol"])]
             if params["early_stopping"]:
@@ -289,7 +291,7 @@ class ALSSolver:
         self.item_factors_ = item_factors
         self.previous_item_factors_ = previous_item_factors
         self.user_items_ = user_items
-        self.interaction_totals_ = InteractionTotals.of(user_items)
+        self.interaction_totals_ = totals
         # bound afresh on the host: fold-in needs no device and no per-sweep state
         self.loss_ = spec.bind(self.interaction_totals_)
         self.monitor_ = monitor
