@@ -84,7 +84,8 @@ def _pairs_product(start, end, indices, weights, others, p, out):
         _prefetch_pairs(others, indices, k, end)
         y0, y1 = others[indices[k]], others[indices[k + 1]]
         y2, y3 = others[indices[k + 2]], others[indices[k + 3]]
-        d0 = d1 = d2 = d3 = p[0] * 0
+        # zeros of p's dtype: `p[0] * 0` would be float64 and pull the pass out of float32
+        d0 = d1 = d2 = d3 = p.dtype.type(0)
         for i in range(d):
             d0 += y0[i] * p[i]
             d1 += y1[i] * p[i]
@@ -113,7 +114,7 @@ def _pairs_first_pass(start, end, indices, pair_gram, pair_rhs, others, x, b, Ax
         _prefetch_pairs(others, indices, k, end)
         y0, y1 = others[indices[k]], others[indices[k + 1]]
         y2, y3 = others[indices[k + 2]], others[indices[k + 3]]
-        d0 = d1 = d2 = d3 = x[0] * 0
+        d0 = d1 = d2 = d3 = x.dtype.type(0)
         for i in range(d):
             d0 += y0[i] * x[i]
             d1 += y1[i] * x[i]
