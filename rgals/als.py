@@ -34,6 +34,36 @@ class NotFittedError(ValueError, AttributeError):
     """The model is used before `fit` (or `rgals.load`)."""
 
 
+@dataclasses.dataclass
+class FitInputs:
+    """A fit's training and validation matrices, checked once, with their totals and
+    their PreparedData per backend, built on first use: every trial of rgals.tune fits
+    on the same ones."""
+
+    user_items: object
+    validation: object
+    totals: InteractionTotals
+    allow_negative: bool
+    _prepared: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def checked(cls, user_items, validation, loss):
+        """`loss` (a Loss) decides whether negative values are allowed."""
+        user_items = check_interactions(user_items, "user_items",
+                                        allow_negative=loss.allows_negative,
+                                        loss_name=loss.name)
+        if validation is not None:
+            validation = check_interactions(validation, "validation", allow_negative=True,
+                                            shape=user_items.shape)
+        return cls(user_items, validation, InteractionTotals.of(user_items),
+                   loss.allows_negative)
+
+    def prepared(self, backend):
+        if backend.name not in self._prepared:
+            self._prepared[backend.name] = prepare(self.user_items, backend)
+        return self._prepared[backend.name]
+
+
 class ALSSolver:
     """Matrix factorization for ranking, fitted by alternating least squares.
 
@@ -237,17 +267,20 @@ class ALSSolver:
         the fit. The whole record is in `monitor_` afterwards. Returns self.
         """
         params = self._validated_params()
+        inputs = FitInputs.checked(user_items, validation, params["loss"])
+        return self._fit(params, inputs, show_progress, callback)
+
+    def _fit(self, params, inputs, show_progress=True, callback=None):
+        """`fit` on FitInputs (checked once, prepared once per backend: rgals.tune's trials
+        share them)."""
         spec = params["loss"]
-        user_items = check_interactions(user_items, "user_items",
-                                        allow_negative=spec.allows_negative,
-                                        loss_name=spec.name)
+        user_items, validation = inputs.user_items, inputs.validation
+        if inputs.allow_negative and not spec.allows_negative:
+            inputs = FitInputs.checked(user_items, validation, spec)  # its clear error
         # the largest pair weight per unit of value: (alpha + 1/2) c for RG2, alpha c iALS
         check_value_range(user_items, params["dtype"],
                           max(1.0, getattr(spec, "alpha", 0.0) + 0.5))
-        if validation is not None:
-            validation = check_interactions(validation, "validation", allow_negative=True,
-                                            shape=user_items.shape)
-        elif params["early_stopping"]:
+        if validation is None and params["early_stopping"]:
             raise ValueError("early_stopping=True needs validation data: pass "
                              "fit(user_items, validation=held_out), e.g. from "
                              "rgals.data.validation_split(user_items)")
@@ -264,10 +297,10 @@ class ALSSolver:
             check_gpu_memory(n_users, n_items, user_items.nnz, params["factors"],
                              params["dtype"])
         with gpu_memory_errors("fit"), _thread_limit(params["num_threads"]):
-            data = prepare(user_items, backend)
+            data = inputs.prepared(backend)
             user_factors, item_factors = backend.put(user_factors), backend.put(item_factors)
             previous_item_factors = backend.xp.empty_like(item_factors)
-            totals = InteractionTotals.of(user_items)
+            totals = inputs.totals
             # a device fit binds to device arrays; the host's totals serve the CPU twice
             loss = spec.bind(data.user_items if backend.on_device else totals)
             callbacks = [ProgressBar(params["iterations"], show_progress,
