@@ -34,8 +34,9 @@ from .als import ALSSolver, NotFittedError  # noqa: E402
 from .losses import LOSSES  # noqa: E402
 from .monitor import ConvergenceMonitor  # noqa: E402
 from .training import train  # noqa: E402
+from .tuning import TuneResult, tune  # noqa: E402
 
 load = ALSSolver.load
 
 __all__ = ["ALSSolver", "ConvergenceMonitor", "NotFittedError", "load", "LOSSES", "data",
-           "losses", "metrics", "train", "__version__"]
+           "losses", "metrics", "train", "tune", "TuneResult", "__version__"]

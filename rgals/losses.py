@@ -44,7 +44,7 @@ class Hyperparameter:
     kind "real" or "integer": valid values are >= `minimum` (> when `strict`) and
     <= `maximum`; a tuner searches [low, high], on a log scale when `log`. kind
     "choice": one of `choices`; "bool": True or False. `optional`: the default is None,
-    which turns the option off.
+    which turns the option off. `searched`: part of rgals.tune's default search space.
     """
 
     default: object
@@ -58,6 +58,7 @@ class Hyperparameter:
     log: bool = False
     choices: tuple = ()
     optional: bool = False
+    searched: bool = False
 
     def check(self, value, name):
         if self.kind == "choice":
@@ -277,9 +278,9 @@ class RG2(Loss):
     # NDCG@20, 64 factors); the best values differ per dataset: tune them on validation
     hyperparameters = {
         "alpha": Hyperparameter(0.01, "weight of the squared term on observed pairs",
-                                low=1e-4, high=1.0, log=True),
+                                low=1e-4, high=1.0, log=True, searched=True),
         "regularization": Hyperparameter(1e-3, "lam in lambda_u and lambda_i", strict=True,
-                                         low=1e-5, high=1.0, log=True),
+                                         low=1e-5, high=1.0, log=True, searched=True),
         "reg_exponent": Hyperparameter(1.0, "nu in lambda_u and lambda_i (0: constant lam)",
                                        low=0.0, high=1.0),
         "popularity_exponent": Hyperparameter(
@@ -583,9 +584,9 @@ class IALS(Loss):
     allows_negative = True
     hyperparameters = {  # defaults: implicit's
         "alpha": Hyperparameter(1.0, "confidence scale: confidence = alpha * value",
-                                strict=True, low=0.1, high=100.0, log=True),
+                                strict=True, low=0.1, high=100.0, log=True, searched=True),
         "regularization": Hyperparameter(0.01, "lam of lam |x|^2", strict=True, low=1e-4,
-                                         high=10.0, log=True),
+                                         high=10.0, log=True, searched=True),
     }
 
     def _bind(self, totals):
