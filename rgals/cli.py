@@ -1,4 +1,4 @@
-"""The `rgals` command: fit, evaluate, recommend and demo.
+"""The `rgals` command: fit, tune, evaluate, recommend and demo.
 
 Errors print as one line (`rgals: error: ...`) and exit with status 1; `--debug` shows
 the traceback instead.
@@ -6,6 +6,7 @@ the traceback instead.
 
 import argparse
 import inspect
+import json
 import os
 import sys
 import time
@@ -20,6 +21,7 @@ from .losses import LOSSES
 from .metrics import check_cutoffs, ranking_metrics
 from .solve import SOLVERS
 from .training import MONITOR_LEVELS
+from .tuning import SEARCHES
 
 # tuned on a 10% validation split of the embedded training set (seed 0; grid over loss,
 # alpha, regularization; validation NDCG@20 0.093); see README
@@ -29,6 +31,15 @@ DEMO_PARAMS = dict(factors=64, loss="rg2", alpha=0.3, regularization=0.01, itera
 _DEFAULT = "default: %(default)s"  # help of an option that only has a default
 _HEADER = {"auto": None, "yes": True, "no": False}  # --header: data.read's header=
 _LONG_READ = 8 << 20  # bytes of input from which reading takes about a second
+# fit's options that are ALSSolver parameters: option dest -> parameter
+_MODEL_OPTIONS = {"loss": "loss", "factors": "factors", "alpha": "alpha",
+                  "regularization": "regularization", "reg_exponent": "reg_exponent",
+                  "iterations": "iterations", "solver": "solver", "cg_steps": "cg_steps",
+                  "cg_tolerance": "cg_tolerance", "dtype": "dtype", "backend": "backend",
+                  "threads": "num_threads", "seed": "random_state", "tol": "tol",
+                  "monitor": "monitor", "softmax_users": "softmax_users",
+                  "patience": "patience", "validation_metric": "validation_metric",
+                  "eval_every": "eval_every"}
 
 
 def main(argv=None):
@@ -120,6 +131,11 @@ def _parser():
                           help=_DEFAULT)
     stopping.add_argument("--eval-every", type=int, default=_default("eval_every"),
                           help="sweeps between validation evaluations (default: %(default)s)")
+    stopping.add_argument("--params", metavar="FILE",
+                          help="ALSSolver parameters from a JSON file (best_params.json of "
+                               "`rgals tune`, or a plain object of them); options given here "
+                               "override the file's")
+    _given_only(fit, _MODEL_OPTIONS)
     _add_metric_options(fit)
     fit.add_argument("--out", help="directory for user_factors.npy, item_factors.npy, the id "
                                    "maps and params.json")
@@ -156,6 +172,52 @@ def _parser():
     _add_reading_options(recommend)
     recommend.set_defaults(run=_recommend)
 
+    tune = commands.add_parser(
+        "tune", parents=[common], help="search the hyperparameters on validation data",
+        description="Search ALSSolver settings on a validation split of DATA (or on "
+                    "--validation); print the trials, write best_params.json and a plot of "
+                    "the search to --out. `rgals fit DATA --params OUT/best_params.json` "
+                    "fits the best setting.")
+    tune.add_argument("data", help="training interactions (the formats of `rgals fit`)")
+    tune.add_argument("--validation", help="held-out interactions to score, with the training "
+                                           "file's ids (default: 10%% of each user's "
+                                           "interactions held out of DATA)")
+    _add_reading_options(tune)
+    search = tune.add_argument_group("search")
+    search.add_argument("--trials", type=positive_integer, default=20, help=_DEFAULT)
+    search.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    search.add_argument("--space", nargs="+", metavar="NAME[=RANGE]",
+                        help="what to search: names with their declared domains, or "
+                             "NAME=LOW:HIGH, NAME=LOW:HIGH:log, NAME=A,B,C (default: the "
+                             "loss's alpha and regularization)")
+    search.add_argument("--metric", default="ndcg@20", help=_DEFAULT)
+    search.add_argument("--max-sweeps", type=positive_integer, default=30, help=_DEFAULT)
+    search.add_argument("--patience", type=positive_integer, default=5,
+                        help="sweeps without a better metric before a trial stops "
+                             "(default: %(default)s)")
+    search.add_argument("--search", choices=list(SEARCHES), default="auto",
+                        help="auto: Optuna's TPE when installed, else random (default: "
+                             "%(default)s)")
+    search.add_argument("--seed", type=int, default=0, help=_DEFAULT)
+    fixed = tune.add_argument_group("fixed model parameters")
+    fixed.add_argument("--loss", default=_default("loss"), choices=list(LOSSES), help=_DEFAULT)
+    fixed.add_argument("--factors", type=positive_integer, default=_default("factors"),
+                       help=_DEFAULT)
+    fixed.add_argument("--dtype", default=np.dtype(_default("dtype")).name,
+                       choices=[dtype.name for dtype in DTYPES], help=_DEFAULT)
+    fixed.add_argument("--backend", default=_default("backend"), choices=list(BACKENDS),
+                       help=_DEFAULT)
+    fixed.add_argument("--threads", type=int, default=_default("num_threads"),
+                       help="0: every core (default: %(default)s)")
+    tune.add_argument("--out", default="rgals-tune",
+                      help="directory for best_params.json, search.png and, with "
+                           "--export-model, the refitted model (default: %(default)s)")
+    tune.add_argument("--export-model", action="store_true",
+                      help="fit the best setting on all of DATA and save it to OUT/model")
+    tune.add_argument("--overwrite", action="store_true", help="replace files in --out")
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
+    tune.set_defaults(run=_tune)
+
     demo = commands.add_parser("demo", parents=[common],
                                help="fit and evaluate on the embedded dataset",
                                description="Fit RG2 on the embedded Amazon 2014 Health split "
@@ -168,6 +230,45 @@ def _parser():
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _given_only(parser, dests):
+    """Leave the options `dests` out of the parsed namespace unless given (so that a
+    --params file fills in the rest); their help still shows the estimator's default."""
+    for action in parser._actions:
+        if action.dest in dests:
+            if action.help and "%(default)s" in action.help:
+                action.help = action.help.replace("%(default)s", str(action.default))
+            action.default = argparse.SUPPRESS
+
+
+def _model_params(args):
+    """ALSSolver keyword arguments: the --params file's, then the options given."""
+    chosen = {"random_state": 0}  # the command line's --seed default
+    if getattr(args, "params", None):
+        chosen.update(_read_params(args.params))
+    chosen.update({name: getattr(args, dest) for dest, name in _MODEL_OPTIONS.items()
+                   if hasattr(args, dest)})
+    if "dtype" in chosen:
+        chosen["dtype"] = np.dtype(chosen["dtype"])
+    return chosen
+
+
+def _read_params(path):
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read parameters from {path}: {error}") from error
+    params = content.get("params", content) if isinstance(content, dict) else None
+    if not isinstance(params, dict):
+        raise ValueError(f"{path} must hold a JSON object of ALSSolver parameters (or "
+                         "`rgals tune`'s best_params.json)")
+    unknown = sorted(set(params) - set(ALSSolver().get_params()))
+    if unknown:
+        raise ValueError(f"{path}: unknown ALSSolver parameter {unknown[0]!r}; valid: "
+                         f"{', '.join(ALSSolver().get_params())}")
+    return params
 
 
 def _add_reading_options(parser):
@@ -253,16 +354,8 @@ def _read(path, args, users=None, items=None):
 
 def _fit(args):
     # every parameter is checked before the data is read or the output touched
-    model = ALSSolver(factors=args.factors, loss=args.loss, alpha=args.alpha,
-                      regularization=args.regularization, reg_exponent=args.reg_exponent,
-                      iterations=args.iterations, solver=args.solver, cg_steps=args.cg_steps,
-                      cg_tolerance=args.cg_tolerance,
-                      dtype=np.dtype(args.dtype), backend=args.backend,
-                      num_threads=args.threads, random_state=args.seed, tol=args.tol,
-                      early_stopping=args.early_stopping, patience=args.patience,
-                      validation_metric=args.validation_metric, eval_every=args.eval_every,
-                      softmax_users=args.softmax_users, monitor=args.monitor)
-    model._validated_params()
+    model = ALSSolver(**_model_params(args), early_stopping=args.early_stopping)
+    params = model._validated_params()
     check_cutoffs(args.k)
     if not 0 < args.validation_ratio < 1:
         raise ValueError(f"--validation-ratio must be between 0 and 1; got "
@@ -275,8 +368,9 @@ def _fit(args):
          f"{train.matrix.nnz} interactions")
     fit_part, validation = train.matrix, None
     if args.early_stopping:
+        seed = model.random_state if isinstance(model.random_state, int) else 0
         fit_part, validation = data.validation_split(train.matrix, ratio=args.validation_ratio,
-                                                     seed=args.seed)
+                                                     seed=seed)
         _say(f"early stopping on {validation.nnz} validation interactions held out of "
              f"training ({args.validation_ratio:g} of each user's); the model is fitted on "
              "the rest")
@@ -286,15 +380,92 @@ def _fit(args):
     _say(f"fitted {model!r} in {time.perf_counter() - start:.1f} s"
          + _compiled_note(compiled))
     sweeps = int(model.monitor_.rows[-1]["sweep"]) if model.monitor_.rows else 0
-    if sweeps < args.iterations and model.monitor_.stop_reason:
-        _say(f"stopped after {sweeps} of {args.iterations} sweeps: "
+    if sweeps < params["iterations"] and model.monitor_.stop_reason:
+        _say(f"stopped after {sweeps} of {params['iterations']} sweeps: "
              f"{model.monitor_.stop_reason}")
     if out is not None:  # before any printing: a closed stdout must not lose the model
         _save(model, train, out, args.overwrite, not args.without_interactions)
     if test is not None:
-        _print_metrics({f"rgals {args.loss}": ranking_metrics(
+        _print_metrics({f"rgals {params['loss'].name}": ranking_metrics(
             model.user_factors_, model.item_factors_, test.matrix, train.matrix, K=args.k,
             show_progress=not args.quiet)})
+
+
+def _tune(args):
+    from .tuning import tune
+
+    space = _parse_space(args.space)
+    out = files.prepare_directory(args.out, TUNE_FILES, args.overwrite)
+    model_dir = out / "model"
+    if args.export_model:
+        _check_output(model_dir, args.overwrite)
+    files.check_writable(out)
+    train = _read(args.data, args)
+    validation = (_read(args.validation, args, users=train.user_ids, items=train.item_ids)
+                  .matrix if args.validation else None)
+    _say(f"{args.data}: {train.matrix.shape[0]} users x {train.matrix.shape[1]} items, "
+         f"{train.matrix.nnz} interactions")
+    result = tune(train.matrix, n_trials=args.trials, timeout=args.timeout, metric=args.metric,
+                  space=space, validation=validation, random_state=args.seed,
+                  refit=args.export_model, max_sweeps=args.max_sweeps, patience=args.patience,
+                  search=args.search, show_progress=not args.quiet, loss=args.loss,
+                  factors=args.factors, dtype=np.dtype(args.dtype), backend=args.backend,
+                  num_threads=args.threads)
+    text = json.dumps(result.to_dict(), indent=1) + "\n"
+    files.write_atomic(out / "best_params.json", lambda file: file.write(text.encode()))
+    saved = [str(out / "best_params.json")]
+    try:
+        result.plot(out / "search.png")
+        saved.append(str(out / "search.png"))
+    except ImportError:
+        _say("no plot: it needs matplotlib (pip install 'rgals[plot]')")
+    if result.model is not None:
+        _save(result.model, train, model_dir, args.overwrite, True)
+    _say(f"{len(result.trials)} trials in {result.seconds:.1f} s ({result.search} search); "
+         f"saved {', '.join(saved)}")
+    print(result.table())
+    print(f"best validation {result.metric}: {result.best_value:.4f} with "
+          f"{json.dumps(result.best_params)}")
+
+
+TUNE_FILES = ("best_params.json", "search.png")
+
+
+def _parse_space(items):
+    """--space NAME, NAME=LOW:HIGH[:log] or NAME=A,B,C as tune's `space` (None: default)."""
+    if not items:
+        return None
+    space = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        if not text:
+            space[name] = None
+            continue
+        try:
+            if ":" in text:
+                parts = text.split(":")
+                if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+                    raise ValueError
+                space[name] = tuple(_number(part, text=False) for part in parts[:2]) + \
+                    tuple(parts[2:])
+            else:
+                space[name] = [_number(part) for part in text.split(",")]
+        except ValueError:
+            raise ValueError(f"--space {item!r}: write NAME, NAME=LOW:HIGH, NAME=LOW:HIGH:log "
+                             "or NAME=A,B,C") from None
+    return space
+
+
+def _number(part, text=True):
+    """An int, a float, or (for choices, when `text`) the text itself."""
+    for kind in (int, float):
+        try:
+            return kind(part)
+        except ValueError:
+            pass
+    if not text or not part:
+        raise ValueError(part)
+    return part
 
 
 def _evaluate(args):

@@ -60,6 +60,7 @@ class TuneResult:
     trials: list
     search: str
     seconds: float
+    log_scale: dict = dataclasses.field(default_factory=dict)  # searched name -> log axis
     model: object = None
 
     def table(self):
@@ -75,6 +76,52 @@ class TuneResult:
                          f" | {trial.value:.4f} | {trial.best_sweep} | {trial.sweeps} | "
                          f"{trial.seconds:.1f} |")
         return "\n".join(lines)
+
+    def plot(self, path):
+        """A PNG of the search: the metric per trial with the best so far, and the metric
+        against each numeric searched parameter (needs matplotlib)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        numeric = [name for name in self.log_scale
+                   if any(isinstance(trial.params.get(name), (int, float)) and
+                          not isinstance(trial.params.get(name), bool)
+                          for trial in self.trials)]
+        figure, axes = plt.subplots(1, 1 + len(numeric), figsize=(4.2 * (1 + len(numeric)), 3.6),
+                                    squeeze=False)
+        axes = axes[0]
+        colours = {"complete": "tab:blue", "pruned": "tab:orange"}
+        shown = [trial for trial in self.trials if trial.state in colours]
+        for state, colour in colours.items():
+            points = [(trial.number, trial.value) for trial in shown if trial.state == state]
+            if points:
+                axes[0].scatter(*zip(*points), s=14, color=colour, label=state)
+        running, best = [], -math.inf
+        for trial in self.trials:
+            if trial.state == "complete":
+                best = max(best, trial.value)
+            running.append(best)
+        axes[0].step(range(len(running)), running, where="post", color="black", lw=1,
+                     label="best so far")
+        axes[0].set_xlabel("trial")
+        axes[0].set_ylabel(f"validation {self.metric}")
+        axes[0].legend(fontsize=7)
+        for axis, name in zip(axes[1:], numeric):
+            for state, colour in colours.items():
+                points = [(trial.params[name], trial.value) for trial in shown
+                          if trial.state == state and name in trial.params]
+                if points:
+                    axis.scatter(*zip(*points), s=14, color=colour)
+            if self.log_scale[name]:
+                axis.set_xscale("log")
+            axis.set_xlabel(name)
+        figure.suptitle(f"rgals tune: {len(self.trials)} trials ({self.search} search)",
+                        fontsize=9)
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
 
     def to_dict(self):
         """JSON-ready: what `rgals tune` writes to best_params.json."""
@@ -93,7 +140,8 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
     interactions to score; None holds out 10% of each user's interactions
     (rgals.data.validation_split, seeded by `random_state`) and fits on the rest.
     n_trials / timeout: the search stops after that many trials or once `timeout`
-    seconds have passed (a running trial finishes); give at least one.
+    seconds have passed (a running trial finishes; the first always runs); give at
+    least one.
     metric: "<metric>@<K>" of rgals.metrics, training items masked. space: None (the
     loss's declared domains marked `searched`: alpha and regularization), a list of
     hyperparameter names (their declared domains), or a dict name -> (low, high),
@@ -123,6 +171,10 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
                         random_state=random_state)
     base = template._validated_params()  # a bad fixed parameter fails here, not per trial
     dimensions = search_space(params.get("loss", "rg2"), space)
+    both = sorted(name for name in dimensions if params.get(name) is not None)
+    if both:
+        raise ValueError(f"{both[0]} is both fixed (given as a parameter) and searched; "
+                         "leave it out of one")
     search = _resolve_search(search)
 
     user_items = check_interactions(user_items, "user_items",
@@ -138,7 +190,8 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
     trials = []
     progress = _progress(n_trials, show_progress)
     try:
-        while (n_trials is None or len(trials) < n_trials) and \
+        # the first trial (the defaults) always runs
+        while not trials or (n_trials is None or len(trials) < n_trials) and \
                 (timeout is None or time.perf_counter() - started < timeout):
             proposal = {} if not trials else searcher.propose()
             trial = _run_trial(len(trials), template, proposal, inputs, searcher)
@@ -160,7 +213,8 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
             + ". Check the data and narrow the space (e.g. a smaller regularization range)")
     best_params = _best_params(params, best, random_state)
     result = TuneResult(best_params, best.value, metric, trials, search,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started,
+                        {name: domain.log for name, domain in dimensions.items()})
     if refit:
         model = ALSSolver(**best_params, **{name: params[name] for name in MACHINE
                                             if name in params})
@@ -283,7 +337,7 @@ class _OptunaSearch:
                               for name, domain in dimensions.items()}
         self.study = optuna.create_study(
             direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2))
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=3))
         self.pending = None
 
     def propose(self):

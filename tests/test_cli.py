@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import rgals
 from rgals import ALSSolver, cli, data, load
 from rgals.als import DTYPES
 from rgals.backend import BACKENDS
@@ -208,16 +209,16 @@ def test_choices_and_defaults_come_from_the_package():
     estimator = inspect.signature(ALSSolver).parameters
     reading = inspect.signature(data.read).parameters
     fit = parser.parse_args(["fit", "train.tsv"])
-    for option, name in [("loss", "loss"), ("factors", "factors"),
-                         ("reg_exponent", "reg_exponent"), ("iterations", "iterations"),
-                         ("solver", "solver"), ("cg_steps", "cg_steps"), ("backend", "backend"),
-                         ("threads", "num_threads"), ("tol", "tol"), ("patience", "patience"),
-                         ("validation_metric", "validation_metric"),
-                         ("eval_every", "eval_every"), ("softmax_users", "softmax_users"),
-                         ("monitor", "monitor"), ("early_stopping", "early_stopping")]:
-        assert getattr(fit, option) == estimator[name].default, option
-    assert np.dtype(fit.dtype) == np.dtype(estimator["dtype"].default)
-    assert fit.alpha is None and fit.regularization is None  # the loss's defaults
+    # options not given stay out, so the estimator's own defaults (or a --params file) apply
+    assert cli._model_params(fit) == {"random_state": 0}
+    assert set(cli._MODEL_OPTIONS.values()) <= set(estimator)
+    assert fit.early_stopping is estimator["early_stopping"].default
+    help_text = " ".join(commands["fit"].format_help().split())
+    for option, name in [("--factors", "factors"), ("--iterations", "iterations"),
+                         ("--cg-steps", "cg_steps"), ("--solver", "solver"),
+                         ("--monitor", "monitor"), ("--patience", "patience")]:
+        assert f"default: {estimator[name].default}" in help_text.split(option, 2)[2], option
+    assert "%(default)s" not in help_text and "SUPPRESS" not in help_text
     assert fit.format == reading["format"].default and fit.unknown == reading["unknown"].default
     assert (cli._column(fit.user_col), cli._column(fit.item_col)) == \
         (reading["user_col"].default, reading["item_col"].default)
@@ -334,3 +335,82 @@ def test_header_option(tmp_path, capsys):
     assert status == 0 and "8 users" in stderr  # the header line read as a user
     status, _, stderr = run(["fit", str(path), *FIT, "--header", "yes"], capsys)
     assert status == 0 and "7 users" in stderr
+
+
+TUNE = ["--trials", "4", "--factors", "4", "--max-sweeps", "5", "--threads", "1", "--quiet",
+        "--search", "random"]
+
+
+def test_tune_then_fit_with_its_params_gives_the_tuned_model(files, tmp_path, capsys):
+    train_path, _ = files
+    out = tmp_path / "search"
+    status, stdout, stderr = run(["tune", str(train_path), *TUNE, "--out", str(out),
+                                  "--export-model", "--seed", "5"], capsys)
+    assert status == 0, stderr
+    assert stdout.count("| complete |") + stdout.count("| pruned |") + \
+        stdout.count("| failed") == 4
+    saved = json.loads((out / "best_params.json").read_text())
+    assert len(saved["trials"]) == 4 and saved["search"] == "random"
+    assert (out / "search.png").stat().st_size > 0
+    status, _, stderr = run(["fit", str(train_path), "--params", str(out / "best_params.json"),
+                             "--out", str(tmp_path / "refit"), "--quiet"], capsys)
+    assert status == 0, stderr
+    exported, refitted = load(out / "model"), load(tmp_path / "refit")
+    np.testing.assert_array_equal(exported.item_factors_, refitted.item_factors_)
+    # the same search from Python, refitted there
+    train = data.read(train_path)
+    result = rgals.tune(train.matrix, n_trials=4, factors=4, max_sweeps=5, num_threads=1,
+                        search="random", random_state=5, show_progress=False,
+                        dtype=np.float32, backend="cpu")
+    assert result.best_params == saved["params"]
+    np.testing.assert_array_equal(result.model.item_factors_, exported.item_factors_)
+    # a second run into the same directory needs --overwrite
+    status, _, stderr = run(["tune", str(train_path), *TUNE, "--out", str(out)], capsys)
+    assert status == 1 and "already holds best_params.json" in stderr
+
+
+def test_fit_options_override_the_params_file(files, tmp_path, capsys):
+    train_path, _ = files
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"factors": 3, "alpha": 0.2, "iterations": 2}))
+    status, _, stderr = run(["fit", str(train_path), "--params", str(params), "--factors", "5",
+                             "--out", str(tmp_path / "model"), "--quiet"], capsys)
+    assert status == 0, stderr
+    model = load(tmp_path / "model")
+    assert model.item_factors_.shape[1] == 5 and model.loss_.alpha == 0.2
+    assert "iterations=2" in stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "cannot read parameters from"),
+    ("[1, 2]", "must hold a JSON object of ALSSolver parameters"),
+    ('{"colour": 1}', "unknown ALSSolver parameter 'colour'"),
+    ('{"params": {"factors": 0}}', "factors must be an integer >= 1"),
+])
+def test_a_bad_params_file_is_one_clear_line(files, tmp_path, capsys, content, message):
+    train_path, _ = files
+    params = tmp_path / "params.json"
+    params.write_text(content)
+    status, _, stderr = run(["fit", str(train_path), "--params", str(params)], capsys)
+    assert status == 1 and message in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("space, message", [
+    (["alpha=1:0.1"], "low < high"),
+    (["alpha=0.1:x"], "write NAME, NAME=LOW:HIGH"),
+    (["alpha=0.1:1:ln"], "write NAME, NAME=LOW:HIGH"),
+    (["colour"], "unknown hyperparameter 'colour'"),
+])
+def test_tune_space_errors_come_before_the_search(files, tmp_path, capsys, space, message):
+    train_path, _ = files
+    status, _, stderr = run(["tune", str(train_path), *TUNE, "--out", str(tmp_path / "o"),
+                             "--space", *space], capsys)
+    assert status == 1 and message in stderr
+
+
+def test_tune_space_parsing():
+    assert cli._parse_space(None) is None
+    assert cli._parse_space(["alpha=1e-3:1:log", "regularization", "cg_steps=2,3",
+                             "top_k_quantile=exact,sampled", "reg_exponent=0:1"]) == {
+        "alpha": (1e-3, 1, "log"), "regularization": None, "cg_steps": [2, 3],
+        "top_k_quantile": ["exact", "sampled"], "reg_exponent": (0, 1)}

@@ -1,0 +1,168 @@
+"""rgals.tune: the search, its failures, its seed and its fallback without Optuna."""
+
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+
+import rgals
+from rgals import data, tuning
+from rgals.losses import Hyperparameter
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """Users x items with a planted rank-4 structure, large enough for ranking to show it."""
+    return data.synthetic(n_users=300, n_items=150, factors=4, mean_activity=15, seed=11)
+
+
+def quick(matrix, **options):
+    settings = dict(n_trials=6, factors=8, max_sweeps=8, patience=3, num_threads=1,
+                    show_progress=False, refit=False, search="random", random_state=3)
+    settings.update(options)
+    return rgals.tune(matrix, **settings)
+
+
+def test_tuned_setting_beats_the_defaults_on_validation(planted):
+    result = quick(planted, n_trials=8)
+    default = result.trials[0]
+    assert default.state == "complete" and set(default.params) == {"alpha", "regularization"}
+    assert result.best_value > 1.02 * default.value
+    assert result.best_params["alpha"] != default.params["alpha"]
+    # the value is the best validation metric of that trial, at its recorded sweep
+    model = rgals.ALSSolver(**result.best_params)
+    fit_part, validation = data.validation_split(planted, ratio=0.1, seed=3)
+    model.fit(fit_part, show_progress=False)
+    scores = rgals.metrics.ranking_metrics(model.user_factors_, model.item_factors_,
+                                           validation, fit_part, K=20)
+    assert scores["ndcg@20"] == pytest.approx(result.best_value, rel=1e-6)
+
+
+def test_trials_record_each_setting_and_table(planted):
+    result = quick(planted)
+    assert [trial.number for trial in result.trials] == list(range(6))
+    assert set(result.trials[1].params) == {"alpha", "regularization"}  # the declared space
+    assert all(1e-4 <= trial.params["alpha"] <= 1.0 for trial in result.trials[1:])
+    assert all(1 <= trial.best_sweep <= trial.sweeps <= 8 for trial in result.trials)
+    best = max(result.trials, key=lambda trial: trial.value)
+    assert result.best_value == best.value
+    assert result.best_params["iterations"] == best.best_sweep
+    table = result.table()
+    assert table.count("\n") == 7 and "validation ndcg@20" in table
+    assert result.to_dict()["params"] == result.best_params
+
+
+def test_failing_trials_do_not_end_the_search(planted):
+    # 1e6 shrinks every factor to zero (collapse); a huge alpha overflows float32
+    result = quick(planted, n_trials=8, space={"regularization": [1e-3, 1e6],
+                                               "alpha": [0.01, 1e38]})
+    states = {trial.state for trial in result.trials}
+    assert states == {"complete", "failed"}
+    failed = [trial for trial in result.trials if trial.state == "failed"]
+    assert all(math.isnan(trial.value) and trial.error for trial in failed)
+    assert any("collapsed" in trial.error for trial in failed)
+    assert result.best_params["regularization"] == 1e-3
+    assert result.best_params["alpha"] == 0.01
+
+
+def test_every_trial_failing_is_an_error(planted):
+    with pytest.raises(RuntimeError, match="every trial failed: trial 0"):
+        quick(planted, n_trials=2, regularization=1e6, space={"alpha": (0.01, 0.1)})
+
+
+@pytest.mark.parametrize("search", ["random", "optuna"])
+def test_the_same_seed_gives_the_same_trials(planted, search):
+    if search == "optuna":
+        pytest.importorskip("optuna")
+    first, second = (quick(planted, search=search) for _ in range(2))
+    assert [(t.params, t.value, t.state) for t in first.trials] == \
+        [(t.params, t.value, t.state) for t in second.trials]
+    other = quick(planted, search=search, random_state=4)
+    assert [t.params for t in other.trials[1:]] != [t.params for t in first.trials[1:]]
+
+
+def test_optuna_prunes_a_poor_trial_early(planted):
+    pytest.importorskip("optuna")
+    result = quick(planted, n_trials=14, search="optuna", max_sweeps=12, patience=12,
+                   space={"alpha": (1e-4, 1.0, "log"), "regularization": (1e-5, 10.0, "log")})
+    assert result.search == "optuna"
+    pruned = [trial for trial in result.trials if trial.state == "pruned"]
+    assert pruned and all(trial.sweeps < 12 for trial in pruned)
+    complete = [trial for trial in result.trials if trial.state == "complete"]
+    # a complete trial runs to max_sweeps here (patience = max_sweeps)
+    assert all(trial.sweeps == 12 for trial in complete)
+    assert result.best_value == max(trial.value for trial in complete)
+
+
+def test_random_search_runs_without_optuna(planted, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "optuna" else real(name, *rest))
+    result = quick(planted, search="auto", n_trials=3)
+    assert result.search == "random" and len(result.trials) == 3
+    with pytest.raises(ImportError, match=r"pip install 'rgals\[tune\]'"):
+        quick(planted, search="optuna")
+
+
+def test_refit_uses_all_interactions_with_the_best_setting(planted):
+    result = quick(planted, n_trials=3, refit=True)
+    again = rgals.ALSSolver(**result.best_params).fit(planted, show_progress=False)
+    assert result.model.user_items_.nnz == planted.nnz
+    np.testing.assert_array_equal(result.model.item_factors_, again.item_factors_)
+
+
+def test_timeout_limits_the_trials(planted):
+    result = quick(planted, n_trials=None, timeout=1e-9)
+    assert len(result.trials) == 1  # the first trial always runs
+
+
+def test_space_takes_names_ranges_choices_and_estimator_parameters():
+    assert set(tuning.search_space("rg2")) == {"alpha", "regularization"}
+    assert set(tuning.search_space("ials")) == {"alpha", "regularization"}
+    named = tuning.search_space("rg2", ["popularity_exponent"])
+    assert named["popularity_exponent"].high == 1.0
+    space = tuning.search_space("rg2", {"alpha": (0.01, 0.1, "log"), "factors": (8, 32),
+                                        "cg_steps": [2, 3], "reg_exponent": (0.0, 1.0)})
+    assert space["factors"].kind == "integer" and space["alpha"].log
+    assert space["cg_steps"].choices == (2, 3) and space["reg_exponent"].kind == "real"
+    custom = Hyperparameter(0.1, "", low=0.05, high=0.2)
+    assert tuning.search_space("rg2", {"alpha": custom})["alpha"] is custom
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"gamma": (0, 1)}, "unknown hyperparameter 'gamma'"),
+    ({"iterations": (1, 9)}, "'iterations' cannot be searched"),
+    ({"factors": None}, "'factors' has no declared domain"),
+    ({"alpha": (1.0, 0.1)}, "low < high"),
+    ({"alpha": (0.0, 1.0, "log")}, "needs low > 0"),
+    ({"alpha": (-1.0, 1.0)}, "alpha must be a finite number >= 0"),
+    ({"alpha": "wide"}, "must be \\(low, high\\)"),
+    ({"alpha": (0.1, 1.0, "ln")}, "must be \\(low, high\\)"),
+    ({"top_k_quantile": ["exact", "median"]}, "top_k_quantile must be one of"),
+    ({}, "the search space is empty"),
+])
+def test_bad_spaces_are_clear_errors(space, message):
+    with pytest.raises(ValueError, match=message):
+        tuning.search_space("rg2", space)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(n_trials=0), ValueError, "n_trials must be an integer >= 1"),
+    (dict(n_trials=None), ValueError, "give n_trials, timeout or both"),
+    (dict(timeout=-1), ValueError, "timeout must be a number of seconds > 0"),
+    (dict(iterations=5), ValueError, "tune sets iterations itself"),
+    (dict(random_state=None), ValueError, "random_state must be an integer seed"),
+    (dict(search="grid"), ValueError, "search must be one of"),
+    (dict(metric="auc@5"), ValueError, "validation_metric must look like"),
+    (dict(factors=0), ValueError, "factors must be an integer >= 1"),
+    (dict(colour="red"), TypeError, "colour"),
+])
+def test_bad_arguments_fail_before_any_trial(planted, options, error, message):
+    with pytest.raises(error, match=message):
+        quick(planted, **options)
+
+
+def test_validation_of_another_shape_is_refused(planted):
+    with pytest.raises(ValueError, match="validation"):
+        quick(planted, validation=planted[:, :10])
