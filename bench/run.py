@@ -5,9 +5,10 @@
     python bench/run.py --dataset gowalla --methods rgals-rg2 --factors 64 128 256 512
     python bench/run.py --report          # tables, plots and bench/results/ from bench/out/
 
-For each method: `trials` hyperparameter settings drawn at random from its search space
-(seeded; trial 0 is the method's default), each trained on the training split minus a
-10% validation split (per user, at least one item) while validation NDCG@20 is measured
+For each method: `trials` hyperparameter settings (trial 0 is the method's default; rgals'
+methods are searched by `rgals.tune` with Optuna's TPE, seeded, the others drawn at
+random from their search spaces, seeded), each trained on the training split minus a 10%
+validation split (per user, at least one item) while validation NDCG@20 is measured
 after every sweep/epoch; the setting with the best validation NDCG@20 is refitted on the
 whole training split for as many sweeps/epochs as it needed, and evaluated on the test
 split (full ranking, training items masked). Time to best = training seconds (solver
@@ -67,36 +68,22 @@ def log_uniform(rng, low, high):
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
-# each method: (default setting, a draw from its search space, most sweeps/epochs)
-def rgals_space(loss):
-    # the library's defaults first, as for implicit; alpha also scales the regularisation
-    # (lambda_u grows with alpha * n_items), hence the wide ranges
-    default = {"loss": loss, "alpha": 0.01, "regularization": 1e-3}
-    return default, lambda rng: {"loss": loss, "alpha": log_uniform(rng, 1e-4, 1.0),
-                                 "regularization": log_uniform(rng, 1e-4, 0.1)}
-
-
+# rgals methods: (fixed ALSSolver parameters, the space rgals.tune searches; None: the
+# loss's declared domains). Trial 0 is the library's own default setting.
+RGALS = {
+    "rgals-rg2": ({"loss": "rg2"}, None),
+    "rgals-rg2-popularity": ({"loss": "rg2"},  # DESIGN 1.6 B: gamma searched beside them
+                             ["alpha", "regularization", "popularity_exponent"]),
+    "rgals-rgx": ({"loss": "rgx"}, None),
+}
 TOP_K_SPACE = ({"learning_rate": 1e-3, "temperature": 0.2, "weight_temperature": 1.0},
                lambda rng: {"learning_rate": log_uniform(rng, 3e-4, 1e-2),
                             "temperature": log_uniform(rng, 0.05, 0.5),
                             "weight_temperature": log_uniform(rng, 0.5, 3.0)})
-def popularity_space():
-    """rg2 with its popularity prior (DESIGN 1.6 B): gamma searched beside alpha and lam;
-    trial 0 at gamma 0.5 with the library's alpha and regularization."""
-    default_loss, draw_loss = rgals_space("rg2")
-
-    def draw(rng):
-        params = draw_loss(rng)
-        params["loss"] = {"name": "rg2", "popularity_exponent": float(rng.uniform(0.0, 1.0))}
-        return params
-
-    return {**default_loss, "loss": {"name": "rg2", "popularity_exponent": 0.5}}, draw
-
-
+# the other methods: (default setting, a draw from its search space); rgals' entries are
+# RGALS's (searched by rgals.tune)
 SPACES = {
-    "rgals-rg2": rgals_space("rg2"),
-    "rgals-rg2-popularity": popularity_space(),
-    "rgals-rgx": rgals_space("rgx"),
+    **RGALS,
     "implicit": ({"regularization": 0.01, "alpha": 1.0},
                  lambda rng: {"regularization": log_uniform(rng, 1e-3, 10.0),
                               "alpha": log_uniform(rng, 0.3, 50.0)}),
@@ -214,8 +201,74 @@ def load(dataset):
 def run_method(dataset, method, trials, steps, patience, threads, seed, out,
                factors=FACTORS):
     """Tune on validation, refit the best setting on all of train, test it; write JSON
-    (bench/out/<dataset>/<method>.json, <method>-<factors>.json beside 64 factors)."""
+    (bench/out/<dataset>/<method>.json, <method>-<factors>.json beside 64 factors).
+    rgals' methods are searched by rgals.tune (Optuna's TPE), the others at random."""
     train_matrix, test_matrix = load(dataset)
+    if method in RGALS:
+        results, best, (user_factors, item_factors, seconds), warm_up, search = _tune_rgals(
+            method, train_matrix, trials, steps, patience, threads, seed, factors)
+    else:
+        results, best, (user_factors, item_factors, seconds), warm_up = _search_at_random(
+            dataset, method, train_matrix, trials, steps, patience, threads, seed, factors)
+        search = "random"
+    test = ranking_metrics(user_factors, item_factors, test_matrix, train_matrix, K=(10, 20),
+                           metrics=("recall", "ndcg"))
+    print(f"{dataset} {method} ({factors} factors) best {best['params']}: test {test}",
+          flush=True)
+    record = {"dataset": dataset, "method": method, "factors": factors, "trials": results,
+              "best": best, "search": search,
+              "test": test, "refit_step_seconds": seconds, "threads": threads, "seed": seed,
+              "steps": steps, "patience": patience, "warm_up_seconds": warm_up,
+              "environment": environment()}
+    path = out / dataset / (f"{method}.json" if factors == FACTORS else
+                            f"{method}-{factors}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda file: file.write(json.dumps(record, indent=1).encode()))
+    return record
+
+
+def _tune_rgals(method, train_matrix, trials, steps, patience, threads, seed, factors):
+    """rgals.tune on DESIGN 3's validation split (the same split as the other methods'),
+    its best refitted on all of train: (trial records, the best, (P, Q, refit seconds per
+    sweep), warm-up seconds, the search)."""
+    fixed, space = SPACES[method]
+    start = time.perf_counter()  # JIT compilation and cache loading, outside the trials
+    train(method, fixed, train_matrix, 1, threads, seed, factors=factors)
+    warm_up = time.perf_counter() - start
+    result = rgals.tune(train_matrix, n_trials=trials, space=space, random_state=seed,
+                        max_sweeps=steps, patience=patience, search="optuna",
+                        show_progress=False, factors=factors, num_threads=threads, **fixed)
+    results = []
+    for trial in result.trials:
+        params = result.params_of(trial)
+        params.pop("factors", None)
+        if trial.state == "failed":
+            results.append({"params": params, "state": "failed", "error": trial.error})
+            continue
+        step_seconds = np.diff([0.0] + [point[1] for point in trial.curve])
+        best_point = trial.curve[trial.best_sweep - 1]
+        results.append({"params": params, "state": trial.state,
+                        "validation_ndcg@20": best_point[2],
+                        "validation_recall@20": best_point[3],
+                        "best_step": trial.best_sweep, "seconds_to_best": best_point[1],
+                        "steps_run": trial.sweeps,
+                        "median_step_seconds": float(np.median(step_seconds)),
+                        "wall_seconds": trial.seconds, "curve": trial.curve})
+        print(f"{method} trial {trial.number} ({trial.state}): {params} -> validation "
+              f"NDCG@20 {trial.value:.4f} after {trial.best_sweep} steps", flush=True)
+    best = results[next(index for index, trial in enumerate(result.trials)
+                        if trial.state == "complete" and trial.value == result.best_value)]
+    model = result.model
+    per_sweep = {}
+    for row in model.monitor_.rows:
+        per_sweep[row["sweep"]] = per_sweep.get(row["sweep"], 0.0) + row["seconds"]
+    return (results, best, (model.user_factors_, model.item_factors_, list(per_sweep.values())),
+            warm_up, result.search)
+
+
+def _search_at_random(dataset, method, train_matrix, trials, steps, patience, threads, seed,
+                      factors):
+    """The baselines' search: trial 0 the default, then seeded draws of SPACES."""
     fit_part, validation = validation_split(train_matrix, ratio=0.1, seed=seed)
     default, draw = SPACES[method]
     temperature, weight_temperature = PUBLISHED_SETTINGS[dataset]
@@ -243,23 +296,9 @@ def run_method(dataset, method, trials, steps, patience, threads, seed, out,
         print(f"{dataset} {method} trial {trial}: {params} -> validation NDCG@20 {ndcg:.4f} "
               f"after {step} steps ({at_seconds:.1f} s)", flush=True)
     best = max(results, key=lambda result: result["validation_ndcg@20"])
-    user_factors, item_factors, seconds = train(method, best["params"], train_matrix,
-                                                best["best_step"], threads, seed,
-                                                factors=factors)
-    test = ranking_metrics(user_factors, item_factors, test_matrix, train_matrix, K=(10, 20),
-                           metrics=("recall", "ndcg"))
-    print(f"{dataset} {method} ({factors} factors) best {best['params']}: test {test}",
-          flush=True)
-    record = {"dataset": dataset, "method": method, "factors": factors, "trials": results,
-              "best": best,
-              "test": test, "refit_step_seconds": seconds, "threads": threads, "seed": seed,
-              "steps": steps, "patience": patience, "warm_up_seconds": warm_up,
-              "environment": environment()}
-    path = out / dataset / (f"{method}.json" if factors == FACTORS else
-                            f"{method}-{factors}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda file: file.write(json.dumps(record, indent=1).encode()))
-    return record
+    refit = train(method, best["params"], train_matrix, best["best_step"], threads, seed,
+                  factors=factors)
+    return results, best, refit, warm_up
 
 
 def environment():

@@ -36,7 +36,9 @@ MACHINE = ("num_threads",)
 class Trial:
     """One setting tried: `params` are the searched values; `state` "complete",
     "pruned" (stopped by the pruner) or "failed" (`error` says why); `value` the best
-    validation metric it reached (NaN when failed) after `best_sweep` of `sweeps`."""
+    validation metric it reached (NaN when failed) after `best_sweep` of `sweeps`;
+    `seconds` its wall time; `curve` per evaluated sweep [sweep, training seconds so far
+    (half steps), metric, Recall at the same K]."""
 
     number: int
     params: dict
@@ -46,6 +48,7 @@ class Trial:
     sweeps: int
     seconds: float
     error: str = ""
+    curve: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -61,7 +64,19 @@ class TuneResult:
     search: str
     seconds: float
     log_scale: dict = dataclasses.field(default_factory=dict)  # searched name -> log axis
+    fixed: dict = dataclasses.field(default_factory=dict)  # the fixed ALSSolver parameters
     model: object = None
+
+    def params_of(self, trial):
+        """ALSSolver keyword arguments of a trial's setting: the fixed parameters (those
+        that change the model) and its searched values, a loss's inside `loss`."""
+        fixed = {name: value for name, value in self.fixed.items() if name not in MACHINE}
+        if "dtype" in fixed:
+            fixed["dtype"] = np.dtype(fixed["dtype"]).name  # JSON-ready
+        model = ALSSolver(**fixed)
+        _set_searched(model, trial.params)
+        return {name: _plain(value) for name, value in model.get_params().items()
+                if name in fixed or name in trial.params or name == "loss"}
 
     def table(self):
         """The trials as a Markdown table."""
@@ -211,10 +226,11 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
             "every trial failed: " + "; ".join(f"trial {trial.number}: {trial.error}"
                                                for trial in trials[:3])
             + ". Check the data and narrow the space (e.g. a smaller regularization range)")
-    best_params = _best_params(params, best, random_state)
-    result = TuneResult(best_params, best.value, metric, trials, search,
-                        time.perf_counter() - started,
-                        {name: domain.log for name, domain in dimensions.items()})
+    result = TuneResult({}, best.value, metric, trials, search, time.perf_counter() - started,
+                        {name: domain.log for name, domain in dimensions.items()}, params)
+    result.best_params = {**result.params_of(best), "iterations": max(best.best_sweep, 1),
+                          "tol": 0.0, "random_state": int(random_state)}
+    best_params = result.best_params
     if refit:
         model = ALSSolver(**best_params, **{name: params[name] for name in MACHINE
                                             if name in params})
@@ -407,16 +423,20 @@ def _run_trial(number, template, proposal, inputs, searcher):
     trial, not an error."""
     model = ALSSolver(**template.get_params())
     handle = searcher.start(proposal)
-    curve, state, error = {}, "complete", ""
+    curve, points, state, error = {}, [], "complete", ""
     key = f"validation_{template.validation_metric}"
+    recall = f"validation_recall@{template.validation_metric.partition('@')[2]}"
     start = time.perf_counter()
+    training = 0.0
 
     def after_sweep(iteration, elapsed, record):
-        nonlocal state
+        nonlocal state, training
+        training += record["seconds"]
         value = record.get(key)
         if value is None:
             return None
         curve[iteration + 1] = value
+        points.append([iteration + 1, training, value, record.get(recall, math.nan)])
         if searcher.report(handle, value, iteration + 1):
             state = "pruned"
             return False
@@ -439,7 +459,7 @@ def _run_trial(number, template, proposal, inputs, searcher):
     if not math.isfinite(value) and state != "failed":
         state, error = "failed", "no finite validation metric"
     record = Trial(number, dict(proposal), state, float(value), abs(best_sweep), len(curve),
-                   seconds, error)
+                   seconds, error, points)
     searcher.finish(handle, record)
     return _Run(record, model, curve)
 
@@ -482,18 +502,6 @@ def _best(trials):
     complete = [trial for trial in trials if trial.state == "complete"]
     # the lowest number wins a tie: the same seed picks the same trial
     return max(complete, key=lambda trial: (trial.value, -trial.number), default=None)
-
-
-def _best_params(params, best, random_state):
-    fixed = {name: value for name, value in params.items() if name not in MACHINE}
-    if "dtype" in fixed:
-        fixed["dtype"] = np.dtype(fixed["dtype"]).name  # JSON-ready
-    model = ALSSolver(**fixed)
-    _set_searched(model, best.params)
-    chosen = {name: value for name, value in model.get_params().items()
-              if name in fixed or name in best.params or name == "loss"}
-    chosen.update(iterations=max(best.best_sweep, 1), tol=0.0, random_state=int(random_state))
-    return {name: _plain(value) for name, value in chosen.items()}
 
 
 def _plain(value):

@@ -45,6 +45,12 @@ def test_trials_record_each_setting_and_table(planted):
     assert set(result.trials[1].params) == {"alpha", "regularization"}  # the declared space
     assert all(1e-4 <= trial.params["alpha"] <= 1.0 for trial in result.trials[1:])
     assert all(1 <= trial.best_sweep <= trial.sweeps <= 8 for trial in result.trials)
+    for trial in result.trials:
+        sweeps, seconds, values, recalls = zip(*trial.curve)
+        assert list(sweeps) == list(range(1, trial.sweeps + 1))
+        assert trial.value == max(values) and values[trial.best_sweep - 1] == trial.value
+        assert all(0 < a < b for a, b in zip(seconds, seconds[1:]))  # cumulative
+        assert all(0 <= recall <= 1 for recall in recalls)
     best = max(result.trials, key=lambda trial: trial.value)
     assert result.best_value == best.value
     assert result.best_params["iterations"] == best.best_sweep
