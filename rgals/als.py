@@ -79,13 +79,17 @@ class ALSSolver:
         gives the same model as the name with the same values.
     alpha : float or None
         RG2/RGx: weight of the extra squared term on observed pairs (0 turns it off and
-        enables the fast path). iALS: the confidence scale, as in `implicit`.
-        None: the loss's default (0.01 for RG2/RGx, 1.0 for iALS).
+        enables the fast path); alpha N weighs a positive's squared term against an
+        unobserved item's. iALS: the confidence scale, as in `implicit`. None: RG2/RGx
+        derive it from the data, 300 / N within [1e-4, 1]; iALS takes 1.0.
     regularization : float or None
         lam > 0. RG2/RGx: lambda_u = lam (n_u/2 + alpha N + 1)^nu and
-        lambda_i = lam (sum_u w_u + alpha M)^nu; iALS: plain lam. None: the loss's
-        default (0.001 for RG2/RGx, 0.01 for iALS). Too large a value for RG2/RGx shrinks
-        every factor to zero; tune it on validation data.
+        lambda_i = lam (sum_u w_u + alpha M)^nu; iALS: plain lam. None: RG2/RGx take
+        0.01, or a quarter of the value above which every factor collapses to zero when
+        that is lower (computed from the data: `rgals.losses.collapse_regularization`);
+        iALS takes 0.01. The values used are in `loss_` after the fit. On the shared
+        datasets these defaults come within 5% of tuned settings on validation
+        (bench/RESULTS.md); `rgals.tune` searches further.
     reg_exponent : float or None
         nu >= 0 in the regularisation above (0 gives a constant lam; None: 1.0; iALS has
         no such parameter and ignores it).
@@ -273,10 +277,10 @@ class ALSSolver:
     def _fit(self, params, inputs, show_progress=True, callback=None):
         """`fit` on FitInputs (checked once, prepared once per backend: rgals.tune's trials
         share them)."""
-        spec = params["loss"]
         user_items, validation = inputs.user_items, inputs.validation
-        if inputs.allow_negative and not spec.allows_negative:
-            inputs = FitInputs.checked(user_items, validation, spec)  # its clear error
+        if inputs.allow_negative and not params["loss"].allows_negative:
+            inputs = FitInputs.checked(user_items, validation, params["loss"])  # its error
+        spec = params["loss"].resolve(user_items)  # the hyperparameters the data decides
         # the largest pair weight per unit of value: (alpha + 1/2) c for RG2, alpha c iALS
         check_value_range(user_items, params["dtype"],
                           max(1.0, getattr(spec, "alpha", 0.0) + 0.5))

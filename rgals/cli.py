@@ -325,8 +325,9 @@ def _loss_defaults(name):
     for loss_name, loss in LOSSES.items():
         if name in loss.hyperparameters:
             by_value.setdefault(loss.hyperparameters[name].default, []).append(loss_name)
-    return "default: " + ", ".join(f"{value:g} ({', '.join(names)})"
-                                   for value, names in by_value.items())
+    return "default: " + ", ".join(
+        f"{'from the data' if value is None else format(value, 'g')} ({', '.join(names)})"
+        for value, names in by_value.items())
 
 
 def _default(name, function=ALSSolver):

@@ -33,6 +33,8 @@ ARRAYS = ("user_factors", "item_factors", "previous_item_factors")
 FILES = tuple(f"{name}.npy" for name in ARRAYS) + (INTERACTIONS, MARKER)
 ALL_FILES = FILES + (TOTALS,)
 # what implicit.cpu.als.AlternatingLeastSquares (0.7) assumes for a key its file lacks
+# what RG2/RGx took for alpha and regularization when format 1 was written
+FORMAT_1_DEFAULTS = {"alpha": 0.01, "regularization": 1e-3}
 IMPLICIT_ALS_DEFAULTS = {"factors": 100, "regularization": 0.01, "alpha": 1.0,
                          "iterations": 15, "cg_steps": 3, "use_cg": True, "num_threads": 0,
                          "random_state": None, "dtype": "float32"}
@@ -195,11 +197,15 @@ def _read_metadata(where, text):
             raise ValueError("it holds no 'params' object")
         params = metadata["params"] = dict(metadata["params"])
         version = metadata.get("format_version")
-        # format 1 kept no fitted loss: the estimator's parameters define it
+        # format 1 kept no fitted loss: the estimator's parameters define it, with the
+        # defaults of its time where they are None (RG2/RGx: alpha 0.01, lam 0.001)
         if version == 1:
-            metadata["loss"] = make_loss(params["loss"], **{
+            loss = make_loss(params["loss"], **{
                 name: params.get(name) for name in ("alpha", "regularization",
                                                     "reg_exponent")}).to_dict()
+            metadata["loss"] = {name: FORMAT_1_DEFAULTS.get(name) if value is None and
+                                name in FORMAT_1_DEFAULTS else value
+                                for name, value in loss.items()}
         make_loss(metadata["loss"])  # a known loss with valid hyperparameters
         for key in ("n_users", "n_items", "factors"):
             metadata[key] = int(metadata[key])

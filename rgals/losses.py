@@ -45,6 +45,7 @@ class Hyperparameter:
     <= `maximum`; a tuner searches [low, high], on a log scale when `log`. kind
     "choice": one of `choices`; "bool": True or False. `optional`: the default is None,
     which turns the option off. `searched`: part of rgals.tune's default search space.
+    `from_data`: the default None means "computed from the training data" (Loss.resolve).
     """
 
     default: object
@@ -59,6 +60,7 @@ class Hyperparameter:
     choices: tuple = ()
     optional: bool = False
     searched: bool = False
+    from_data: bool = False
 
     def check(self, value, name):
         if self.kind == "choice":
@@ -115,6 +117,57 @@ def add_statistics(parts):
     return {name: sum(part[name] for part in parts) for name in parts[0]}
 
 
+# RG2/RGx defaults, derived on the validation splits of the shared datasets (bench/
+# RESULTS.md, issue 16). alpha N is the weight of a positive's squared term against an
+# unobserved item's (the analogue of iALS's alpha); lam stays below a quarter of the
+# regularization at which every factor collapses to zero (validation NDCG@20 falls off a
+# cliff from about a third of it)
+ALPHA_ITEMS = 300.0
+REGULARIZATION = 0.01
+COLLAPSE_FRACTION = 0.25
+
+
+def collapse_regularization(user_items, alpha, reg_exponent, item_scale=None, steps=60):
+    """lam* of RG2/RGx on this data: for a regularization lam above it, P = Q = 0 is a
+    local minimum that the fit falls into.
+
+    Near zero, F = sum_uj L_uj s_uj + sum_u lambda_u |p_u|^2 + sum_i lambda_i |q_i|^2 +
+    O(|s|^2), with L_uj = (n_u / N) k_j - (1 + 2 alpha) c_uj (k_j: item j's scale in the
+    user Gram, 1 without a prior) and lambda = lam base^nu (base_u = n_u/2 + alpha N + 1,
+    base_i = sum_u w_u + alpha M). Zero is stable exactly when the bilinear form is
+    dominated, lam >= sigma_max(B_U^-1/2 L B_I^-1/2) / 2. The singular value comes from
+    power iterations on the sparse matrix and its rank-one part, never densified.
+    """
+    matrix = user_items.astype(np.float64)
+    n_users, n_items = matrix.shape
+    sums = np.asarray(matrix.sum(axis=1)).ravel()
+    scale = np.ones(n_items) if item_scale is None else np.asarray(item_scale, np.float64)
+    user_base = (sums / 2.0 + alpha * n_items + 1.0) ** reg_exponent
+    item_base = (sums.sum() / (2.0 * n_items) + alpha * n_users) ** reg_exponent
+    rows, columns = 1.0 / np.sqrt(user_base), 1.0 / np.sqrt(item_base)
+    shift = sums / n_items * rows  # B_U^-1/2 of the rank-one part's user side
+    weight = 1.0 + 2.0 * alpha
+
+    def product(v):  # K v, K = B_U^-1/2 L B_I^-1/2
+        return shift * (columns * scale @ v) - weight * rows * (matrix @ (columns * v))
+
+    def transposed(u):
+        return columns * (scale * (shift @ u) - weight * (matrix.T @ (rows * u)))
+
+    vector = np.full(n_items, 1.0 / math.sqrt(n_items))
+    sigma = 0.0
+    for _ in range(steps):
+        image = product(vector)
+        previous, sigma = sigma, float(np.linalg.norm(image))
+        if sigma == 0.0:
+            return 0.0
+        vector = transposed(image / sigma)
+        vector /= np.linalg.norm(vector)
+        if abs(sigma - previous) <= 1e-6 * sigma:
+            break
+    return sigma / 2.0
+
+
 class Loss:
     """Base of every loss: hyperparameters, binding to data, and the shared machinery.
 
@@ -156,12 +209,25 @@ class Loss:
         """{"name": ..., hyperparameters...}: what params.json stores (`make_loss` reads it)."""
         return {"name": self.name, **self.get_params()}
 
+    def resolve(self, user_items):
+        """A copy whose hyperparameters left at None that the data decides (see each
+        loss) are computed from `user_items`, a checked users x items CSR on the host;
+        the fit calls it before `bind`. The base loss has none."""
+        return copy.copy(self)
+
     def bind(self, user_items):
         """A copy of this loss that knows the constants of `user_items` (a users x items
-        CSR, or its rgals.prepared.InteractionTotals)."""
-        totals = (user_items if isinstance(user_items, InteractionTotals)
-                  else InteractionTotals.of(user_items))
-        bound = copy.copy(self)
+        CSR, or its rgals.prepared.InteractionTotals). A CSR also resolves what the data
+        decides (`resolve`); totals need those hyperparameters set already."""
+        if isinstance(user_items, InteractionTotals):
+            totals, bound = user_items, copy.copy(self)
+        else:
+            totals, bound = InteractionTotals.of(user_items), self.resolve(user_items)
+        unresolved = [name for name, declared in self.hyperparameters.items()
+                      if declared.from_data and getattr(bound, name) is None]
+        if unresolved:
+            raise ValueError(f"{self!r} has {unresolved[0]}=None, which the training data "
+                             "decides: bind it to the interaction matrix, or give the value")
         bound.n_users, bound.n_items = totals.shape
         bound._bind(totals)
         bound.bound = True
@@ -277,10 +343,14 @@ class RG2(Loss):
     # the defaults: no collapse to zero on any of the three shared datasets (validation
     # NDCG@20, 64 factors); the best values differ per dataset: tune them on validation
     hyperparameters = {
-        "alpha": Hyperparameter(0.01, "weight of the squared term on observed pairs",
-                                low=1e-4, high=1.0, log=True, searched=True),
-        "regularization": Hyperparameter(1e-3, "lam in lambda_u and lambda_i", strict=True,
-                                         low=1e-5, high=1.0, log=True, searched=True),
+        "alpha": Hyperparameter(
+            None, f"weight of the squared term on observed pairs (None: {ALPHA_ITEMS:g} / N, "
+            "within [1e-4, 1])", low=1e-4, high=1.0, log=True, searched=True, from_data=True),
+        "regularization": Hyperparameter(
+            None, f"lam in lambda_u and lambda_i (None: {REGULARIZATION:g}, or "
+            f"{COLLAPSE_FRACTION:g} of the value above which every factor collapses to zero "
+            "if that is lower)", strict=True, low=1e-5, high=1.0, log=True, searched=True,
+            from_data=True),
         "reg_exponent": Hyperparameter(1.0, "nu in lambda_u and lambda_i (0: constant lam)",
                                        low=0.0, high=1.0),
         "popularity_exponent": Hyperparameter(
@@ -307,6 +377,29 @@ class RG2(Loss):
         "top_k_gradient": Hyperparameter(False, "keep the weight's own gradient term",
                                          kind="bool"),
     }
+
+    def resolve(self, user_items):
+        """alpha=None: ALPHA_ITEMS / N (within alpha's domain). regularization=None:
+        REGULARIZATION, capped at COLLAPSE_FRACTION of `collapse_regularization` on this
+        data (with the popularity prior's item scales, when gamma > 0)."""
+        resolved = copy.copy(self)
+        if self.alpha is None:
+            domain = self.hyperparameters["alpha"]
+            resolved.alpha = float(min(max(ALPHA_ITEMS / user_items.shape[1], domain.low),
+                                       domain.high))
+        if self.regularization is None:
+            item_scale = None
+            if getattr(self, "popularity_exponent", 0.0):
+                item_sums = np.bincount(user_items.indices, weights=user_items.data,
+                                        minlength=user_items.shape[1])
+                powered = item_sums ** self.popularity_exponent
+                item_scale = user_items.shape[1] * powered / powered.sum()
+            threshold = collapse_regularization(user_items, resolved.alpha,
+                                                self.reg_exponent, item_scale)
+            # no interactions at all: nothing to collapse from (nor to regularise against)
+            resolved.regularization = (min(REGULARIZATION, COLLAPSE_FRACTION * threshold)
+                                       if threshold > 0 else REGULARIZATION)
+        return resolved
 
     def _bind(self, totals):
         if not totals.known:

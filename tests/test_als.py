@@ -142,8 +142,10 @@ def test_a_loss_name_and_a_loss_object_give_the_same_model(rng, name, hyperparam
     by_object = ALSSolver(loss=loss, **params).fit(user_items, show_progress=False)
     np.testing.assert_array_equal(by_object.user_factors_, by_name.user_factors_)
     np.testing.assert_array_equal(by_object.item_factors_, by_name.item_factors_)
-    assert by_object.loss_ == by_name.loss_ == loss and by_object.loss is loss
-    assert not loss.bound  # the user's object is left as it was
+    # what the data decides (rgx's regularization here) is resolved the same way
+    assert by_object.loss_ == by_name.loss_ == loss.resolve(check_interactions(user_items))
+    assert by_object.loss is loss and not loss.bound  # the user's object is left as it was
+    assert loss.get_params() == LOSSES[name](**hyperparameters).get_params()
     with pytest.raises(ValueError, match="given both"):
         ALSSolver(loss=loss, alpha=0.5).fit(user_items, show_progress=False)
 

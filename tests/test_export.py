@@ -34,9 +34,13 @@ def test_round_trip(model, tmp_path):
     assert not [path for path in (tmp_path / "model").iterdir() if path.name.startswith(".")]
     # the fitted loss survives, with every hyperparameter resolved, and folds in alike
     assert loaded.loss_ == model.loss_ and loaded.loss_.bound
-    assert metadata["loss"] == rgals.losses.RGx().to_dict()
-    assert {key: metadata["loss"][key] for key in ("name", "alpha", "top_k")} == {
-        "name": "rgx", "alpha": 0.01, "top_k": None}
+    assert metadata["loss"] == model.loss_.to_dict()
+    resolved = rgals.losses.RGx().resolve(model.user_items_)  # what the data decided
+    assert {key: metadata["loss"][key] for key in ("name", "alpha", "regularization",
+                                                  "top_k")} == {
+        "name": "rgx", "alpha": resolved.alpha, "regularization": resolved.regularization,
+        "top_k": None}
+    assert resolved.alpha > 0 and resolved.regularization > 0
     rows = model.user_items_[[1, 4]]
     np.testing.assert_array_equal(to_host(loaded.recalculate_user([1, 4], rows)),
                                   to_host(model.recalculate_user([1, 4], rows)))
@@ -65,7 +69,8 @@ def test_a_loss_given_as_a_dict_round_trips_with_its_options(rng, tmp_path):
     model.save(tmp_path)
     loaded = rgals.load(tmp_path)
     assert loaded.loss == spec and loaded.alpha == 0.2
-    assert loaded.loss_ == model.loss_ == rgals.losses.RG2(alpha=0.2, popularity_exponent=0.7)
+    assert loaded.loss_ == model.loss_ == rgals.losses.RG2(
+        alpha=0.2, popularity_exponent=0.7).resolve(model.user_items_)
     np.testing.assert_array_equal(loaded.loss_.item_scale, model.loss_.item_scale)
     item = user_items.T.tocsr()[2]
     np.testing.assert_array_equal(loaded.recalculate_item(2, item),
@@ -80,7 +85,7 @@ def test_a_model_saved_in_format_1_loads(model, tmp_path):
     metadata["params"]["alpha"] = 0.2
     (tmp_path / "params.json").write_text(json.dumps(metadata))
     loaded = rgals.load(tmp_path)
-    assert loaded.loss_ == rgals.losses.RGx(alpha=0.2)
+    assert loaded.loss_ == rgals.losses.RGx(alpha=0.2, regularization=1e-3)  # then default
 
 
 def test_refuses_to_overwrite_unless_asked(model, tmp_path):

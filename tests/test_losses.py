@@ -1,10 +1,13 @@
 """Each loss against an independent dense brute force over all M x N pairs (float64)."""
 
+import warnings
+
 import numpy as np
+import scipy.sparse as sp
 import pytest
 
 from conftest import BruteForce, random_interactions
-from rgals.losses import RG2, RGx, make_loss
+from rgals.losses import IALS, RG2, RGx, make_loss
 from rgals.solve import resolve_solver, solve_rows
 from rgals.validation import check_interactions
 
@@ -184,7 +187,9 @@ def test_every_loss_declares_its_hyperparameters_and_domains(name):
                 loss_class(**{key: 1})
             continue
         # a number: a searchable range within the valid values
-        assert declared.optional == (declared.default is None)
+        # None: the option is off, or the data decides it
+        assert (declared.optional or declared.from_data) == (declared.default is None)
+        assert not (declared.optional and declared.from_data)
         assert declared.default is None or declared.low <= declared.default <= declared.high
         assert declared.minimum <= declared.low < declared.high <= declared.maximum
         assert not declared.log or declared.low > 0
@@ -271,3 +276,67 @@ def test_objective_magnitude_bounds_the_absolute_terms(rng, name, alpha):
         brute.item_reg @ np.sum(Q * Q, axis=1)
     assert size >= abs(F) and size >= 0.5 * absolute
     assert size <= 1e3 * (np.sum(scores ** 2) + absolute + P.shape[0] * Q.shape[0])
+
+
+@pytest.mark.parametrize("alpha, reg_exponent, gamma", [(0.1, 1.0, 0.0), (0.02, 0.5, 0.7)])
+def test_collapse_regularization_is_the_dense_threshold(rng, alpha, reg_exponent, gamma):
+    """lam* = sigma_max(B_U^-1/2 L B_I^-1/2) / 2, here from a dense SVD of L built
+    entry by entry from the linear term of F at zero."""
+    from rgals.losses import collapse_regularization
+
+    matrix = sp.random(40, 25, density=0.2, random_state=int(rng.integers(1 << 30)),
+                       data_rvs=lambda n: rng.integers(1, 4, n).astype(float), format="csr")
+    dense = matrix.toarray()
+    n_users, n_items = dense.shape
+    sums = dense.sum(axis=1)
+    popularity = dense.sum(axis=0) ** gamma
+    scale = n_items * popularity / popularity.sum() if gamma else np.ones(n_items)
+    linear = np.outer(sums / n_items, scale) - (1 + 2 * alpha) * dense  # d F / d s_uj
+    user_base = (sums / 2 + alpha * n_items + 1) ** reg_exponent
+    item_base = (sums.sum() / (2 * n_items) + alpha * n_users) ** reg_exponent
+    scaled = linear / np.sqrt(user_base)[:, None] / np.sqrt(item_base)
+    expected = np.linalg.svd(scaled, compute_uv=False)[0] / 2
+    found = collapse_regularization(matrix, alpha, reg_exponent,
+                                    scale if gamma else None, steps=500)
+    # power iterations stop once sigma moves by less than 1e-6 of itself in a step
+    assert found == pytest.approx(expected, rel=1e-4) and found <= expected * (1 + 1e-12)
+
+
+def test_above_the_collapse_threshold_every_factor_goes_to_zero(rng):
+    from rgals import ALSSolver
+    from rgals.losses import collapse_regularization
+
+    matrix = sp.random(60, 40, density=0.15, random_state=int(rng.integers(1 << 30)),
+                       format="csr")
+    matrix.data[:] = 1.0
+    threshold = collapse_regularization(matrix, 0.1, 1.0)
+    sizes = {}
+    for fraction in (0.7, 1.1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            model = ALSSolver(factors=4, alpha=0.1, regularization=fraction * threshold,
+                              iterations=60, tol=0.0, solver="cholesky", dtype=np.float64,
+                              random_state=1).fit(matrix, show_progress=False)
+        sizes[fraction] = np.abs(model.user_factors_).max()
+    assert sizes[1.1] < 1e-6 < 1e-2 < sizes[0.7]
+
+
+def test_rg2_defaults_come_from_the_data(rng):
+    from rgals.losses import (ALPHA_ITEMS, COLLAPSE_FRACTION, REGULARIZATION, RGx,
+                              collapse_regularization)
+
+    wide = sp.random(50, 3000, density=0.01, random_state=int(rng.integers(1 << 30)),
+                     format="csr")
+    wide.data[:] = 1.0
+    resolved = RG2().resolve(wide)
+    assert resolved.alpha == pytest.approx(ALPHA_ITEMS / 3000)
+    assert resolved.regularization == min(
+        REGULARIZATION, COLLAPSE_FRACTION * collapse_regularization(wide, resolved.alpha, 1.0))
+    narrow = wide[:, :40]
+    assert RGx().resolve(narrow).alpha == 1.0  # alpha's domain caps 300 / 40
+    # given values stay; so does the user's object
+    loss = RG2(alpha=0.3)
+    assert loss.resolve(wide).alpha == 0.3 and loss.regularization is None
+    # a tiny scale of values: the cap follows it (the collapse threshold scales with them)
+    assert RG2().resolve(wide * 1e-6).regularization < 1e-6
+    assert IALS().resolve(wide).get_params() == IALS().get_params()  # implicit's defaults

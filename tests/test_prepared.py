@@ -23,7 +23,8 @@ def test_totals_are_the_matrix_counts_and_sums(rng):
     assert totals.value_range == (magnitudes.min(), magnitudes.max())
     # a loss bound to the totals is the loss bound to the matrix
     for loss in (RG2(popularity_exponent=0.5), IALS(alpha=2.0)):
-        by_matrix, by_totals = loss.bind(matrix), loss.bind(totals)
+        # totals do not resolve what the data decides: the matrix does, once
+        by_matrix, by_totals = loss.bind(matrix), loss.resolve(matrix).bind(totals)
         for name, value in vars(by_matrix).items():
             np.testing.assert_array_equal(getattr(by_totals, name), value, err_msg=name)
 
@@ -38,4 +39,6 @@ def test_ials_unit_confidences_from_the_value_range(values, alpha, unit):
     # unknown data (a model from implicit's file): no shortcut
     assert IALS(alpha=alpha).bind(InteractionTotals.unknown((2, 3))).unit_confidences is False
     with pytest.raises(ValueError, match="needs the totals"):
-        RG2().bind(InteractionTotals.unknown((2, 3)))
+        RG2(alpha=0.01, regularization=1e-3).bind(InteractionTotals.unknown((2, 3)))
+    with pytest.raises(ValueError, match="has alpha=None, which the training data decides"):
+        RG2().bind(InteractionTotals.of(matrix))

@@ -161,10 +161,15 @@ def test_values_so_small_that_the_weights_underflow_are_refused(user_items, dtyp
 
 
 def test_small_values_within_the_range_are_not_refused(user_items):
-    # (RG2 is not scale-free: such values shrink its factors towards zero, with a warning)
+    # the data-derived regularization follows the values' scale (it stays under the
+    # collapse threshold, which scales with them): the factors keep their size
+    model = ALSSolver(factors=4, iterations=3, random_state=0, tol=0.0).fit(
+        user_items * 1e-12, show_progress=False)
+    assert model.loss_.regularization < 1e-10 and np.abs(model.user_factors_).max() > 0.1
+    # RG2 itself is not scale-free: a fixed lam shrinks such factors to zero, with a warning
     with pytest.warns(RuntimeWarning, match="shrank to about zero"):
-        model = ALSSolver(factors=4, iterations=3, random_state=0, tol=0.0).fit(
-            user_items * 1e-12, show_progress=False)
+        model = ALSSolver(factors=4, iterations=3, random_state=0, tol=0.0,
+                          regularization=1e-3).fit(user_items * 1e-12, show_progress=False)
     assert np.isfinite(model.user_factors_).all()
 
 
