@@ -127,7 +127,8 @@ REGULARIZATION = 0.01
 COLLAPSE_FRACTION = 0.25
 
 
-def collapse_regularization(user_items, alpha, reg_exponent, item_scale=None, steps=60):
+def collapse_regularization(user_items, alpha, reg_exponent, item_scale=None, steps=60,
+                            stop_above=math.inf):
     """lam* of RG2/RGx on this data: for a regularization lam above it, P = Q = 0 is a
     local minimum that the fit falls into.
 
@@ -136,7 +137,8 @@ def collapse_regularization(user_items, alpha, reg_exponent, item_scale=None, st
     user Gram, 1 without a prior) and lambda = lam base^nu (base_u = n_u/2 + alpha N + 1,
     base_i = sum_u w_u + alpha M). Zero is stable exactly when the bilinear form is
     dominated, lam >= sigma_max(B_U^-1/2 L B_I^-1/2) / 2. The singular value comes from
-    power iterations on the sparse matrix and its rank-one part, never densified.
+    power iterations on the sparse matrix and its rank-one part, never densified. Their
+    estimates rise towards it: once one passes `stop_above`, that lower bound is returned.
     """
     matrix = user_items.astype(np.float64)
     n_users, n_items = matrix.shape
@@ -163,7 +165,7 @@ def collapse_regularization(user_items, alpha, reg_exponent, item_scale=None, st
             return 0.0
         vector = transposed(image / sigma)
         vector /= np.linalg.norm(vector)
-        if abs(sigma - previous) <= 1e-6 * sigma:
+        if abs(sigma - previous) <= 1e-6 * sigma or sigma / 2.0 >= stop_above:
             break
     return sigma / 2.0
 
@@ -394,8 +396,10 @@ class RG2(Loss):
                                         minlength=user_items.shape[1])
                 powered = item_sums ** self.popularity_exponent
                 item_scale = user_items.shape[1] * powered / powered.sum()
-            threshold = collapse_regularization(user_items, resolved.alpha,
-                                                self.reg_exponent, item_scale)
+            # only whether the cap binds matters: stop once lam* is known to be above it
+            threshold = collapse_regularization(
+                user_items, resolved.alpha, self.reg_exponent, item_scale,
+                stop_above=REGULARIZATION / COLLAPSE_FRACTION)
             # no interactions at all: nothing to collapse from (nor to regularise against)
             resolved.regularization = (min(REGULARIZATION, COLLAPSE_FRACTION * threshold)
                                        if threshold > 0 else REGULARIZATION)
