@@ -300,6 +300,10 @@ def test_collapse_regularization_is_the_dense_threshold(rng, alpha, reg_exponent
                                     scale if gamma else None, steps=500)
     # power iterations stop once sigma moves by less than 1e-6 of itself in a step
     assert found == pytest.approx(expected, rel=1e-4) and found <= expected * (1 + 1e-12)
+    # asked only whether it exceeds a level: a lower bound past that level
+    early = collapse_regularization(matrix, alpha, reg_exponent, scale if gamma else None,
+                                    stop_above=0.5 * expected)
+    assert 0.5 * expected <= early <= expected * (1 + 1e-12)
 
 
 def test_above_the_collapse_threshold_every_factor_goes_to_zero(rng):
