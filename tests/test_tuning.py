@@ -179,3 +179,17 @@ def test_bad_arguments_fail_before_any_trial(planted, options, error, message):
 def test_validation_of_another_shape_is_refused(planted):
     with pytest.raises(ValueError, match="validation"):
         quick(planted, validation=planted[:, :10])
+
+
+def test_trials_share_one_prepared_fit_part(planted, monkeypatch):
+    from rgals import als
+
+    calls = []
+    real = als.prepare
+    monkeypatch.setattr(als, "prepare", lambda matrix, backend: calls.append(matrix.nnz)
+                        or real(matrix, backend))
+    result = quick(planted, n_trials=4, refit=True)
+    fit_part = data.validation_split(planted, ratio=0.1, seed=3)[0]
+    # one for the four trials' fit part, one for the refit on all interactions
+    assert calls == [fit_part.nnz, planted.nnz]
+    assert len(result.trials) == 4
