@@ -103,12 +103,7 @@ def _parser():
     model.add_argument("--cg-tolerance", type=float, default=_default("cg_tolerance"),
                        help="a row's CG stops once its residual is this fraction of |b| "
                             "(0: every step; default: %(default)s)")
-    model.add_argument("--dtype", default=np.dtype(_default("dtype")).name,
-                       choices=[dtype.name for dtype in DTYPES], help=_DEFAULT)
-    model.add_argument("--backend", default=_default("backend"), choices=list(BACKENDS),
-                       help=_DEFAULT)
-    model.add_argument("--threads", type=int, default=_default("num_threads"),
-                       help="0: every core (default: %(default)s)")
+    _add_run_options(model)
     model.add_argument("--seed", type=int, default=0, help=_DEFAULT)
     model.add_argument("--tol", type=float, default=_default("tol"),
                        help="stop once a sweep lowers F by less than tol * |F| (0: run every "
@@ -203,12 +198,7 @@ def _parser():
     fixed.add_argument("--loss", default=_default("loss"), choices=list(LOSSES), help=_DEFAULT)
     fixed.add_argument("--factors", type=positive_integer, default=_default("factors"),
                        help=_DEFAULT)
-    fixed.add_argument("--dtype", default=np.dtype(_default("dtype")).name,
-                       choices=[dtype.name for dtype in DTYPES], help=_DEFAULT)
-    fixed.add_argument("--backend", default=_default("backend"), choices=list(BACKENDS),
-                       help=_DEFAULT)
-    fixed.add_argument("--threads", type=int, default=_default("num_threads"),
-                       help="0: every core (default: %(default)s)")
+    _add_run_options(fixed)
     tune.add_argument("--out", default="rgals-tune",
                       help="directory for best_params.json, search.png and, with "
                            "--export-model, the refitted model (default: %(default)s)")
@@ -230,6 +220,16 @@ def _parser():
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _add_run_options(group):
+    """--dtype, --backend and --threads: the precision and the machine a fit runs on."""
+    group.add_argument("--dtype", default=np.dtype(_default("dtype")).name,
+                       choices=[dtype.name for dtype in DTYPES], help=_DEFAULT)
+    group.add_argument("--backend", default=_default("backend"), choices=list(BACKENDS),
+                       help=_DEFAULT)
+    group.add_argument("--threads", type=int, default=_default("num_threads"),
+                       help="0: every core (default: %(default)s)")
 
 
 def _given_only(parser, dests):
