@@ -230,10 +230,9 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
                         {name: domain.log for name, domain in dimensions.items()}, params)
     result.best_params = {**result.params_of(best), "iterations": max(best.best_sweep, 1),
                           "tol": 0.0, "random_state": int(random_state)}
-    best_params = result.best_params
     if refit:
-        model = ALSSolver(**best_params, **{name: params[name] for name in MACHINE
-                                            if name in params})
+        model = ALSSolver(**result.best_params, **{name: params[name] for name in MACHINE
+                                                   if name in params})
         model.fit(user_items, show_progress=False)
         result.model = model
     result.seconds = time.perf_counter() - started
