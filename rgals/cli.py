@@ -355,7 +355,10 @@ def _read(path, args, users=None, items=None):
 
 def _fit(args):
     # every parameter is checked before the data is read or the output touched
-    model = ALSSolver(**_model_params(args), early_stopping=args.early_stopping)
+    chosen = _model_params(args)
+    if args.early_stopping:  # else a --params file's value (checked below), or the default
+        chosen["early_stopping"] = True
+    model = ALSSolver(**chosen)
     params = model._validated_params()
     check_cutoffs(args.k)
     if not 0 < args.validation_ratio < 1:
@@ -368,7 +371,7 @@ def _fit(args):
     _say(f"{args.data}: {train.matrix.shape[0]} users x {train.matrix.shape[1]} items, "
          f"{train.matrix.nnz} interactions")
     fit_part, validation = train.matrix, None
-    if args.early_stopping:
+    if model.early_stopping:
         seed = model.random_state if isinstance(model.random_state, int) else 0
         fit_part, validation = data.validation_split(train.matrix, ratio=args.validation_ratio,
                                                      seed=seed)

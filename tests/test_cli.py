@@ -384,8 +384,19 @@ def test_fit_options_override_the_params_file(files, tmp_path, capsys):
     assert "iterations=2" in stderr
 
 
+def test_a_params_file_may_ask_for_early_stopping(files, tmp_path, capsys):
+    train_path, _ = files
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"factors": 3, "iterations": 30, "early_stopping": True,
+                                  "patience": 1}))
+    status, _, stderr = run(["fit", str(train_path), "--params", str(params), "--quiet"],
+                            capsys)
+    assert status == 0 and "early stopping on" in stderr, stderr
+
+
 @pytest.mark.parametrize("content, message", [
     ("{not json", "cannot read parameters from"),
+    ('{"early_stopping": "yes"}', "early_stopping must be True or False"),
     ("[1, 2]", "must hold a JSON object of ALSSolver parameters"),
     ('{"colour": 1}', "unknown ALSSolver parameter 'colour'"),
     ('{"params": {"factors": 0}}', "factors must be an integer >= 1"),
