@@ -32,9 +32,9 @@ ARRAYS = ("user_factors", "item_factors", "previous_item_factors")
 # what a default save writes, and every name a save may write (an overwrite replaces all)
 FILES = tuple(f"{name}.npy" for name in ARRAYS) + (INTERACTIONS, MARKER)
 ALL_FILES = FILES + (TOTALS,)
-# what implicit.cpu.als.AlternatingLeastSquares (0.7) assumes for a key its file lacks
 # what RG2/RGx took for alpha and regularization when format 1 was written
 FORMAT_1_DEFAULTS = {"alpha": 0.01, "regularization": 1e-3}
+# what implicit.cpu.als.AlternatingLeastSquares (0.7) assumes for a key its file lacks
 IMPLICIT_ALS_DEFAULTS = {"factors": 100, "regularization": 0.01, "alpha": 1.0,
                          "iterations": 15, "cg_steps": 3, "use_cg": True, "num_threads": 0,
                          "random_state": None, "dtype": "float32"}

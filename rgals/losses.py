@@ -342,8 +342,8 @@ class RG2(Loss):
 
     name = "rg2"
     allows_negative = False
-    # the defaults: no collapse to zero on any of the three shared datasets (validation
-    # NDCG@20, 64 factors); the best values differ per dataset: tune them on validation
+    # alpha and regularization default from the data (`resolve`, bench/RESULTS.md issue
+    # 16); the best values still differ per dataset: rgals.tune searches them
     hyperparameters = {
         "alpha": Hyperparameter(
             None, f"weight of the squared term on observed pairs (None: {ALPHA_ITEMS:g} / N, "
@@ -391,7 +391,7 @@ class RG2(Loss):
                                        domain.high))
         if self.regularization is None:
             item_scale = None
-            if getattr(self, "popularity_exponent", 0.0):
+            if getattr(self, "popularity_exponent", 0.0) and user_items.nnz:
                 item_sums = np.bincount(user_items.indices, weights=user_items.data,
                                         minlength=user_items.shape[1])
                 powered = item_sums ** self.popularity_exponent
