@@ -119,9 +119,9 @@ def add_statistics(parts):
 
 # RG2/RGx defaults, derived on the validation splits of the shared datasets (bench/
 # RESULTS.md, issue 16). alpha N is the weight of a positive's squared term against an
-# unobserved item's (the analogue of iALS's alpha); lam stays below a quarter of the
-# regularization at which every factor collapses to zero (validation NDCG@20 falls off a
-# cliff from about a third of it)
+# unobserved item's (the analogue of iALS's alpha); lam is 0.01 per unit of the mean
+# value, below a quarter of the regularization at which every factor collapses to zero
+# (validation NDCG@20 falls off a cliff from about a third of it)
 ALPHA_ITEMS = 300.0
 REGULARIZATION = 0.01
 COLLAPSE_FRACTION = 0.25
@@ -349,10 +349,10 @@ class RG2(Loss):
             None, f"weight of the squared term on observed pairs (None: {ALPHA_ITEMS:g} / N, "
             "within [1e-4, 1])", low=1e-4, high=1.0, log=True, searched=True, from_data=True),
         "regularization": Hyperparameter(
-            None, f"lam in lambda_u and lambda_i (None: {REGULARIZATION:g}, or "
-            f"{COLLAPSE_FRACTION:g} of the value above which every factor collapses to zero "
-            "if that is lower)", strict=True, low=1e-5, high=1.0, log=True, searched=True,
-            from_data=True),
+            None, f"lam in lambda_u and lambda_i (None: {REGULARIZATION:g} times the mean "
+            f"value, or {COLLAPSE_FRACTION:g} of the value above which every factor "
+            "collapses to zero if that is lower)", strict=True, low=1e-5, high=1.0, log=True,
+            searched=True, from_data=True),
         "reg_exponent": Hyperparameter(1.0, "nu in lambda_u and lambda_i (0: constant lam)",
                                        low=0.0, high=1.0),
         "popularity_exponent": Hyperparameter(
@@ -382,14 +382,18 @@ class RG2(Loss):
 
     def resolve(self, user_items):
         """alpha=None: ALPHA_ITEMS / N (within alpha's domain). regularization=None:
-        REGULARIZATION, capped at COLLAPSE_FRACTION of `collapse_regularization` on this
-        data (with the popularity prior's item scales, when gamma > 0)."""
+        REGULARIZATION times the mean stored value, capped at COLLAPSE_FRACTION of
+        `collapse_regularization` on this data (with the popularity prior's item scales,
+        when gamma > 0)."""
         resolved = copy.copy(self)
         if self.alpha is None:
             domain = self.hyperparameters["alpha"]
             resolved.alpha = float(min(max(ALPHA_ITEMS / user_items.shape[1], domain.low),
                                        domain.high))
         if self.regularization is None:
+            # RG2's data terms scale with the values but its regularisers' alpha N + 1 does
+            # not: lam per unit of the mean value keeps the default scale-free
+            target = REGULARIZATION * (float(user_items.data.mean()) if user_items.nnz else 1.0)
             item_scale = None
             if getattr(self, "popularity_exponent", 0.0) and user_items.nnz:
                 item_sums = np.bincount(user_items.indices, weights=user_items.data,
@@ -399,10 +403,10 @@ class RG2(Loss):
             # only whether the cap binds matters: stop once lam* is known to be above it
             threshold = collapse_regularization(
                 user_items, resolved.alpha, self.reg_exponent, item_scale,
-                stop_above=REGULARIZATION / COLLAPSE_FRACTION)
+                stop_above=target / COLLAPSE_FRACTION)
             # no interactions at all: nothing to collapse from (nor to regularise against)
-            resolved.regularization = (min(REGULARIZATION, COLLAPSE_FRACTION * threshold)
-                                       if threshold > 0 else REGULARIZATION)
+            resolved.regularization = (min(target, COLLAPSE_FRACTION * threshold)
+                                       if threshold > 0 else target)
         return resolved
 
     def _bind(self, totals):

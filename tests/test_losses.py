@@ -336,6 +336,13 @@ def test_rg2_defaults_come_from_the_data(rng):
     assert resolved.alpha == pytest.approx(ALPHA_ITEMS / 3000)
     assert resolved.regularization == min(
         REGULARIZATION, COLLAPSE_FRACTION * collapse_regularization(wide, resolved.alpha, 1.0))
+    # values in other units (counts, ratings): lam follows their mean, so the fit does not
+    # change with the unit where the cap does not bind (RG2's data terms scale with them)
+    for unit in (0.01, 5.0):
+        scaled = RG2().resolve(wide * unit)
+        assert scaled.regularization < COLLAPSE_FRACTION * collapse_regularization(
+            wide * unit, scaled.alpha, 1.0)  # the cap does not bind here
+        assert scaled.regularization == pytest.approx(unit * resolved.regularization)
     narrow = wide[:, :40]
     assert RGx().resolve(narrow).alpha == 1.0  # alpha's domain caps 300 / 40
     # given values stay; so does the user's object
