@@ -396,9 +396,14 @@ def _fit(args):
 
 
 def _tune(args):
-    from .tuning import tune
+    from .tuning import search_space, tune
 
+    # the space and the fixed parameters are checked before the data is read
+    fixed = dict(loss=args.loss, factors=args.factors, dtype=np.dtype(args.dtype),
+                 backend=args.backend, num_threads=args.threads)
+    ALSSolver(**fixed)._validated_params()
     space = _parse_space(args.space)
+    search_space(args.loss, space)
     out = files.prepare_directory(args.out, TUNE_FILES, args.overwrite)
     model_dir = out / "model"
     if args.export_model:
@@ -412,9 +417,7 @@ def _tune(args):
     result = tune(train.matrix, n_trials=args.trials, timeout=args.timeout, metric=args.metric,
                   space=space, validation=validation, random_state=args.seed,
                   refit=args.export_model, max_sweeps=args.max_sweeps, patience=args.patience,
-                  search=args.search, show_progress=not args.quiet, loss=args.loss,
-                  factors=args.factors, dtype=np.dtype(args.dtype), backend=args.backend,
-                  num_threads=args.threads)
+                  search=args.search, show_progress=not args.quiet, **fixed)
     text = json.dumps(result.to_dict(), indent=1) + "\n"
     files.write_atomic(out / "best_params.json", lambda file: file.write(text.encode()))
     saved = [str(out / "best_params.json")]

@@ -415,11 +415,11 @@ def test_a_bad_params_file_is_one_clear_line(files, tmp_path, capsys, content, m
     (["alpha=0.1:1:ln"], "write NAME, NAME=LOW:HIGH"),
     (["colour"], "unknown hyperparameter 'colour'"),
 ])
-def test_tune_space_errors_come_before_the_search(files, tmp_path, capsys, space, message):
-    train_path, _ = files
-    status, _, stderr = run(["tune", str(train_path), *TUNE, "--out", str(tmp_path / "o"),
-                             "--space", *space], capsys)
-    assert status == 1 and message in stderr
+def test_tune_space_errors_come_before_the_data_is_read(tmp_path, capsys, space, message):
+    status, _, stderr = run(["tune", str(tmp_path / "missing.tsv"), *TUNE, "--out",
+                             str(tmp_path / "o"), "--space", *space], capsys)
+    assert status == 1 and message in stderr and "missing.tsv" not in stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_tune_space_parsing():
