@@ -18,7 +18,7 @@ import numpy as np
 
 from .als import ALSSolver, FitInputs, _parse_metric
 from .data import validation_split
-from .losses import Hyperparameter, make_loss
+from .losses import Hyperparameter, Loss, make_loss
 from .validation import check_interactions
 
 SEARCHES = ("auto", "optuna", "random")
@@ -186,6 +186,9 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
                         random_state=random_state)
     base = template._validated_params()  # a bad fixed parameter fails here, not per trial
     dimensions = search_space(params.get("loss", "rg2"), space)
+    if isinstance(params.get("loss"), Loss) and set(dimensions) - set(ESTIMATOR_SPACE):
+        raise ValueError("a Loss object fixes its hyperparameters: to search them, give the "
+                         "loss by name (loss='rg2') or as a dict")
     both = sorted(name for name in dimensions if params.get(name) is not None)
     if both:
         raise ValueError(f"{both[0]} is both fixed (given as a parameter) and searched; "

@@ -170,6 +170,8 @@ def test_bad_spaces_are_clear_errors(space, message):
     (dict(metric="auc@5"), ValueError, "validation_metric must look like"),
     (dict(factors=0), ValueError, "factors must be an integer >= 1"),
     (dict(colour="red"), TypeError, "colour"),
+    (dict(loss=rgals.losses.RG2(alpha=0.1)), ValueError, "a Loss object fixes"),
+    (dict(alpha=0.1), ValueError, "alpha is both fixed"),
 ])
 def test_bad_arguments_fail_before_any_trial(planted, options, error, message):
     with pytest.raises(error, match=message):
