@@ -43,7 +43,6 @@ class FitInputs:
     user_items: object
     validation: object
     totals: InteractionTotals
-    allow_negative: bool
     _prepared: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -55,8 +54,7 @@ class FitInputs:
         if validation is not None:
             validation = check_interactions(validation, "validation", allow_negative=True,
                                             shape=user_items.shape)
-        return cls(user_items, validation, InteractionTotals.of(user_items),
-                   loss.allows_negative)
+        return cls(user_items, validation, InteractionTotals.of(user_items))
 
     def prepared(self, backend):
         if backend.name not in self._prepared:
@@ -277,11 +275,9 @@ class ALSSolver:
         return self._fit(params, inputs, show_progress, callback)
 
     def _fit(self, params, inputs, show_progress=True, callback=None):
-        """`fit` on FitInputs (checked once, prepared once per backend: rgals.tune's trials
-        share them)."""
+        """`fit` on FitInputs checked for this loss (once, and prepared once per backend:
+        rgals.tune's trials share them)."""
         user_items, validation = inputs.user_items, inputs.validation
-        if inputs.allow_negative and not params["loss"].allows_negative:
-            inputs = FitInputs.checked(user_items, validation, params["loss"])  # its error
         spec = params["loss"].resolve(user_items)  # the hyperparameters the data decides
         # the largest pair weight per unit of value: (alpha + 1/2) c for RG2, alpha c iALS
         check_value_range(user_items, params["dtype"],

@@ -264,10 +264,11 @@ def _read_params(path):
     if not isinstance(params, dict):
         raise ValueError(f"{path} must hold a JSON object of ALSSolver parameters (or "
                          "`rgals tune`'s best_params.json)")
-    unknown = sorted(set(params) - set(ALSSolver().get_params()))
+    valid = ALSSolver().get_params()
+    unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(f"{path}: unknown ALSSolver parameter {unknown[0]!r}; valid: "
-                         f"{', '.join(ALSSolver().get_params())}")
+                         f"{', '.join(valid)}")
     return params
 
 
