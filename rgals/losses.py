@@ -349,10 +349,11 @@ class RG2(Loss):
             None, f"weight of the squared term on observed pairs (None: {ALPHA_ITEMS:g} / N, "
             "within [1e-4, 1])", low=1e-4, high=1.0, log=True, searched=True, from_data=True),
         "regularization": Hyperparameter(
-            None, f"lam in lambda_u and lambda_i (None: {REGULARIZATION:g} times the mean "
-            f"value, or {COLLAPSE_FRACTION:g} of the value above which every factor "
-            "collapses to zero if that is lower)", strict=True, low=1e-5, high=1.0, log=True,
-            searched=True, from_data=True),
+            None, f"lam in lambda_u and lambda_i (None: a fit chooses it on a holdout path "
+            f"from {REGULARIZATION:g} times the mean value, or {COLLAPSE_FRACTION:g} of the "
+            "value above which every factor collapses to zero if that is lower: "
+            "rgals.path)", strict=True, low=1e-5, high=1.0, log=True, searched=True,
+            from_data=True),
         "reg_exponent": Hyperparameter(1.0, "nu in lambda_u and lambda_i (0: constant lam)",
                                        low=0.0, high=1.0),
         "popularity_exponent": Hyperparameter(
@@ -384,7 +385,7 @@ class RG2(Loss):
         """alpha=None: ALPHA_ITEMS / N (within alpha's domain). regularization=None:
         REGULARIZATION times the mean stored value, capped at COLLAPSE_FRACTION of
         `collapse_regularization` on this data (with the popularity prior's item scales,
-        when gamma > 0)."""
+        when gamma > 0): the rule's lam, where a fit's path (rgals.path) starts."""
         resolved = copy.copy(self)
         if self.alpha is None:
             domain = self.hyperparameters["alpha"]

@@ -140,16 +140,20 @@ class EarlyStopping(Callback):
 
 
 class UserCallback(Callback):
-    """`function(iteration, elapsed, record)` after each sweep (iteration from 0);
-    returning False stops the fit."""
+    """`function(iteration, elapsed, record)` after each sweep; returning False stops
+    the fit. A fit that ran sweeps before this training (rgals.path) passes their number
+    as `first_iteration` and its start time as `started` (perf_counter seconds)."""
 
-    def __init__(self, function):
+    def __init__(self, function, first_iteration=0, started=None):
         self.function = function
+        self.first_iteration = first_iteration
+        self.started = started
 
     def after_sweep(self, state, record):
-        if self.function(state.sweep - 1, time.perf_counter() - state.started,
-                         record) is False:
-            state.monitor.stop_reason = f"stopped by the callback after sweep {state.sweep}"
+        iteration = self.first_iteration + state.sweep - 1
+        started = state.started if self.started is None else self.started
+        if self.function(iteration, time.perf_counter() - started, record) is False:
+            state.monitor.stop_reason = f"stopped by the callback after sweep {iteration + 1}"
             return True
         return False
 

@@ -1,0 +1,121 @@
+"""RG2/RGx's default regularization, chosen on a short warm-started path.
+
+The best lam differs 10-30x between the shared datasets at the same alpha N, and no
+statistic of the data tried tells which (bench/RESULTS.md, issue 16): the Amazon sets
+want it near the data rule's value (`RG2.resolve`), just below the collapse cliff;
+Gowalla wants it far lower. Planted data shows the pattern: weak structure beyond
+popularity wants strong shrinkage, strong local structure (communities) a weak one.
+
+So a fit with regularization=None holds out HOLDOUT_RATIO of the interactions of up to
+HOLDOUT_USERS users, runs FIRST_SWEEPS sweeps at the rule's lam on the rest, then divides
+lam by STEP for STAGE_SWEEPS warm-started sweeps at a time while the holdout's NDCG@20
+improves by more than MIN_GAIN (at most MAX_STEPS times). The best stage's lam is kept,
+and the fit's remaining sweeps run on all the data, from the factors the path reached.
+The path's sweeps count toward `iterations`; what it adds is a holdout scoring per stage
+and a second prepared copy of the data.
+"""
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from .data.splits import holdout_split
+from .metrics import ranking_metrics
+from .prepared import InteractionTotals, prepare
+from .training import train
+
+log = logging.getLogger("rgals")
+
+HOLDOUT_USERS = 3000
+HOLDOUT_RATIO = 0.1
+MIN_USERS = 100  # fewer users that can hold out: the rule's lam, no path
+FIRST_SWEEPS = 6
+STAGE_SWEEPS = 3
+FINAL_SWEEPS = 2  # at least, on all the data
+STEP = 3.0
+MAX_STEPS = 4
+MIN_GAIN = 0.01
+METRIC_K = 20
+
+
+@dataclass
+class PathStage:
+    """One stage of the path: lam, the sweeps run by its end, the holdout's NDCG@20."""
+
+    regularization: float
+    sweeps: int
+    holdout_ndcg: float
+
+
+def uses_path(loss, iterations):
+    """Whether a fit chooses lam on the path: a loss whose regularization the data decides,
+    left at None, with room in `iterations` for one step down and the final sweeps."""
+    declared = loss.hyperparameters.get("regularization")
+    return (declared is not None and declared.from_data and loss.regularization is None
+            and iterations >= FIRST_SWEEPS + STAGE_SWEEPS + FINAL_SWEEPS)
+
+
+def path_holdout(user_items, rng):
+    """(fit part, held out, the users evaluated): HOLDOUT_RATIO of each sampled user's
+    interactions (at least one, as `holdout_split`) held out; None when fewer than
+    MIN_USERS users have two interactions or more."""
+    eligible = np.flatnonzero(np.diff(user_items.indptr) >= 2)
+    if len(eligible) < MIN_USERS:
+        return None
+    users = np.sort(rng.choice(eligible, min(HOLDOUT_USERS, len(eligible)), replace=False))
+    _, held_rows = holdout_split(user_items[users], HOLDOUT_RATIO, seed=rng)
+    per_user = np.zeros(user_items.shape[0], dtype=np.int64)
+    per_user[users] = np.diff(held_rows.indptr)
+    held = sp.csr_matrix((held_rows.data, held_rows.indices,
+                          np.concatenate(([0], np.cumsum(per_user)))), shape=user_items.shape)
+    fit_part = (user_items - held).tocsr()
+    fit_part.eliminate_zeros()  # the held pairs cancel exactly
+    return fit_part, held, users
+
+
+def regularization_path(spec, holdout, backend, user_factors, item_factors,
+                        previous_item_factors, iterations, *, solver, cg_steps, cg_tolerance,
+                        identity_tolerance, show_progress=True):
+    """Run the path on `holdout` (from `path_holdout`) from `spec`'s lam (resolved by
+    the rule), updating the factors in place; returns (the chosen lam, the sweeps run,
+    the PathStages). The path fits the plain loss: top-K weights need scores of a fit
+    on the whole data, and come with the remaining sweeps."""
+    fit_part, held, users = holdout
+    data = prepare(fit_part, backend)
+    totals = InteractionTotals.of(fit_part)
+    plain = copy.copy(spec)
+    if getattr(plain, "top_k", None) is not None:
+        plain.top_k = None
+    budget = iterations - FINAL_SWEEPS
+    planned = min(budget, FIRST_SWEEPS + MAX_STEPS * STAGE_SWEEPS)
+    bar = tqdm(total=planned, disable=not show_progress, unit="sweep",
+               desc=f"rgals {spec.name}: choosing regularization")
+    lam, done, sweeps = spec.regularization, 0, FIRST_SWEEPS
+    stages, best = [], None
+    try:
+        while done + sweeps <= budget and len(stages) <= MAX_STEPS:
+            plain.regularization = lam
+            loss = plain.bind(data.user_items if backend.on_device else totals)
+            train(loss, data, user_factors, item_factors, sweeps, solver=solver,
+                  cg_steps=cg_steps, cg_tolerance=cg_tolerance, tol=0.0,
+                  identity_tolerance=identity_tolerance,
+                  previous_item_factors=previous_item_factors)
+            done += sweeps
+            score = ranking_metrics(user_factors, item_factors, held, fit_part, K=METRIC_K,
+                                    metrics=("ndcg",), users=users)[f"ndcg@{METRIC_K}"]
+            stages.append(PathStage(lam, done, float(score)))
+            bar.update(sweeps)
+            bar.set_postfix({"lam": f"{lam:.3g}", f"holdout ndcg@{METRIC_K}": f"{score:.4f}"})
+            log.info("regularization path: lam %.3g, %d sweeps, holdout ndcg@%d %.4f",
+                     lam, done, METRIC_K, score)
+            if best is not None and not score > best.holdout_ndcg * (1.0 + MIN_GAIN):
+                break
+            best = stages[-1]
+            lam, sweeps = lam / STEP, STAGE_SWEEPS
+    finally:
+        bar.close()
+    return best.regularization, done, stages
