@@ -246,14 +246,17 @@ def _tune_rgals(method, train_matrix, trials, steps, patience, threads, seed, fa
             results.append({"params": params, "state": "failed", "error": trial.error})
             continue
         step_seconds = np.diff([0.0] + [point[1] for point in trial.curve])
-        best_point = trial.curve[trial.best_sweep - 1]
+        # trial 0 (the defaults) starts its curve after rgals.path's sweeps
+        best_point = next(point for point in trial.curve if point[0] == trial.best_sweep)
         results.append({"params": params, "state": trial.state,
                         "validation_ndcg@20": best_point[2],
                         "validation_recall@20": best_point[3],
                         "best_step": trial.best_sweep, "seconds_to_best": best_point[1],
                         "steps_run": trial.sweeps,
                         "median_step_seconds": float(np.median(step_seconds)),
-                        "wall_seconds": trial.seconds, "curve": trial.curve})
+                        "wall_seconds": trial.seconds, "curve": trial.curve,
+                        # trial 0's params are the defaults; the values they resolved to
+                        **({"resolved": trial.params} if trial.defaults else {})})
         print(f"{method} trial {trial.number} ({trial.state}): {params} -> validation "
               f"NDCG@20 {trial.value:.4f} after {trial.best_sweep} steps", flush=True)
     best = results[next(index for index, trial in enumerate(result.trials)

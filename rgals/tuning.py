@@ -38,7 +38,10 @@ class Trial:
     "pruned" (stopped by the pruner) or "failed" (`error` says why); `value` the best
     validation metric it reached (NaN when failed) after `best_sweep` of `sweeps`;
     `seconds` its wall time; `curve` per evaluated sweep [sweep, training seconds so far
-    (half steps), metric, Recall at the same K]."""
+    (half steps), metric, Recall at the same K]. `defaults`: trial 0, the estimator's
+    defaults; its `params` are the values they resolved to on the data (the
+    regularization the path chose, rgals.path), and `TuneResult.params_of` gives the
+    defaults themselves, so that a refit chooses again on its own data."""
 
     number: int
     params: dict
@@ -49,6 +52,7 @@ class Trial:
     seconds: float
     error: str = ""
     curve: list = dataclasses.field(default_factory=list)
+    defaults: bool = False
 
 
 @dataclasses.dataclass
@@ -74,9 +78,10 @@ class TuneResult:
         if "dtype" in fixed:
             fixed["dtype"] = np.dtype(fixed["dtype"]).name  # JSON-ready
         model = ALSSolver(**fixed)
-        _set_searched(model, trial.params)
+        searched = {} if trial.defaults else trial.params
+        _set_searched(model, searched)
         return {name: _plain(value) for name, value in model.get_params().items()
-                if name in fixed or name in trial.params or name == "loss"}
+                if name in fixed or name in searched or name == "loss"}
 
     def table(self):
         """The trials as a Markdown table."""
@@ -215,6 +220,7 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
             trial = _run_trial(len(trials), template, proposal, inputs, searcher)
             if not trials:  # the defaults: record and tell the search what they are
                 trial.record.params = _resolved(trial.model, dimensions)
+                trial.record.defaults = True
                 searcher.add_default(trial)
             trials.append(trial.record)
             progress.update(1)
@@ -460,8 +466,9 @@ def _run_trial(number, template, proposal, inputs, searcher):
                          if curve and state != "failed" else (math.nan, 0))
     if not math.isfinite(value) and state != "failed":
         state, error = "failed", "no finite validation metric"
-    record = Trial(number, dict(proposal), state, float(value), abs(best_sweep), len(curve),
-                   seconds, error, points)
+    # sweeps are numbered from the fit's first, the path's included (rgals.path)
+    record = Trial(number, dict(proposal), state, float(value), abs(best_sweep),
+                   max(curve, default=0), seconds, error, points)
     searcher.finish(handle, record)
     return _Run(record, model, curve)
 

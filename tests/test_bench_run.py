@@ -66,10 +66,12 @@ def test_run_method_tunes_on_validation_refits_the_best_and_tests_it(splits, mon
     saved = json.loads((tmp_path / "health" / "rgals-rg2.json").read_text())
     assert saved["test"] == pytest.approx(record["test"])
     trials = saved["trials"]
-    # trial 0: the library's defaults for this data, written out
+    # trial 0: the library's defaults, and the values they resolved to on this data
     defaults = rgals.ALSSolver(iterations=1).fit(train, show_progress=False).loss_
-    assert len(trials) == 3 and trials[0]["params"] == {
-        "loss": "rg2", "alpha": defaults.alpha, "regularization": defaults.regularization}
+    assert len(trials) == 3 and trials[0]["params"] == {"loss": "rg2"}
+    assert trials[0]["resolved"] == {"alpha": defaults.alpha,
+                                     "regularization": defaults.regularization}
+    assert all("resolved" not in trial for trial in trials[1:])
     assert trials[1]["params"] != trials[0]["params"]
     assert saved["search"] == "optuna"
     complete = [trial for trial in trials if trial["state"] == "complete"]

@@ -75,8 +75,9 @@ def test_failing_trials_do_not_end_the_search(planted):
     failed = [trial for trial in result.trials if trial.state == "failed"]
     assert all(math.isnan(trial.value) and trial.error for trial in failed)
     assert any("collapsed" in trial.error for trial in failed)
-    assert result.best_params["regularization"] != 1e6
-    assert result.best_params["alpha"] != 1e38
+    # the defaults (trial 0) leave both out of best_params
+    assert result.best_params.get("regularization") != 1e6
+    assert result.best_params.get("alpha") != 1e38
 
 
 def test_every_trial_failing_is_an_error(planted):
@@ -195,3 +196,20 @@ def test_trials_share_one_prepared_fit_part(planted, monkeypatch):
     # one for the four trials' fit part, one for the refit on all interactions
     assert calls == [fit_part.nnz, planted.nnz]
     assert len(result.trials) == 4
+
+
+def test_trial_0_records_the_lam_its_path_chose_and_refits_as_the_defaults(planted):
+    result = quick(planted, n_trials=2, max_sweeps=12, patience=12)
+    default = result.trials[0]
+    assert default.defaults and not result.trials[1].defaults
+    # the fit's sweeps are numbered from its first: the path's come before the curve
+    assert default.sweeps == 12 and default.curve[0][0] > rgals.path.FIRST_SWEEPS
+    model = rgals.ALSSolver(factors=8, iterations=12, tol=0.0, random_state=3,
+                            num_threads=1).fit(data.validation_split(planted, 0.1, seed=3)[0],
+                                               show_progress=False)
+    assert default.params == {"alpha": model.loss_.alpha,
+                              "regularization": model.loss_.regularization}
+    assert model.regularization_path_ is not None
+    assert "regularization" not in result.params_of(default)
+    assert result.params_of(result.trials[1])["regularization"] == \
+        result.trials[1].params["regularization"]
