@@ -14,7 +14,9 @@ setting's validation NDCG@20 are compared. Results: bench/out/tuning/<name>.json
 """
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -44,13 +46,18 @@ def shared(dataset, trials, threads, seed):
     train, test = load(dataset)
     rgals.ALSSolver(iterations=1, num_threads=threads).fit(train, show_progress=False)  # JIT
     row = {"dataset": dataset, "trials": trials, "seed": seed, "threads": threads}
-    for name, params in (("defaults", {}), ("before", BEFORE)):
+    # "rule": the rule's lam fixed, without the path (the defaults of the session before)
+    rule = {"regularization": rgals.losses.RG2().resolve(train).regularization}
+    for name, params in (("defaults", {}), ("rule", rule), ("before", BEFORE)):
         start = time.perf_counter()
         model = rgals.ALSSolver(num_threads=threads, random_state=seed, **params).fit(
             train, show_progress=False)
         row[name] = {"seconds": time.perf_counter() - start, "test_ndcg@20":
                      test_ndcg(model, train, test), "alpha": model.loss_.alpha,
                      "regularization": model.loss_.regularization}
+        if model.regularization_path_ is not None:
+            row[name]["path"] = [dataclasses.asdict(stage)
+                                 for stage in model.regularization_path_]
     result = rgals.tune(train, n_trials=trials, random_state=seed, num_threads=threads,
                         show_progress=False)
     row["tuned"] = {"seconds": result.seconds, "test_ndcg@20": test_ndcg(result.model, train,
@@ -88,9 +95,10 @@ def _results_row(dataset):
 
 
 def table(rows):
-    lines = ["| dataset | defaults: test N@20 (alpha, lam) | before (0.01, 0.001) | tuned: "
-             "test N@20 | defaults / tuned | 8-trial row of bench/results | tune wall s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | defaults: test N@20 (alpha, lam) | rule's lam, no path | before "
+             "(0.01, 0.001) | tuned: test N@20 | defaults / tuned | 8-trial row of "
+             "bench/results | default fit s (rule's) | tune wall s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if "tuned" in row and isinstance(row["tuned"], dict) and "test_ndcg@20" in row["tuned"]:
             defaults, tuned = row["defaults"], row["tuned"]
@@ -98,14 +106,17 @@ def table(rows):
             lines.append(
                 f"| {row['dataset']} | {defaults['test_ndcg@20']:.4f} "
                 f"({defaults['alpha']:.3g}, {defaults['regularization']:.3g}) | "
+                f"{row['rule']['test_ndcg@20']:.4f} ({row['rule']['regularization']:.3g}) | "
                 f"{row['before']['test_ndcg@20']:.4f} | {tuned['test_ndcg@20']:.4f} | "
                 f"{defaults['test_ndcg@20'] / tuned['test_ndcg@20']:.3f} | "
                 + (f"{bench:.4f}" if bench is not None else "-")
-                + f" | {tuned['seconds']:.0f} |")
+                + f" | {defaults['seconds']:.1f} ({row['rule']['seconds']:.1f}) | "
+                f"{tuned['seconds']:.0f} |")
         else:
-            lines.append(f"| {row['dataset']} | validation {row['validation_defaults']:.4f} | - | "
+            lines.append(f"| {row['dataset']} | validation {row['validation_defaults']:.4f} "
+                         f"(lam {row['defaults'].get('regularization', math.nan):.3g}) | - | - | "
                          f"validation {row['validation_tuned']:.4f} | "
-                         f"{row['validation_defaults'] / row['validation_tuned']:.3f} | - | "
+                         f"{row['validation_defaults'] / row['validation_tuned']:.3f} | - | - | "
                          f"{row['seconds']:.0f} |")
     return "\n".join(lines)
 

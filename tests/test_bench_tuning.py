@@ -1,4 +1,5 @@
-"""bench/tuning.py on small synthetic data: defaults, old defaults and tuned, and its table."""
+"""bench/tuning.py on small synthetic data: defaults, the rule without the path, old
+defaults and tuned, and its table."""
 
 import json
 import sys
@@ -28,7 +29,9 @@ def test_each_setting_is_tested_once_on_the_test_split(small, tmp_path, capsys):
     assert bench_tuning.main(["--dataset", "health", "--synthetic", "--trials", "3",
                               "--threads", "1", "--out", str(tmp_path)]) == 0
     row = json.loads((tmp_path / "health.json").read_text())
-    for name, params in (("defaults", {}), ("before", bench_tuning.BEFORE)):
+    rule = {"regularization": rgals.losses.RG2().resolve(train).regularization}
+    assert row["defaults"]["path"][0]["regularization"] == rule["regularization"]
+    for name, params in (("defaults", {}), ("rule", rule), ("before", bench_tuning.BEFORE)):
         model = rgals.ALSSolver(num_threads=1, random_state=0, **params).fit(
             train, show_progress=False)
         expected = ranking_metrics(model.user_factors_, model.item_factors_, test, train,
