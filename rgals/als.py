@@ -177,8 +177,9 @@ class ALSSolver:
         `save` and `load` use it.
     monitor_ : rgals.ConvergenceMonitor
         Objective, descent-identity checks, observed and bounded convergence rates,
-        seconds and validation metrics of every half step: after the path's sweeps, when
-        the fit chose the regularization (they fit other objectives, one per lam).
+        seconds and validation metrics of every half step: those after the path's sweeps
+        when the fit chose the regularization (the path fits other objectives, one per
+        lam), numbered from the fit's first sweep.
     regularization_path_ : list of rgals.path.PathStage or None
         The lam of each stage of the path, the sweeps run by its end and the holdout's
         NDCG@20; None when the fit did not choose lam (given, iALS, or no room).
@@ -331,23 +332,23 @@ class ALSSolver:
             totals = inputs.totals
             # a device fit binds to device arrays; the host's totals serve the CPU twice
             loss = spec.bind(data.user_items if backend.on_device else totals)
-            sweeps = params["iterations"] - path_sweeps
-            callbacks = [ProgressBar(sweeps, show_progress, f"rgals {spec.name}"),
-                         Tolerance(params["tol"])]
+            callbacks = [ProgressBar(params["iterations"], show_progress,
+                                     f"rgals {spec.name}"), Tolerance(params["tol"])]
             if params["early_stopping"]:
                 callbacks.append(EarlyStopping(params["patience"]))
             if callback is not None:
-                callbacks.append(UserCallback(callback, path_sweeps, started))
+                callbacks.append(UserCallback(callback))
             metric_name, metric_k = params["validation_metric"]
             monitor = train(
-                loss, data, user_factors, item_factors, sweeps,
+                loss, data, user_factors, item_factors, params["iterations"] - path_sweeps,
                 solver=params["solver"], cg_steps=params["cg_steps"],
                 cg_tolerance=params["cg_tolerance"],
                 monitor=params["monitor"], tol=params["tol"],
                 identity_tolerance=identity_tolerance,
                 eval_every=params["eval_every"], validation=validation,
                 metric=(metric_name, metric_k), softmax_users=softmax_users,
-                callbacks=callbacks, previous_item_factors=previous_item_factors)
+                callbacks=callbacks, previous_item_factors=previous_item_factors,
+                first_sweep=path_sweeps + 1, started=started)
         _warn_if_collapsed(user_factors, item_factors, spec)
         self.user_factors_ = user_factors
         self.item_factors_ = item_factors

@@ -384,6 +384,10 @@ def _fit(args):
     model.fit(fit_part, show_progress=not args.quiet, validation=validation)
     _say(f"fitted {model!r} in {time.perf_counter() - start:.1f} s"
          + _compiled_note(compiled))
+    if model.regularization_path_:
+        _say(f"regularization {model.loss_.regularization:.3g}: chosen on a holdout path "
+             f"of {len(model.regularization_path_)} stages "
+             f"({model.regularization_path_[-1].sweeps} sweeps)")
     sweeps = int(model.monitor_.rows[-1]["sweep"]) if model.monitor_.rows else 0
     if sweeps < params["iterations"] and model.monitor_.stop_reason:
         _say(f"stopped after {sweeps} of {params['iterations']} sweeps: "

@@ -246,7 +246,8 @@ class ConvergenceMonitor:
         prepare_directory(path.parent, [path.name], overwrite)
         history = self.history
         ends = np.isfinite(history["rate_bound"])  # the rows that close a sweep
-        sweeps = np.concatenate(([0], history["sweep"][ends]))
+        # F before the first sweep recorded (sweep 0, or the last of a fit's path)
+        sweeps = np.concatenate(([history["sweep"][0] - 1], history["sweep"][ends]))
         objective = np.concatenate(([self.initial_objective], history["objective"][ends]))
         gap = objective - objective.min()
         shown = gap > 0

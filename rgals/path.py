@@ -117,5 +117,6 @@ def regularization_path(spec, holdout, backend, user_factors, item_factors,
             best = stages[-1]
             lam, sweeps = lam / STEP, STAGE_SWEEPS
     finally:
+        bar.total = done  # the path may stop before the stages planned
         bar.close()
     return best.regularization, done, stages

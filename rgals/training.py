@@ -140,20 +140,16 @@ class EarlyStopping(Callback):
 
 
 class UserCallback(Callback):
-    """`function(iteration, elapsed, record)` after each sweep; returning False stops
-    the fit. A fit that ran sweeps before this training (rgals.path) passes their number
-    as `first_iteration` and its start time as `started` (perf_counter seconds)."""
+    """`function(iteration, elapsed, record)` after each sweep (iteration from 0);
+    returning False stops the fit."""
 
-    def __init__(self, function, first_iteration=0, started=None):
+    def __init__(self, function):
         self.function = function
-        self.first_iteration = first_iteration
-        self.started = started
 
     def after_sweep(self, state, record):
-        iteration = self.first_iteration + state.sweep - 1
-        started = state.started if self.started is None else self.started
-        if self.function(iteration, time.perf_counter() - started, record) is False:
-            state.monitor.stop_reason = f"stopped by the callback after sweep {iteration + 1}"
+        if self.function(state.sweep - 1, time.perf_counter() - state.started,
+                         record) is False:
+            state.monitor.stop_reason = f"stopped by the callback after sweep {state.sweep}"
             return True
         return False
 
@@ -167,8 +163,8 @@ class ProgressBar(Callback):
         self.bar = None
 
     def before_training(self, state):
-        self.bar = tqdm(total=self.total, disable=not self.show, unit="sweep",
-                        desc=self.description)
+        self.bar = tqdm(total=self.total, initial=state.sweep, disable=not self.show,
+                        unit="sweep", desc=self.description)
 
     def after_sweep(self, state, record):
         metric = state.monitor.metric
@@ -206,7 +202,7 @@ def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_bl
 def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
           cg_steps=3, cg_tolerance=None, monitor="sweep", tol=1e-4, identity_tolerance=1e-6,
           eval_every=1, validation=None, metric=("ndcg", 20), softmax_users=None,
-          callbacks=(), n_blocks=1, previous_item_factors=None):
+          callbacks=(), n_blocks=1, previous_item_factors=None, first_sweep=1, started=None):
     """Run up to `iterations` sweeps (user half step, then item half step) of `loss`
     (bound to the data) on PreparedData `data`, updating the factors in place.
 
@@ -220,7 +216,10 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
     cg_tolerance: see rgals.solve.solve_blocks (None: to the factors' rounding).
     previous_item_factors: an array shaped as item_factors that receives the item factors
     the final user factors were solved against (those of the sweep before), so that
-    fold-in can solve a user exactly as the fit did. Returns the ConvergenceMonitor.
+    fold-in can solve a user exactly as the fit did. first_sweep, started: the number of
+    the first sweep and the perf_counter time the fit began, for a fit that ran sweeps
+    before this training (rgals.path): the monitor, the callbacks and `eval_every` count
+    from the fit's first sweep. Returns the ConvergenceMonitor.
     """
     if monitor not in MONITOR_LEVELS:
         raise ValueError(f"unknown monitor {monitor!r}; use one of "
@@ -229,7 +228,10 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
     recorder = ConvergenceMonitor(tol=tol, identity_tolerance=identity_tolerance,
                                   metric=f"{name}@{k}")
     state = TrainState(loss, data, user_factors, item_factors, recorder,
-                       previous_item_factors)
+                       previous_item_factors, sweep=first_sweep - 1)
+    if started is not None:
+        state.started = started
+    last = first_sweep + iterations - 1
     full = monitor == "full"
     sample = softmax_users is not None and len(softmax_users) > 0
     factors = {"user": user_factors, "item": item_factors}
@@ -244,9 +246,9 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
     for callback in callbacks:
         callback.before_training(state)
     try:
-        for sweep in range(1, iterations + 1):
+        for sweep in range(first_sweep, last + 1):
             changed = loss.begin_sweep(user_factors, item_factors, data)
-            if sweep == 1:
+            if sweep == first_sweep:
                 recorder.start(objective())
             elif changed:
                 recorder.start_segment(objective())
@@ -272,7 +274,7 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
             # an evaluation sweep scores validation data or the softmax loss; "sweep"
             # then measures F exactly too (a fit with neither: at the end only)
             evaluate = (validation is not None or sample) and (
-                sweep % eval_every == 0 or sweep == iterations)
+                sweep % eval_every == 0 or sweep == last)
             exact, size = measured() if evaluate and not full else (None, None)
             record = recorder.end_sweep(
                 objective=exact, magnitude=size,

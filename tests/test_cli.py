@@ -304,6 +304,20 @@ def test_a_fit_stopped_by_tol_says_so(files, capsys):
     assert status == 0 and "of 500 sweeps: converged" in stderr
 
 
+def test_a_fit_says_which_regularization_its_path_chose(tmp_path, capsys):
+    matrix = data.synthetic(n_users=300, n_items=120, factors=4, mean_activity=10, seed=3)
+    train_path = write_pairs(tmp_path / "train.tsv", matrix)
+    options = ["fit", str(train_path), "--factors", "8", "--iterations", "12", "--threads",
+               "1", "--quiet"]
+    status, _, stderr = run(options, capsys)
+    model = ALSSolver(factors=8, iterations=12, num_threads=1, random_state=0).fit(
+        data.read(train_path).matrix, show_progress=False)
+    assert status == 0 and (f"regularization {model.loss_.regularization:.3g}: chosen on a "
+                            f"holdout path of {len(model.regularization_path_)} stages") in stderr
+    status, _, stderr = run(options + ["--regularization", "0.01"], capsys)
+    assert status == 0 and "holdout path" not in stderr
+
+
 def test_the_printed_model_shows_only_what_differs_from_the_defaults(files, capsys):
     train_path, _ = files
     _, _, stderr = run(["fit", str(train_path), "--factors", "8", "--iterations", "2",

@@ -117,7 +117,10 @@ def test_the_last_sweeps_fit_all_the_data():
     stages = model.regularization_path_
     assert [stage.sweeps for stage in stages] == [path.FIRST_SWEEPS,
                                                  path.FIRST_SWEEPS + path.STAGE_SWEEPS]
-    assert len(model.monitor_.rows) == 2 * final
+    # the monitor numbers its sweeps from the fit's first, after the path's
+    done = stages[-1].sweeps
+    assert [row["sweep"] for row in model.monitor_.rows] == \
+        [sweep for sweep in range(done + 1, model.iterations + 1) for _ in "ui"]
     # the monitor's last F is the fitted loss on the whole matrix at the returned factors
     whole = model.loss_.objective(model.user_factors_, model.item_factors_,
                                   prepare(model.user_items_, get_backend("cpu")))
