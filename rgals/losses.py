@@ -34,7 +34,8 @@ import numpy as np
 from .backend import array_module, backend_of
 from .prepared import InteractionTotals, RowBlock
 from .scoring import score_pass
-from .solve import RowSystems, row_bounds
+# add_statistics (the reduction of a half step) is re-exported beside the statistics
+from .solve import RowSystems, add_statistics, row_bounds  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,6 @@ def _observed_scores(data, user_factors, item_factors):
     scores = backend.kernels.pair_scores(user_items.indptr, user_items.indices,
                                          user_factors, item_factors)
     return user_items.data, scores
-
-
-def add_statistics(parts):
-    """The side statistics of several row blocks, summed (the reduction of a half step)."""
-    parts = list(parts)
-    return {name: sum(part[name] for part in parts) for name in parts[0]}
 
 
 # RG2/RGx defaults, derived on the validation splits of the shared datasets (bench/

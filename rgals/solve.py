@@ -87,8 +87,10 @@ def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None,
     `factors[k]` (updated in place). Returns a `Solution`.
 
     The blocks share one Gram (and one coupling); each block is solved on its own, and
-    the coupled step (RGx items) first sums sum_r A_r^{-1} and sum_r A_r^{-1} b_r over
-    the blocks: several blocks give one block's factors up to summation order.
+    the coupled step (RGx items) first sums each block's `coupling_part`: several blocks
+    give one block's factors up to summation order. The Dask mode runs the same steps
+    (`shared_basis`, `coupling_part`, `coupling_shift`, `solve_block`, `coupling_change`)
+    block by block on its workers.
 
     share_basis: the eigenbasis solvers ("eigen", "cg") rotate the fixed side (the
     systems' `others`, in place) and leave the solved rows in the Gram's eigenbasis V
@@ -100,66 +102,109 @@ def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None,
     rounding of the factors' dtype, 1e-6 for float32 and 1e-12 for float64).
     """
     backend = backend or backend_of(factors[0])
-    xp = backend.xp
     first = systems[0]
-    method = resolve_solver(solver, first)
     for part in systems:
         _check_finite_systems(part)
-    # one eigendecomposition of the shared Gram serves every block
-    eigen = _eigenbasis(first.gram) if method in ("eigen", "cg") else None
+    method, eigen = shared_basis(first, solver)
     # the fixed side in the eigenbasis, once for every block
     others_rotated = (first.others @ eigen[1].astype(first.others.dtype)
                       if share_basis and eigen is not None else None)
     basis = ([_EigenBasis(part, factors[0].dtype, backend, eigen, others_rotated)
-              for part in systems] if method == "eigen" else None)
-    d = factors[0].shape[1]
-    shift = xp.zeros(d)
+              for part in systems] if method == "eigen" else [None] * len(systems))
     coupling = first.coupling
+    shift = backend.xp.zeros(factors[0].shape[1])
     if coupling is not None:
-        sigma_before = sum(block.sum(axis=0, dtype=np.float64) for block in factors)
-        if method == "cg":
-            # CG takes a block-descent step instead of the coupled solve: sigma_Q held
-            # at its current value makes the rows independent, A_i q_i = b_i + C sigma
-            # (a shift of b). That is the coupling term -sigma^T C sigma linearised at
-            # sigma_before, an upper bound of it (C is PSD: majorise-minimise), so F
-            # falls by at least the rows' decrease; the rest, delta^T C delta with
-            # delta = sigma_after - sigma_before, is added below.
-            shift = coupling @ sigma_before
-        else:
-            # the coupled minimiser: (I - S C) sigma = t, S = sum A^-1, t = sum A^-1 b
-            sums = [part.inverse_sum() for part in basis] if basis is not None else \
-                [_cholesky_inverse_sum(part, backend) for part in systems]
-            inverse_sum = sum(part[0] for part in sums)
-            solution_sum = sum(part[1] for part in sums)
-            sigma = xp.linalg.solve(xp.eye(d) - inverse_sum @ coupling, solution_sum)
-            shift = coupling @ sigma
+        before = add_statistics(coupling_part(part, block, method, backend, eigen, prepared)
+                           for part, block, prepared in zip(systems, factors, basis))
+        shift = coupling_shift(coupling, method, before)
 
     decrease, curvatures = 0.0, []
-    for k, (part, block) in enumerate(zip(systems, factors)):
-        if method == "eigen":
-            decrease += basis[k].solve(block, shift)
-        elif method == "cholesky":
-            decrease += _solve_cholesky(part, block, shift, backend)
-        else:
-            block_decrease, curvature = _solve_cg(part, block, shift, cg_steps, backend, eigen,
-                                                  others_rotated, cg_tolerance)
-            decrease += block_decrease
+    for part, block, prepared in zip(systems, factors, basis):
+        block_decrease, curvature = solve_block(part, block, method, eigen, shift, cg_steps,
+                                                backend, others_rotated, cg_tolerance,
+                                                prepared)
+        decrease += block_decrease
+        if curvature is not None:
             curvatures.append(curvature)
 
     if coupling is not None:
         sigma_after = sum(block.sum(axis=0, dtype=np.float64) for block in factors)
         if others_rotated is not None:  # back to the basis C and sigma_before are in
             sigma_after = eigen[1] @ sigma_after
-        delta = sigma_after - sigma_before
-        coupling_change = float(delta @ coupling @ delta)
-        # exact step: Hessian quadratic form; block descent: gain from updating sigma
-        decrease += coupling_change if method == "cg" else -coupling_change
+        decrease += coupling_change(coupling, method, before["sigma"], sigma_after)
     rotation = None
     if others_rotated is not None:
         first.others[...] = others_rotated
         rotation = eigen[1]
     return Solution(decrease, None if eigen is None else eigen[0], curvatures or None,
                     rotation)
+
+
+def shared_basis(systems, solver):
+    """(the method `solver` stands for, the eigenbasis of the blocks' shared Gram or None):
+    one eigendecomposition serves every block (the same on every worker)."""
+    method = resolve_solver(solver, systems)
+    return method, (_eigenbasis(systems.gram) if method in ("eigen", "cg") else None)
+
+
+def add_statistics(parts):
+    """Dicts of arrays from several row blocks, summed: the side statistics of a half
+    step (its reduction) or the blocks' `coupling_part`s."""
+    parts = list(parts)
+    return {name: sum(part[name] for part in parts) for name in parts[0]}
+
+
+def coupling_part(systems, factors, method, backend, eigen=None, basis=None):
+    """What a coupled step (RGx items) needs of one block before any block is solved:
+    sigma = sum_r x_r, and for the exact methods sum_r A_r^-1 and sum_r A_r^-1 b_r."""
+    part = {"sigma": factors.sum(axis=0, dtype=np.float64)}
+    if method != "cg":
+        if method == "eigen":
+            basis = basis or _EigenBasis(systems, factors.dtype, backend, eigen)
+            inverse_sum, solution_sum = basis.inverse_sum()
+        else:
+            inverse_sum, solution_sum = _cholesky_inverse_sum(systems, backend)
+        part.update(inverse_sum=inverse_sum, solution_sum=solution_sum)
+    return part
+
+
+def coupling_shift(coupling, method, parts):
+    """C sigma, the shift of every b_r, from the blocks' summed `coupling_part`s."""
+    if method == "cg":
+        # CG takes a block-descent step instead of the coupled solve: sigma_Q held at its
+        # current value makes the rows independent, A_i q_i = b_i + C sigma (a shift of
+        # b). That is the coupling term -sigma^T C sigma linearised at sigma_before, an
+        # upper bound of it (C is PSD: majorise-minimise), so F falls by at least the
+        # rows' decrease; the rest is `coupling_change`
+        return coupling @ parts["sigma"]
+    # the coupled minimiser: (I - S C) sigma = t, S = sum A^-1, t = sum A^-1 b
+    xp = array_module(coupling)
+    eye = xp.eye(coupling.shape[0])
+    return coupling @ xp.linalg.solve(eye - parts["inverse_sum"] @ coupling,
+                                      parts["solution_sum"])
+
+
+def coupling_change(coupling, method, sigma_before, sigma_after):
+    """The coupling term's part of the decrease, with delta = sigma_after - sigma_before:
+    exact step, the Hessian's quadratic form (-delta^T C delta); block descent, the gain
+    from updating sigma (+delta^T C delta)."""
+    delta = sigma_after - sigma_before
+    change = float(delta @ coupling @ delta)
+    return change if method == "cg" else -change
+
+
+def solve_block(systems, factors, method, eigen, shift, cg_steps=3, backend=None,
+                others_rotated=None, cg_tolerance=None, basis=None):
+    """Solve one block's rows in place (b shifted by `shift`); returns (decrease, the
+    per-row pair curvature from CG or None). `basis`: its _EigenBasis, when built."""
+    backend = backend or backend_of(factors)
+    if method == "eigen":
+        basis = basis or _EigenBasis(systems, factors.dtype, backend, eigen, others_rotated)
+        return basis.solve(factors, shift), None
+    if method == "cholesky":
+        return _solve_cholesky(systems, factors, shift, backend), None
+    return _solve_cg(systems, factors, shift, cg_steps, backend, eigen, others_rotated,
+                     cg_tolerance)
 
 
 def row_bounds(systems, backend=None, eigenvalues=None, pair_curvature=None):
