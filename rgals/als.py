@@ -229,10 +229,10 @@ class ALSSolver:
         return self
 
     def __repr__(self):
-        default = ALSSolver()
+        default = type(self)()
         changed = [f"{name}={value!r}" for name, value in self.get_params().items()
                    if not _same(value, getattr(default, name))]
-        return f"ALSSolver({', '.join(changed)})"
+        return f"{type(self).__name__}({', '.join(changed)})"
 
     def _validated_params(self):
         """The parameters, checked; the attributes themselves stay as the user set them."""
