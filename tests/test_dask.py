@@ -276,3 +276,18 @@ def test_a_worker_that_leaves_lets_the_fit_finish_and_none_left_fails(own_cluste
     monkeypatch.setattr(rgals_dask, "WORKERLESS_SECONDS", 2.0)
     with pytest.raises(RuntimeError, match="no worker for 2 s"):
         dask_fit(client, matrix, callback=retire(2), **params)
+
+
+def test_synthetic_frame_is_drawn_by_the_workers_the_same_every_time(client):
+    frame = rgals_dask.synthetic_frame(3000, 500, seed=4, partitions=3)
+    pairs = frame.compute()
+    assert frame.npartitions == 3
+    assert pairs.equals(rgals_dask.synthetic_frame(3000, 500, seed=4, partitions=3).compute())
+    assert not pairs.equals(rgals_dask.synthetic_frame(3000, 500, seed=5, partitions=3)
+                            .compute())
+    assert not pairs.duplicated().any() and pairs["user"].nunique() == 3000
+    model = dask_fit(client, frame, user_blocks=2, item_blocks=2)
+    assert model.user_factors_.shape == (3000, PARAMS["factors"])
+    assert model.interaction_totals_.user_counts.sum() == len(pairs)
+    with pytest.raises(ValueError, match="n_items must be an integer >= 2"):
+        rgals_dask.synthetic_frame(10, 1)

@@ -28,8 +28,7 @@ def synthetic(n_users=1000, n_items=500, factors=8, mean_activity=20.0, populari
     """
     n_users = check_integer(n_users, "n_users", 1)
     planted = planted_items(n_items, factors, mean_activity, popularity_exponent, seed)
-    rng = planted.user_generator(seed)
-    indptr, indices = planted.draw_users(rng, n_users, candidates)
+    indptr, indices = planted.draw_users(planted.rng, n_users, candidates)
     matrix = sp.csr_matrix((np.ones(len(indices)), indices, indptr),
                            shape=(n_users, planted.n_items))
     matrix.sort_indices()
@@ -45,15 +44,16 @@ class PlantedItems:
         self.scale = (_SIGNAL ** 2 / factors) ** 0.25  # var(p . q) = factors * scale^4
         self.rng = rng
 
-    def user_generator(self, seed):
-        """The generator `synthetic` draws users from (the one the items came from)."""
-        return self.rng
+    def draw_items(self, rng):
+        """The item vectors, drawn once (`synthetic` draws them after its users)."""
+        if not hasattr(self, "item_vectors"):
+            self.item_vectors = rng.standard_normal((self.n_items, self.factors)) * self.scale
+        return self
 
     def draw_users(self, rng, n_users, candidates=None):
         """(indptr, indices) of `n_users` users drawn from `rng`."""
         user_vectors = rng.standard_normal((n_users, self.factors)) * self.scale
-        if not hasattr(self, "item_vectors"):
-            self.item_vectors = rng.standard_normal((self.n_items, self.factors)) * self.scale
+        self.draw_items(rng)
         extra = self.mean_activity - 2.0
         if extra > 0:
             activity = 2 + np.round(rng.lognormal(np.log(extra) - 0.5, 1.0, n_users))

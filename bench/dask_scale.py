@@ -1,0 +1,181 @@
+"""The Dask mode's cost (issue 17): seconds per sweep with 1 and 2 workers against the same
+fit on one machine without Dask, bytes moved between workers against the traffic model,
+and a projection to 1B interactions on 32 workers.
+
+    python bench/dask_scale.py --size 10M 50M --factors 64 --sweeps 3
+
+Data: `rgals.dask.synthetic_frame` (the workers draw their own partitions; the
+approximate planted draw of `rgals.data.synthetic(candidates=8)`). Sizes: 10M = 250k
+users x 100k items, 50M = 1M users x 1M items. One machine: ALSSolver on the same pairs
+with num_threads = the cores. Dask: a LocalCluster of 1 worker with every core, or 2
+workers of one thread each; the first sweep (JIT loading, first transfers) is reported
+apart, and the per-sweep figure is the median of the rest. Results: bench/out/dask/.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rgals  # noqa: E402
+from rgals.files import write_atomic  # noqa: E402
+
+SIZES = {"1M": (50_000, 20_000, 20.0), "10M": (250_000, 100_000, 40.0),
+         "50M": (1_000_000, 1_000_000, 50.0)}
+BANDWIDTH = 1.25e9  # bytes/s a worker sends or receives in the projection (10 Gbit/s)
+
+
+def traffic_model(shape, factors, user_blocks, item_blocks, workers, broadcast_bytes,
+                  itemsize=4):
+    """Bytes moved between workers per sweep, by the layout's design: per half step the
+    fixed blocks' statistics to one reducer and the sum back to every worker (each
+    (d^2 + d) float64), and the fixed side's factors: gathered to one worker and sent to
+    each other worker when whole; when not, the rows each solved block touches, fetched
+    by every block apart (at most the fixed side less its own worker's share, counted as
+    that)."""
+    statistics = (factors ** 2 + factors) * 8
+    share = (workers - 1) / workers
+    moved = 0.0
+    for fixed_rows, fixed_blocks, solved_blocks in ((shape[1], item_blocks, user_blocks),
+                                                    (shape[0], user_blocks, item_blocks)):
+        fixed = fixed_rows * factors * itemsize
+        moved += fixed_blocks * statistics * share + (workers - 1) * statistics
+        if fixed <= broadcast_bytes:
+            moved += fixed * share + fixed * (workers - 1)
+        else:
+            moved += solved_blocks * fixed * share
+    return moved
+
+
+def project(per_interaction_seconds, interactions=1e9, workers=32, users=10_000_000,
+            items=1_000_000, factors=64):
+    """Seconds per sweep projected for `interactions` on `workers` (one core each): the
+    measured compute per interaction and core, plus the traffic model's bytes over
+    BANDWIDTH per worker (the fixed sides go out as touched rows at this size)."""
+    compute = per_interaction_seconds * interactions / workers
+    blocks = 2 * workers
+    moved = traffic_model((users, items), factors, blocks, blocks, workers, broadcast_bytes=0)
+    return compute, moved / workers / BANDWIDTH, moved
+
+
+def one_machine(matrix, factors, sweeps, threads):
+    model = rgals.ALSSolver(factors=factors, regularization=0.01, iterations=1,
+                            num_threads=threads, random_state=0)
+    model.fit(matrix, show_progress=False)  # JIT warm-up
+    model.set_params(iterations=sweeps, tol=0.0)
+    start = time.perf_counter()
+    model.fit(matrix, show_progress=False)
+    wall = time.perf_counter() - start
+    per_sweep = {}
+    for row in model.monitor_.rows:
+        per_sweep[row["sweep"]] = per_sweep.get(row["sweep"], 0.0) + row["seconds"]
+    return {"wall_seconds": wall, "median_sweep_seconds": float(np.median(
+        list(per_sweep.values())[1:] or list(per_sweep.values())))}
+
+
+def on_dask(frame, shape, factors, sweeps, workers, threads):
+    import distributed
+    from rgals.dask import BROADCAST_BYTES, DaskALSSolver
+    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=threads,
+                                       processes=True, dashboard_address=None,
+                                       memory_limit=0)
+    client = distributed.Client(cluster)
+    try:
+        blocks = 2 * workers * threads
+        sent = []
+
+        def outgoing():
+            return sum(client.run(lambda dask_worker: dask_worker.transfer_outgoing_bytes_total)
+                       .values())
+
+        times = []
+
+        def after_sweep(iteration, elapsed, record):
+            times.append(record["user_seconds"] + record["item_seconds"])
+            sent.append(outgoing())
+
+        start = time.perf_counter()
+        model = DaskALSSolver(factors=factors, regularization=0.01, iterations=sweeps + 1,
+                              random_state=0, client=client, user_blocks=blocks,
+                              item_blocks=blocks)
+        model.fit(frame, show_progress=False, callback=after_sweep)
+        wall = time.perf_counter() - start
+        moved = np.diff(sent)
+        return {"workers": workers, "threads_per_worker": threads, "blocks": blocks,
+                "wall_seconds": wall, "first_sweep_seconds": times[0],
+                "median_sweep_seconds": float(np.median(times[1:])),
+                "layout_seconds": wall - sum(times),
+                "bytes_moved_per_sweep": float(np.median(moved)) if len(moved) else 0.0,
+                "model_bytes_per_sweep": traffic_model(shape, factors, blocks, blocks,
+                                                       workers, BROADCAST_BYTES)}
+    finally:
+        client.close()
+        cluster.close()
+
+
+def run(size, factors, sweeps, cores):
+    from rgals.dask import synthetic_frame
+    users, items, activity = SIZES[size]
+    frame = synthetic_frame(users, items, factors=16, mean_activity=activity, seed=0,
+                            candidates=8, partitions=max(2, users // 100_000))
+    start = time.perf_counter()
+    pairs = frame.compute()
+    generated = time.perf_counter() - start
+    matrix = sp.csr_matrix((np.ones(len(pairs)), (pairs["user"].to_numpy(),
+                                                  pairs["item"].to_numpy())),
+                           shape=(users, items))
+    row = {"size": size, "users": users, "items": items, "interactions": int(matrix.nnz),
+           "factors": factors, "sweeps": sweeps, "cores": cores,
+           "generate_seconds_in_process": generated}
+    del pairs
+    row["one_machine"] = one_machine(matrix, factors, sweeps + 1, cores)
+    print(f"{size}: one machine {row['one_machine']['median_sweep_seconds']:.2f} s/sweep",
+          flush=True)
+    row["dask"] = []
+    for workers, threads in ((1, cores), (2, max(1, cores // 2))):
+        result = on_dask(frame, (users, items), factors, sweeps, workers, threads)
+        result["overhead"] = (result["median_sweep_seconds"]
+                              / row["one_machine"]["median_sweep_seconds"])
+        row["dask"].append(result)
+        print(f"{size}: {workers} worker(s) x {threads} thread(s): "
+              f"{result['median_sweep_seconds']:.2f} s/sweep "
+              f"({result['overhead']:.2f}x one machine), "
+              f"{result['bytes_moved_per_sweep'] / 1e6:.1f} MB moved a sweep "
+              f"(model {result['model_bytes_per_sweep'] / 1e6:.1f} MB)", flush=True)
+    two = row["dask"][-1]
+    per_interaction = two["median_sweep_seconds"] * cores / matrix.nnz
+    compute, network, moved = project(per_interaction, factors=factors)
+    row["projection_1B_32_workers"] = {"compute_seconds": compute, "network_seconds": network,
+                                       "bytes_moved": moved,
+                                       "per_interaction_core_seconds": per_interaction}
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", nargs="+", choices=list(SIZES), default=["10M"])
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--sweeps", type=int, default=3, help="timed sweeps after the first")
+    parser.add_argument("--cores", type=int, default=os.cpu_count())
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "dask")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for size in args.size:
+        row = run(size, args.factors, args.sweeps, args.cores)
+        projection = row["projection_1B_32_workers"]
+        print(f"{size}: projected 1B interactions on 32 workers: "
+              f"{projection['compute_seconds']:.1f} s compute + "
+              f"{projection['network_seconds']:.1f} s network a sweep", flush=True)
+        text = json.dumps(row, indent=1) + "\n"
+        write_atomic(args.out / f"{size}.json", lambda file: file.write(text.encode()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
