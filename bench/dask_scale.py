@@ -90,7 +90,7 @@ def on_dask(frame, shape, factors, sweeps, workers, threads):
         blocks = 2 * workers * threads
         sent = []
 
-        def outgoing():
+        def outgoing():  # every worker's get_data replies: to other workers and the client
             return sum(client.run(lambda dask_worker: dask_worker.transfer_outgoing_bytes_total)
                        .values())
 
