@@ -286,7 +286,8 @@ class DaskALSSolver(ALSSolver):
     """ALSSolver's fit on a Dask cluster: the same model from the same seed.
 
     Parameters: those of ALSSolver (the fit runs `iterations` sweeps of the CPU kernels
-    on the workers), and
+    on the workers; `num_threads` is per task, 1 by default, so that a worker's threads
+    solve blocks side by side; `tol` is 0: every sweep runs), and
     client : distributed.Client or None
         The cluster (None: the current client, `distributed.get_client()`).
     user_blocks, item_blocks : int or None
@@ -377,7 +378,8 @@ class DaskALSSolver(ALSSolver):
             resume=None, show_progress=True, callback=None):
         """Fit to `interactions`: a scipy.sparse users x items matrix (partitioned here)
         or a Dask DataFrame with integer `user_col` and `item_col` ids (an id's row is
-        the id itself; gaps are rows without interactions) and, when present,
+        the id itself; gaps are rows without interactions, so ids should be dense: the
+        factors have max id + 1 rows) and, when present,
         `value_col` (else every pair counts 1). `resume`: a checkpoint directory to
         continue from (the same data, parameters and blocks). `callback(iteration,
         elapsed, record)` runs after each sweep with its record of `history_`;
@@ -446,7 +448,7 @@ class DaskALSSolver(ALSSolver):
         self.previous_item_factors_ = _dask_array(state["previous"], ranges["item"], d,
                                                   dtype)
         self.interaction_totals_ = totals
-        self.loss_ = spec.bind(totals)
+        self.loss_ = loss
         self.user_items_ = user_items
         self._parts = parts
         self.history_ = history
