@@ -14,6 +14,7 @@ from the same seed up to summation order.
 Needs the `dask` extra: pip install 'rgals[dask]'.
 """
 
+import copy
 import json
 import operator
 import time
@@ -87,8 +88,15 @@ def _rows_among(factors, start, wanted):
     return factors[wanted - start]
 
 
-def _systems(loss, side, statistics, part, others):
-    return loss.row_systems(side, statistics, part.block, _own(others))
+def _systems(loss, side, statistics, part, others, frozen=None):
+    """The block's RowSystems; `frozen`: its pairs' (c w, g) of the top-K weights."""
+    block = part.block
+    if frozen is not None:
+        loss = copy.copy(loss)
+        loss.frozen = {side: frozen}
+        block = RowBlock(block.side, block.rows, block.matrix,
+                         slice(0, block.matrix.nnz), block.row_sums)
+    return loss.row_systems(side, statistics, block, _own(others))
 
 
 def _own(array):
@@ -98,9 +106,9 @@ def _own(array):
     return np.array(array, order="C", copy=True)
 
 
-def _coupling(loss, side, statistics, part, others, factors, solver, threads):
+def _coupling(loss, side, statistics, part, others, factors, solver, threads, frozen):
     with _thread_limit(threads):
-        systems = _systems(loss, side, statistics, part, others)
+        systems = _systems(loss, side, statistics, part, others, frozen)
         method, eigen = shared_basis(systems, solver)
         return coupling_part(systems, _own(factors), method, get_backend("cpu"), eigen)
 
@@ -120,10 +128,10 @@ def _method(loss, side, factors, solver):
 
 
 def _solve(loss, side, statistics, part, others, factors, shift, solver, cg_steps,
-           cg_tolerance, threads):
+           cg_tolerance, threads, frozen):
     """(the block's new factors, the decrease) of one block's half step."""
     with _thread_limit(threads):
-        systems = _systems(loss, side, statistics, part, others)
+        systems = _systems(loss, side, statistics, part, others, frozen)
         method, eigen = shared_basis(systems, solver)
         factors = _own(factors)  # a task never changes its inputs
         if shift is None:
@@ -131,6 +139,83 @@ def _solve(loss, side, statistics, part, others, factors, shift, solver, cg_step
         decrease, _ = solve_block(systems, factors, method, eigen, shift, cg_steps,
                                   get_backend("cpu"), cg_tolerance=cg_tolerance)
         return factors, decrease
+
+
+def _global_matrix(part):
+    """The block's matrix with the other side's ids as columns."""
+    matrix = part.block.matrix
+    if part.touched is None:
+        return matrix
+    return sp.csr_matrix((matrix.data, part.touched[matrix.indices], matrix.indptr),
+                         shape=(matrix.shape[0], int(part.touched.max(initial=-1)) + 1))
+
+
+def _item_pair_positions(part, user_edges):
+    """For each user block: (its local rows, item ids, item-major positions) of this item
+    block's pairs."""
+    matrix = _global_matrix(part)
+    items = part.block.rows.start + np.repeat(np.arange(matrix.shape[0]),
+                                              np.diff(matrix.indptr))
+    users = matrix.indices.astype(np.int64)
+    positions = part.block.pairs.start + np.arange(matrix.nnz)
+    blocks = np.searchsorted(user_edges, users, side="right") - 1
+    return {int(block): (users[blocks == block] - user_edges[block], items[blocks == block],
+                         positions[blocks == block]) for block in np.unique(blocks)}
+
+
+def _user_pair_positions(part, *pieces):
+    """The item-major position of each of the user block's pairs, in its own order
+    (by row, then item: a canonical CSR's)."""
+    pieces = [piece for piece in pieces if piece is not None]
+    rows, items, positions = (np.concatenate(parts) for parts in zip(*pieces)) if pieces \
+        else (np.zeros(0, np.int64),) * 3
+    return positions[np.lexsort((items, rows))]
+
+
+def _top_k_block(loss, part, users, items, previous, sweep):
+    """A user block's refreshed top-K weights (damped by `previous`), its pairs' c w and
+    g (or None), and its rows' summed c w (RG2.begin_sweep on one block)."""
+    with _thread_limit(1):
+        matrix = _global_matrix(part)
+        block_loss = copy.copy(loss)
+        block_loss.n_users, block_loss._sweeps = matrix.shape[0], sweep
+        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+        data = _BlockData(get_backend("cpu"), matrix)
+        weights, linear = block_loss._top_k_weights(_own(users), _own(items), data, rows)
+        if previous is not None:
+            weights = loss.top_k_damping * previous + (1.0 - loss.top_k_damping) * weights
+        confidence = matrix.data * weights
+        sums = np.bincount(rows, weights=confidence, minlength=matrix.shape[0])
+        return weights, (confidence, linear), sums
+
+
+@dataclass
+class _BlockData:
+    """What RG2's top-K weights read of PreparedData, for one user block."""
+
+    backend: object
+    user_items: object
+
+
+def _frozen_for_items(frozen, positions, item_edges):
+    """A user block's (c w, g) as pieces {item block: (positions, c w, g)}."""
+    confidence, linear = frozen
+    blocks = np.searchsorted(item_edges, positions, side="right") - 1
+    return {int(block): (positions[blocks == block], confidence[blocks == block],
+                         None if linear is None else linear[blocks == block])
+            for block in np.unique(blocks)}
+
+
+def _item_frozen(start, nnz, *pieces):
+    """An item block's (c w, g) in its pairs' order, from the user blocks' pieces."""
+    pieces = [piece for piece in pieces if piece is not None]
+    confidence = np.zeros(nnz)
+    linear = None if not pieces or pieces[0][2] is None else np.zeros(nnz)
+    for positions, values, gradient in pieces:
+        confidence[positions - start] = values
+        if linear is not None:
+            linear[positions - start] = gradient
+    return confidence, linear
 
 
 def _column_sum(factors):
@@ -232,6 +317,10 @@ def _touched(part):
     return part.touched
 
 
+def _pairs(part):
+    return part.block.pairs
+
+
 def _block_totals(part):
     """(counts, sums, (smallest, largest |value|) or None) of one block's rows."""
     matrix = part.block.matrix
@@ -302,9 +391,14 @@ class DaskALSSolver(ALSSolver):
     checkpoint_dir : str, Path or None
         Where checkpoints go: a directory every worker can write (shared storage).
 
+    Top-K weights (RG2/RGx `top_k`) are refreshed per user block: scores against the
+    whole item side, the weights kept per block for damping, the pairs' c w shuffled to
+    the item blocks, the refreshed user sums sent with the loss.
+
     Not in the Dask mode (yet): backend="gpu", validation data, early stopping, tol > 0
-    (they need the distributed objective), the softmax monitor, top-K weights and the
-    regularization path (give `regularization`; rgals.tune on a sample finds one).
+    (they need the distributed objective), the softmax monitor, checkpoints of a fit
+    with top-K weights, and the regularization path (give `regularization`; rgals.tune
+    on a sample finds one).
 
     Attributes after fit: `user_factors_` and `item_factors_` (Dask arrays, one chunk a
     block), `loss_`, `interaction_totals_`, `history_` (per sweep: the half steps'
@@ -340,8 +434,9 @@ class DaskALSSolver(ALSSolver):
             ("backend", self.backend, "cpu"), ("early_stopping", self.early_stopping, False),
             ("tol", self.tol, 0.0), ("softmax_users", self.softmax_users, 0),
             ("monitor", self.monitor, "sweep")) if value != default]
-        if getattr(params["loss"], "top_k", None) is not None:
-            unsupported.append(("top_k", params["loss"].top_k))
+        if getattr(params["loss"], "top_k", None) is not None and self.checkpoint_every:
+            # a checkpoint would need the weights (damping) and the refresh counter too
+            unsupported.append(("checkpoint_every with top_k", self.checkpoint_every))
         if unsupported:
             name, value = unsupported[0]
             raise ValueError(f"DaskALSSolver does not support {name}={value!r} yet; fit "
@@ -424,6 +519,7 @@ class DaskALSSolver(ALSSolver):
         for sweep in tqdm(sweeps, disable=not show_progress, unit="sweep",
                           desc=f"rgals {loss.name} on Dask"):
             record = {"sweep": sweep}
+            fit.begin_sweep(state)
             state["previous"] = state["item"]
             for side in SIDES:
                 started = time.perf_counter()
@@ -525,9 +621,61 @@ class _Fit:
             np.eye(params["factors"])) is not None
         self.touched = {side: [self.submit(_touched, part) for part in parts[side]]
                         for side in SIDES}
+        # top-K weights: the loss refreshed on the client (its counter and user sums),
+        # each block's (c w, g) and weights on the workers
+        self.bound = loss
+        self.frozen = {side: [None] * len(parts[side]) for side in SIDES}
+        self.weights = [None] * len(parts["user"])
+        if getattr(loss, "top_k", None) is not None:
+            self._pair_positions()
 
     def submit(self, function, *args):
         return self.client.submit(function, *args, retries=RETRIES)
+
+    def _pair_positions(self):
+        """Each user block's pairs' item-major positions, and the item blocks' first."""
+        user_edges = np.array([rows.start for rows in self.ranges["user"]]
+                              + [self.ranges["user"][-1].stop])
+        by_item = [self.submit(_item_pair_positions, part, user_edges)
+                   for part in self.parts["item"]]
+        self.positions = [
+            self.submit(_user_pair_positions, part,
+                        *[self.submit(_piece, pieces, k) for pieces in by_item])
+            for k, part in enumerate(self.parts["user"])]
+        slices = _gather(self.client, [self.submit(_pairs, part) for part in self.parts["item"]])
+        self.item_pairs = slices
+        self.item_edges = np.array([pairs.start for pairs in slices] + [slices[-1].stop])
+
+    def begin_sweep(self, state):
+        """RG2.begin_sweep across the blocks: every `top_k_refresh` sweeps after the
+        warm-up, the weights from the current factors."""
+        loss = self.bound
+        if getattr(loss, "top_k", None) is None:
+            return
+        loss._sweeps += 1
+        if loss._sweeps <= loss.top_k_warmup or \
+                (loss._sweeps - 1 - loss.top_k_warmup) % loss.top_k_refresh:
+            return
+        items = self.submit(_concatenate, *state["item"])
+        refreshed = [self.submit(_top_k_block, self.loss, part, users, items, previous,
+                                 loss._sweeps)
+                     for part, users, previous in zip(self.parts["user"], state["user"],
+                                                      self.weights)]
+        self.weights = [self.submit(operator.getitem, result, 0) for result in refreshed]
+        self.frozen["user"] = [self.submit(operator.getitem, result, 1)
+                               for result in refreshed]
+        sums = _gather(self.client, [self.submit(operator.getitem, result, 2)
+                                     for result in refreshed])
+        pieces = [self.submit(_frozen_for_items, frozen, positions, self.item_edges)
+                  for frozen, positions in zip(self.frozen["user"], self.positions)]
+        self.frozen["item"] = [
+            self.submit(_item_frozen, pairs.start, pairs.stop - pairs.start,
+                        *[self.submit(_piece, piece, k) for piece in pieces])
+            for k, pairs in enumerate(self.item_pairs)]
+        loss = copy.copy(loss)
+        loss._set_user_sums(np.concatenate(sums))
+        self.bound = loss
+        self.loss = self.client.submit(_value, loss)
 
     def half_step(self, side, state):
         """Solve `side`'s blocks given the other side's; returns (new blocks, decrease)."""
@@ -543,14 +691,16 @@ class _Fit:
         if coupled:
             before = _tree_sum(self, [
                 self.submit(_coupling, self.loss, side, statistics, part, other, factors,
-                            params["solver"], threads)
-                for part, other, factors in zip(self.parts[side], others, state[side])])
+                            params["solver"], threads, frozen)
+                for part, other, factors, frozen in zip(self.parts[side], others, state[side],
+                                                        self.frozen[side])])
             shift = self.submit(_coupling_shift, self.loss, statistics, before,
                                 self.methods[side])
         solved = [self.submit(_solve, self.loss, side, statistics, part, other, factors,
                               shift, params["solver"], params["cg_steps"],
-                              params["cg_tolerance"], threads)
-                  for part, other, factors in zip(self.parts[side], others, state[side])]
+                              params["cg_tolerance"], threads, frozen)
+                  for part, other, factors, frozen in zip(self.parts[side], others,
+                                                          state[side], self.frozen[side])]
         blocks = [self.submit(operator.getitem, result, 0) for result in solved]
         decreases = [self.submit(operator.getitem, result, 1) for result in solved]
         decrease = float(sum(_gather(self.client, decreases)))

@@ -88,6 +88,25 @@ def test_float32_agrees_to_1e_4(client, matrix, loss):
                       local_fit(matrix, **loss), rtol=1e-4)
 
 
+TOP_K = [{"name": "rg2", "top_k": 5},
+         {"name": "rg2", "top_k": 5, "top_k_quantile": "sampled", "top_k_samples": 20,
+          "top_k_damping": 0.5, "top_k_gradient": True},
+         {"name": "rgx", "top_k": 5, "top_k_warmup": 1, "top_k_refresh": 2}]
+
+
+@pytest.mark.parametrize("grid, broadcast", [((1, 1), rgals_dask.BROADCAST_BYTES),
+                                             ((3, 3), 0)], ids=["1x1", "3x3-touched"])
+@pytest.mark.parametrize("loss", TOP_K, ids=["exact", "sampled-damped-gradient",
+                                             "rgx-warmup-refresh"])
+def test_the_per_sweep_top_k_weights_are_computed_per_block(client, matrix, loss, grid,
+                                                            broadcast):
+    params = dict(loss=loss, alpha=0.05, dtype=np.float64)
+    model = dask_fit(client, matrix, user_blocks=grid[0], item_blocks=grid[1],
+                     broadcast_bytes=broadcast, **params)
+    assert_same_model(model, local_fit(matrix, **params), rtol=1e-9)
+    assert model.loss_.top_k == 5 and model.loss_.frozen is None  # fold-in: plain c
+
+
 def test_more_blocks_than_rows(client):
     small = sp.random(9, 7, density=0.4, format="csr", random_state=np.random.default_rng(3))
     small.data = 0.5 + small.data
@@ -175,7 +194,8 @@ def test_negative_values_are_fine_for_ials(client, matrix):
 
 @pytest.mark.parametrize("params, message", [
     (dict(tol=1e-4), "tol"), (dict(early_stopping=True), "early_stopping"),
-    (dict(loss={"name": "rg2", "top_k": 10}), "top_k"),
+    (dict(loss={"name": "rg2", "top_k": 10}, checkpoint_every=2, checkpoint_dir="x"),
+     "checkpoint_every with top_k"),
     (dict(regularization=None), "needs regularization="),
     (dict(checkpoint_every=2), "needs checkpoint_dir"),
     (dict(user_blocks=0), "user_blocks"),
