@@ -321,6 +321,10 @@ def _pairs(part):
     return part.block.pairs
 
 
+def _frozen_pair(confidence, gradient):
+    return confidence, gradient
+
+
 def _block_totals(part):
     """(counts, sums, (smallest, largest |value|) or None) of one block's rows."""
     matrix = part.block.matrix
@@ -396,9 +400,8 @@ class DaskALSSolver(ALSSolver):
     the item blocks, the refreshed user sums sent with the loss.
 
     Not in the Dask mode (yet): backend="gpu", validation data, early stopping, tol > 0
-    (they need the distributed objective), the softmax monitor, checkpoints of a fit
-    with top-K weights, and the regularization path (give `regularization`; rgals.tune
-    on a sample finds one).
+    (they need the distributed objective), the softmax monitor, and the regularization
+    path (give `regularization`; rgals.tune on a sample finds one).
 
     Attributes after fit: `user_factors_` and `item_factors_` (Dask arrays, one chunk a
     block), `loss_`, `interaction_totals_`, `history_` (per sweep: the half steps'
@@ -434,9 +437,6 @@ class DaskALSSolver(ALSSolver):
             ("backend", self.backend, "cpu"), ("early_stopping", self.early_stopping, False),
             ("tol", self.tol, 0.0), ("softmax_users", self.softmax_users, 0),
             ("monitor", self.monitor, "sweep")) if value != default]
-        if getattr(params["loss"], "top_k", None) is not None and self.checkpoint_every:
-            # a checkpoint would need the weights (damping) and the refresh counter too
-            unsupported.append(("checkpoint_every with top_k", self.checkpoint_every))
         if unsupported:
             name, value = unsupported[0]
             raise ValueError(f"DaskALSSolver does not support {name}={value!r} yet; fit "
@@ -501,10 +501,10 @@ class DaskALSSolver(ALSSolver):
                                for part in parts[side]]
         ranges = {side: row_ranges(shape[index], len(parts[side]))
                   for index, side in enumerate(SIDES)}
-        start_sweep, state = 0, None
+        start_sweep, state, top_k = 0, None, None
         if resume is not None:
-            start_sweep, state = _read_checkpoint(client, resume, shape, ranges, d, dtype,
-                                                  loss)
+            start_sweep, state, top_k = _read_checkpoint(client, resume, shape, ranges, d,
+                                                         dtype, loss)
         if state is None:
             rng = _generator(self.random_state)
             # the start ALSSolver draws: users, then items, on the client
@@ -514,7 +514,9 @@ class DaskALSSolver(ALSSolver):
                 state[side] = [client.submit(_value, initial[rows]) for rows in ranges[side]]
             state["previous"] = state["item"]
         history, started = [], time.perf_counter()
-        fit = _Fit(client, loss, parts, ranges, params, fixed_bytes)
+        fit = _Fit(client, loss, parts, ranges, params, fixed_bytes, totals)
+        if top_k is not None:
+            fit.restore_top_k(*top_k)
         sweeps = range(start_sweep + 1, params["iterations"] + 1)
         for sweep in tqdm(sweeps, disable=not show_progress, unit="sweep",
                           desc=f"rgals {loss.name} on Dask"):
@@ -531,8 +533,11 @@ class DaskALSSolver(ALSSolver):
                                                or sweep == params["iterations"]):
                 # the fit goes on from the files: a lost block is read again, not
                 # recomputed from every sweep before (the graph stays bounded)
-                state = _write_checkpoint(client, self.checkpoint_dir, sweep, state, ranges,
-                                          shape, d, dtype, loss)
+                state, top_k = _write_checkpoint(client, self.checkpoint_dir, sweep, state,
+                                                 ranges, shape, d, dtype, loss,
+                                                 fit.top_k_state())
+                if top_k is not None:
+                    fit.restore_top_k(*top_k)
             if callback is not None and callback(sweep - 1, time.perf_counter() - started,
                                                  record) is False:
                 break
@@ -611,8 +616,11 @@ class _ShapeOnly:
 class _Fit:
     """The half steps of one distributed fit; `loss` is the bound loss, scattered."""
 
-    def __init__(self, client, loss, parts, ranges, params, fixed_bytes):
+    def __init__(self, client, loss, parts, ranges, params, fixed_bytes, totals):
         self.client, self.parts, self.ranges = client, parts, ranges
+        self.pair_counts = {side: [int(counts[rows].sum()) for rows in ranges[side]]
+                            for side, counts in (("user", totals.user_counts),
+                                                 ("item", totals.item_counts))}
         self.params, self.fixed_bytes = params, fixed_bytes
         self.loss = client.submit(_value, loss)
         self.methods = {side: _method(loss, side, params["factors"], params["solver"])
@@ -623,7 +631,7 @@ class _Fit:
                         for side in SIDES}
         # top-K weights: the loss refreshed on the client (its counter and user sums),
         # each block's (c w, g) and weights on the workers
-        self.bound = loss
+        self.bound = copy.copy(loss)
         self.frozen = {side: [None] * len(parts[side]) for side in SIDES}
         self.weights = [None] * len(parts["user"])
         if getattr(loss, "top_k", None) is not None:
@@ -645,6 +653,38 @@ class _Fit:
         slices = _gather(self.client, [self.submit(_pairs, part) for part in self.parts["item"]])
         self.item_pairs = slices
         self.item_edges = np.array([pairs.start for pairs in slices] + [slices[-1].stop])
+
+    def top_k_state(self):
+        """What a checkpoint keeps of the top-K weights: (the refresh counter and whether
+        weights exist, {name: block futures}, {name: block lengths}, the user sums), or
+        None without them."""
+        if getattr(self.bound, "top_k", None) is None:
+            return None
+        meta = {"sweeps": self.bound._sweeps, "refreshed": self.weights[0] is not None}
+        arrays, lengths = {}, {}
+        if meta["refreshed"]:
+            arrays["weights"], lengths["weights"] = self.weights, self.pair_counts["user"]
+            parts = [0, 1] if self.bound.top_k_gradient else [0]
+            for side in SIDES:
+                for index, name in zip(parts, ("confidence", "gradient")):
+                    arrays[f"{side}_{name}"] = [self.submit(operator.getitem, frozen, index)
+                                                for frozen in self.frozen[side]]
+                    lengths[f"{side}_{name}"] = self.pair_counts[side]
+        return meta, arrays, lengths, self.bound.user_sums if meta["refreshed"] else None
+
+    def restore_top_k(self, meta, arrays, user_sums):
+        """The top-K state a checkpoint kept (see `top_k_state`)."""
+        self.bound = copy.copy(self.bound)
+        self.bound._sweeps = meta["sweeps"]
+        if meta["refreshed"]:
+            self.weights = arrays["weights"]
+            for side in SIDES:
+                gradients = arrays.get(f"{side}_gradient", [None] * len(self.parts[side]))
+                self.frozen[side] = [self.submit(_frozen_pair, confidence, gradient)
+                                     for confidence, gradient in
+                                     zip(arrays[f"{side}_confidence"], gradients)]
+            self.bound._set_user_sums(user_sums)
+        self.loss = self.client.submit(_value, self.bound)
 
     def begin_sweep(self, state):
         """RG2.begin_sweep across the blocks: every `top_k_refresh` sweeps after the
@@ -897,10 +937,12 @@ def _manifest(model, files):
             "files": files}
 
 
-def _write_checkpoint(client, directory, sweep, state, ranges, shape, d, dtype, loss):
-    """The factors after `sweep` into directory/sweep-NNNNNN/, then checkpoint.json
-    (atomic) names it; the previous checkpoint's folder goes once the new one is named.
-    Returns the state read back from the files."""
+def _write_checkpoint(client, directory, sweep, state, ranges, shape, d, dtype, loss,
+                      top_k=None):
+    """The factors after `sweep` (and `top_k`, _Fit.top_k_state) into
+    directory/sweep-NNNNNN/, then checkpoint.json (atomic) names it; the previous
+    checkpoint's folder goes once the new one is named. Returns (the state, the top-K
+    state) read back from the files."""
     directory = Path(directory)
     folder = f"sweep-{sweep:06d}"
     (directory / folder).mkdir(parents=True, exist_ok=True)
@@ -913,6 +955,17 @@ def _write_checkpoint(client, directory, sweep, state, ranges, shape, d, dtype, 
                 "blocks": {side: [[rows.start, rows.stop] for rows in ranges[
                     "item" if side == "previous" else side]] for side in files},
                 "files": files}
+    if top_k is not None:
+        meta, arrays, lengths, user_sums = top_k
+        extra = {name: [f"{folder}/{name}-{k:05d}.npy" for k in range(len(blocks))]
+                 for name, blocks in arrays.items()}
+        _write_blocks(client, directory, extra, arrays)
+        sums = None
+        if user_sums is not None:
+            sums = f"{folder}/user_sums.npy"
+            write_atomic(directory / sums,
+                         lambda file: np.save(file, user_sums, allow_pickle=False))
+        manifest["top_k"] = {**meta, "files": extra, "lengths": lengths, "user_sums": sums}
     write_atomic(directory / CHECKPOINT,
                  lambda file: file.write(json.dumps(manifest, indent=2).encode() + b"\n"))
     if previous is not None and previous["sweep"] != sweep:
@@ -921,7 +974,7 @@ def _write_checkpoint(client, directory, sweep, state, ranges, shape, d, dtype, 
             path.unlink()
         if old.is_dir() and not any(old.iterdir()):
             old.rmdir()
-    return _read_checkpoint(client, directory, shape, ranges, d, dtype, loss)[1]
+    return _read_checkpoint(client, directory, shape, ranges, d, dtype, loss)[1:]
 
 
 def _checkpoint_manifest(directory):
@@ -932,7 +985,8 @@ def _checkpoint_manifest(directory):
 
 
 def _read_checkpoint(client, directory, shape, ranges, d, dtype, loss):
-    """(its sweep, {side: futures of the blocks}) of the checkpoint in `directory`."""
+    """(its sweep, {side: futures of the blocks}, the top-K state for
+    _Fit.restore_top_k or None) of the checkpoint in `directory`."""
     manifest = _checkpoint_manifest(directory)
     if manifest is None:
         raise FileNotFoundError(f"{directory} holds no checkpoint ({CHECKPOINT}); "
@@ -951,4 +1005,14 @@ def _read_checkpoint(client, directory, shape, ranges, d, dtype, loss):
                                   (rows[1] - rows[0], d), dtype, retries=RETRIES)
                     for name, rows in zip(manifest["files"][side], manifest["blocks"][side])]
              for side in ("user", "item", "previous")}
-    return manifest["sweep"], state
+    saved = manifest.get("top_k")  # there exactly when the loss (checked) has top_k
+    top_k = None
+    if saved is not None:
+        arrays = {name: [client.submit(_read_block, str(Path(directory) / path), (length,),
+                                       np.float64, retries=RETRIES)
+                         for path, length in zip(paths, saved["lengths"][name])]
+                  for name, paths in saved["files"].items()}
+        sums = (None if saved["user_sums"] is None else
+                _read_block(Path(directory) / saved["user_sums"], (shape[0],), np.float64))
+        top_k = ({"sweeps": saved["sweeps"], "refreshed": saved["refreshed"]}, arrays, sums)
+    return manifest["sweep"], state, top_k

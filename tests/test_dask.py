@@ -154,6 +154,16 @@ def test_a_dataframe_with_gaps_duplicates_and_an_empty_partition(client, matrix)
     assert (local.user_items_ != expected.tocsr()).nnz == 0
 
 
+def test_a_dataframe_read_from_parquet(client, matrix, tmp_path):
+    table, _ = frame_of(matrix, np.arange(matrix.shape[0]), np.arange(matrix.shape[1]))
+    for part, rows in enumerate(np.array_split(np.arange(len(table)), 3)):
+        table.iloc[rows].to_parquet(tmp_path / f"part-{part}.parquet")
+    frame = dd.read_parquet(tmp_path)
+    params = dict(loss="ials", dtype=np.float64)
+    assert_same_model(dask_fit(client, frame, **params), local_fit(matrix, **params),
+                      rtol=1e-9)
+
+
 def test_a_dataframe_without_values_counts_each_pair_once(client, matrix):
     binary = matrix.copy()
     binary.data[:] = 1.0
@@ -194,8 +204,6 @@ def test_negative_values_are_fine_for_ials(client, matrix):
 
 @pytest.mark.parametrize("params, message", [
     (dict(tol=1e-4), "tol"), (dict(early_stopping=True), "early_stopping"),
-    (dict(loss={"name": "rg2", "top_k": 10}, checkpoint_every=2, checkpoint_dir="x"),
-     "checkpoint_every with top_k"),
     (dict(regularization=None), "needs regularization="),
     (dict(checkpoint_every=2), "needs checkpoint_dir"),
     (dict(user_blocks=0), "user_blocks"),
@@ -231,6 +239,21 @@ def test_resuming_from_a_checkpoint_equals_an_uninterrupted_fit(client, matrix, 
         dask_fit(client, matrix, resume=tmp_path / "b", **dict(params, factors=5))
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         dask_fit(client, matrix, resume=tmp_path / "c", **params)
+
+
+@pytest.mark.parametrize("loss", [TOP_K[1], dict(TOP_K[2], top_k_warmup=2)],
+                         ids=["damped-gradient", "warmup-past-the-checkpoint"])
+def test_resuming_a_fit_with_top_k_weights(client, matrix, tmp_path, loss):
+    params = dict(loss=loss, alpha=0.05, user_blocks=3, item_blocks=2, iterations=5)
+    whole = dask_fit(client, matrix, **params)
+    dask_fit(client, matrix, checkpoint_every=2, checkpoint_dir=tmp_path,
+             **dict(params, iterations=2))
+    resumed = dask_fit(client, matrix, resume=tmp_path, **params)
+    for name in ("user_factors_", "item_factors_"):
+        np.testing.assert_array_equal(getattr(resumed, name).compute(),
+                                      getattr(whole, name).compute())
+    with pytest.raises(ValueError, match="written by another fit: its loss"):
+        dask_fit(client, matrix, resume=tmp_path, **dict(params, loss="rgx"))
 
 
 def test_save_writes_the_blocks_and_the_model_rgals_load_reads(client, matrix, tmp_path):
