@@ -100,9 +100,9 @@ def _systems(loss, side, statistics, part, others, frozen=None):
 
 
 def _own(array):
-    """A fresh copy of an array that may have come over the network: float32 BLAS
-    products take other code paths on its buffer's alignment, and so round
-    differently from one run to the next (measured)."""
+    """A fresh copy of an array that may have come over the network: without it two
+    runs of one float32 fit differed by 1e-6 (measured; likely the buffer's alignment
+    sending BLAS down other code paths)."""
     return np.array(array, order="C", copy=True)
 
 
