@@ -333,10 +333,6 @@ def _block_totals(part):
             (float(values.min()), float(values.max())) if values.size else None)
 
 
-def _block_matrix(part):
-    return part.block.matrix
-
-
 def _synthetic_partition(users, items, candidates, seed):
     """The pairs of users `users` (a range) of `synthetic_frame`, as a pandas DataFrame;
     `items`: planted_items' arguments (each partition draws the items from the seed
