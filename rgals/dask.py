@@ -83,11 +83,6 @@ def _concatenate(*arrays):
     return np.concatenate(arrays)
 
 
-def _rows_among(factors, start, wanted):
-    """The rows of one block of factors (its first row is `start`) among `wanted` ids."""
-    return factors[wanted - start]
-
-
 def _systems(loss, side, statistics, part, others, frozen=None):
     """The block's RowSystems; `frozen`: its pairs' (c w, g) of the top-K weights."""
     block = part.block
@@ -141,13 +136,16 @@ def _solve(loss, side, statistics, part, others, factors, shift, solver, cg_step
         return factors, decrease
 
 
-def _global_matrix(part):
-    """The block's matrix with the other side's ids as columns."""
+def _global_matrix(part, n_columns=None):
+    """The block's matrix with the other side's ids as columns (`n_columns`: its width,
+    None: up to the largest id it touches)."""
     matrix = part.block.matrix
     if part.touched is None:
         return matrix
+    if n_columns is None:
+        n_columns = int(part.touched.max(initial=-1)) + 1
     return sp.csr_matrix((matrix.data, part.touched[matrix.indices], matrix.indptr),
-                         shape=(matrix.shape[0], int(part.touched.max(initial=-1)) + 1))
+                         shape=(matrix.shape[0], n_columns))
 
 
 def _item_pair_positions(part, user_edges):
@@ -763,7 +761,7 @@ class _Fit:
 def _rows_among_range(factors, start, stop, touched):
     """The rows of one fixed block (ids start..stop-1) among a block's touched ids."""
     lo, hi = np.searchsorted(touched, [start, stop])
-    return _rows_among(factors, start, touched[lo:hi])
+    return factors[touched[lo:hi] - start]
 
 
 def _gather(client, futures):
@@ -905,15 +903,8 @@ def _totals(client, parts, shape):
 
 def _gather_matrix(client, parts, totals):
     """The users x items CSR from the user blocks (their columns renumbered back)."""
-    blocks = _gather(client, parts)
-    matrices = []
-    for part in blocks:
-        matrix = part.block.matrix
-        if part.touched is not None:
-            matrix = sp.csr_matrix((matrix.data, part.touched[matrix.indices], matrix.indptr),
-                                   shape=(matrix.shape[0], totals.shape[1]))
-        matrices.append(matrix)
-    return sp.vstack(matrices, format="csr")
+    return sp.vstack([_global_matrix(part, totals.shape[1]) for part in _gather(client, parts)],
+                     format="csr")
 
 
 def _write_blocks(client, directory, files, blocks):
@@ -928,9 +919,15 @@ def _manifest(model, files):
             "factors": int(model.user_factors_.shape[1]),
             "dtype": np.dtype(model.user_factors_.dtype).name,
             "loss": model.loss_.to_dict(),
-            "blocks": {side: [[rows.start, rows.stop] for rows in model._ranges[
-                "item" if side == "previous" else side]] for side in files},
-            "files": files}
+            "blocks": _block_ranges(model._ranges), "files": files}
+
+
+def _block_ranges(ranges):
+    """[start, stop] of each block of the three factor sides, for a manifest (the item
+    factors of the sweep before are blocked as the items)."""
+    return {side: [[rows.start, rows.stop] for rows in ranges["item" if side == "previous"
+                                                             else side]]
+            for side in ("user", "item", "previous")}
 
 
 def _write_checkpoint(client, directory, sweep, state, ranges, shape, d, dtype, loss,
@@ -948,9 +945,7 @@ def _write_checkpoint(client, directory, sweep, state, ranges, shape, d, dtype, 
     previous = _checkpoint_manifest(directory)
     manifest = {"format": "rgals-dask-checkpoint", "sweep": sweep, "shape": list(shape),
                 "factors": d, "dtype": np.dtype(dtype).name, "loss": loss.to_dict(),
-                "blocks": {side: [[rows.start, rows.stop] for rows in ranges[
-                    "item" if side == "previous" else side]] for side in files},
-                "files": files}
+                "blocks": _block_ranges(ranges), "files": files}
     if top_k is not None:
         meta, arrays, lengths, user_sums = top_k
         extra = {name: [f"{folder}/{name}-{k:05d}.npy" for k in range(len(blocks))]
@@ -989,9 +984,7 @@ def _read_checkpoint(client, directory, shape, ranges, d, dtype, loss):
                                 "checkpoint_every and checkpoint_dir write one")
     expected = {"shape": list(shape), "factors": d, "dtype": np.dtype(dtype).name,
                 "loss": json.loads(json.dumps(loss.to_dict())),
-                "blocks": {side: [[rows.start, rows.stop] for rows in ranges[
-                    "item" if side == "previous" else side]]
-                    for side in ("user", "item", "previous")}}
+                "blocks": _block_ranges(ranges)}
     for name, value in expected.items():
         if manifest.get(name) != value:
             raise ValueError(f"the checkpoint in {directory} was written by another fit: "
