@@ -316,7 +316,7 @@ def test_a_worker_that_leaves_lets_the_fit_finish_and_none_left_fails(own_cluste
     assert_same_model(model, expected, rtol=1e-9)
     cluster.scale(2)
     client.wait_for_workers(2)
-    monkeypatch.setattr(rgals_dask, "WORKERLESS_SECONDS", 2.0)
+    monkeypatch.setattr(rgals_dask.cluster, "WORKERLESS_SECONDS", 2.0)
     with pytest.raises(RuntimeError, match="no worker for 2 s"):
         dask_fit(client, matrix, callback=retire(2), **params)
 

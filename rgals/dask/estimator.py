@@ -1,0 +1,268 @@
+"""DaskALSSolver: ALSSolver's fit on a Dask cluster."""
+
+import json
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..als import CG_TOLERANCE, ALSSolver, _generator, _initial_factors
+from ..files import check_directory, prepare_directory, write_atomic
+from ..prepared import row_ranges
+from ..validation import check_integer
+from .checkpoints import block_ranges, read_checkpoint, write_blocks, write_checkpoint
+from .cluster import distributed, dask_array, gather, held, require_dask
+from .executor import _Fit
+from .layout import SIDES, gather_matrix, gather_totals, lay_out, localised
+from .cluster import RETRIES
+
+MANIFEST = "manifest.json"
+BROADCAST_BYTES = 64 * 2 ** 20
+LOCAL_BYTES = 2 ** 30  # save() also writes the plain model below this many factor bytes
+
+
+class DaskALSSolver(ALSSolver):
+    """ALSSolver's fit on a Dask cluster: the same model from the same seed.
+
+    Parameters: those of ALSSolver (the fit runs `iterations` sweeps of the CPU kernels
+    on the workers; `num_threads` is per task, 1 by default, so that a worker's threads
+    solve blocks side by side; `tol` is 0: every sweep runs), and
+    client : distributed.Client or None
+        The cluster (None: the current client, `distributed.get_client()`).
+    user_blocks, item_blocks : int or None
+        Row blocks per side (None: twice the workers' threads). Blocks are contiguous
+        ranges of ids; more blocks than rows leaves the extra ones out.
+    broadcast_bytes : int
+        The fixed side's factors travel whole to every block while they take at most
+        this many bytes; above it each block receives only the rows it touches.
+    checkpoint_every : int
+        Every this many sweeps the factors are written to `checkpoint_dir` (0: never);
+        `fit(..., resume=checkpoint_dir)` continues from the last complete one.
+    checkpoint_dir : str, Path or None
+        Where checkpoints go: a directory every worker can write (shared storage).
+
+    Top-K weights (RG2/RGx `top_k`) are refreshed per user block: scores against the
+    whole item side, the weights kept per block for damping, the pairs' c w shuffled to
+    the item blocks, the refreshed user sums sent with the loss.
+
+    Not in the Dask mode (yet): backend="gpu", validation data, early stopping, tol > 0
+    (they need the distributed objective), the softmax monitor, and the regularization
+    path (give `regularization`; rgals.tune on a sample finds one).
+
+    Attributes after fit: `user_factors_` and `item_factors_` (Dask arrays, one chunk a
+    block), `loss_`, `interaction_totals_`, `history_` (per sweep: the half steps'
+    decreases and seconds). `to_local()` gathers an ALSSolver; `save(directory)` writes
+    the blocks.
+    """
+
+    def __init__(self, factors=64, loss="rg2", alpha=None, regularization=None,
+                 reg_exponent=None, iterations=15, solver="auto", cg_steps=3,
+                 cg_tolerance=CG_TOLERANCE, dtype=np.float32, backend="cpu", num_threads=1,
+                 random_state=None, tol=0.0, early_stopping=False, patience=3,
+                 validation_metric="ndcg@20", eval_every=1, softmax_users=0,
+                 monitor="sweep", client=None, user_blocks=None, item_blocks=None,
+                 broadcast_bytes=BROADCAST_BYTES, checkpoint_every=0, checkpoint_dir=None):
+        super().__init__(factors=factors, loss=loss, alpha=alpha,
+                         regularization=regularization, reg_exponent=reg_exponent,
+                         iterations=iterations, solver=solver, cg_steps=cg_steps,
+                         cg_tolerance=cg_tolerance, dtype=dtype, backend=backend,
+                         num_threads=num_threads, random_state=random_state, tol=tol,
+                         early_stopping=early_stopping, patience=patience,
+                         validation_metric=validation_metric, eval_every=eval_every,
+                         softmax_users=softmax_users, monitor=monitor)
+        self.client = client
+        self.user_blocks = user_blocks
+        self.item_blocks = item_blocks
+        self.broadcast_bytes = broadcast_bytes
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_dir = checkpoint_dir
+
+    def _validated_params(self):
+        params = super()._validated_params()
+        unsupported = [(name, value) for name, value, default in (
+            ("backend", self.backend, "cpu"), ("early_stopping", self.early_stopping, False),
+            ("tol", self.tol, 0.0), ("softmax_users", self.softmax_users, 0),
+            ("monitor", self.monitor, "sweep")) if value != default]
+        if unsupported:
+            name, value = unsupported[0]
+            raise ValueError(f"DaskALSSolver does not support {name}={value!r} yet; fit "
+                             "with ALSSolver for it, or leave it at its default")
+        declared = params["loss"].hyperparameters.get("regularization")
+        if declared is not None and declared.from_data and params["loss"].regularization is None:
+            raise ValueError("DaskALSSolver needs regularization= (the single-machine "
+                             "default chooses it on a holdout path, which the Dask mode does "
+                             "not run): give a value, e.g. from rgals.tune on a sample")
+        for name in ("user_blocks", "item_blocks"):
+            if getattr(self, name) is not None:
+                check_integer(getattr(self, name), name, 1)
+        params["broadcast_bytes"] = check_integer(self.broadcast_bytes, "broadcast_bytes", 0)
+        params["checkpoint_every"] = check_integer(self.checkpoint_every,
+                                                   "checkpoint_every", 0)
+        if params["checkpoint_every"] and self.checkpoint_dir is None:
+            raise ValueError("checkpoint_every needs checkpoint_dir: a directory every "
+                             "worker can write")
+        return params
+
+    def _client(self):
+        require_dask()
+        if self.client is not None:
+            return self.client
+        try:
+            return distributed.get_client()
+        except ValueError as error:
+            raise ValueError("DaskALSSolver needs a Dask client: pass client=, or start "
+                             "one first (distributed.Client(...))") from error
+
+    # -- fitting -------------------------------------------------------------------------
+
+    def fit(self, interactions, user_col="user", item_col="item", value_col="value",
+            resume=None, show_progress=True, callback=None):
+        """Fit to `interactions`: a scipy.sparse users x items matrix (partitioned here)
+        or a Dask DataFrame with integer `user_col` and `item_col` ids (an id's row is
+        the id itself; gaps are rows without interactions, so ids should be dense: the
+        factors have max id + 1 rows) and, when present,
+        `value_col` (else every pair counts 1). `resume`: a checkpoint directory to
+        continue from (the same data, parameters and blocks). `callback(iteration,
+        elapsed, record)` runs after each sweep with its record of `history_`;
+        returning False stops the fit. Returns self."""
+        params = self._validated_params()
+        client = self._client()
+        workers = max(1, sum(client.nthreads().values()))
+        shape, parts, user_items = lay_out(client, interactions, params["loss"],
+                                           self.user_blocks or 2 * workers,
+                                           self.item_blocks or 2 * workers,
+                                           user_col, item_col, value_col)
+        totals = gather_totals(client, parts, shape)
+        if totals.user_counts.sum() == 0:
+            raise ValueError("the interactions are empty: nothing to fit")
+        spec = params["loss"].resolve(_ShapeOnly(shape))
+        loss = spec.bind(totals)
+        d, dtype = params["factors"], params["dtype"]
+        fixed_bytes = {side: shape[other] * d * np.dtype(dtype).itemsize
+                       for side, other in (("user", 1), ("item", 0))}
+        # a side whose fixed side does not travel whole gets blocks with local columns
+        for side in SIDES:
+            if fixed_bytes[side] > params["broadcast_bytes"]:
+                parts[side] = [client.submit(localised, part, retries=RETRIES)
+                               for part in parts[side]]
+        ranges = {side: row_ranges(shape[index], len(parts[side]))
+                  for index, side in enumerate(SIDES)}
+        start_sweep, state, top_k = 0, None, None
+        if resume is not None:
+            start_sweep, state, top_k = read_checkpoint(client, resume, shape, ranges, d,
+                                                         dtype, loss)
+        if state is None:
+            rng = _generator(self.random_state)
+            # the start ALSSolver draws: users, then items, on the client
+            state = {}
+            for side, index in (("user", 0), ("item", 1)):
+                initial = _initial_factors(rng, shape[index], d, dtype)
+                state[side] = [client.submit(held, initial[rows]) for rows in ranges[side]]
+            state["previous"] = state["item"]
+        history, started = [], time.perf_counter()
+        fit = _Fit(client, loss, parts, ranges, params, fixed_bytes, totals)
+        if top_k is not None:
+            fit.restore_top_k(*top_k)
+        sweeps = range(start_sweep + 1, params["iterations"] + 1)
+        for sweep in tqdm(sweeps, disable=not show_progress, unit="sweep",
+                          desc=f"rgals {loss.name} on Dask"):
+            record = {"sweep": sweep}
+            fit.begin_sweep(state)
+            state["previous"] = state["item"]
+            for side in SIDES:
+                started = time.perf_counter()
+                state[side], decrease = fit.half_step(side, state)
+                record[f"{side}_decrease"] = decrease
+                record[f"{side}_seconds"] = time.perf_counter() - started
+            history.append(record)
+            if params["checkpoint_every"] and (sweep % params["checkpoint_every"] == 0
+                                               or sweep == params["iterations"]):
+                # the fit goes on from the files: a lost block is read again, not
+                # recomputed from every sweep before (the graph stays bounded)
+                state, top_k = write_checkpoint(client, self.checkpoint_dir, sweep, state,
+                                                 ranges, shape, d, dtype, loss,
+                                                 fit.top_k_state())
+                if top_k is not None:
+                    fit.restore_top_k(*top_k)
+            if callback is not None and callback(sweep - 1, time.perf_counter() - started,
+                                                 record) is False:
+                break
+        self._ranges = ranges
+        self._blocks = state
+        self._client_used = client
+        self.user_factors_ = dask_array(state["user"], ranges["user"], d, dtype)
+        self.item_factors_ = dask_array(state["item"], ranges["item"], d, dtype)
+        self.previous_item_factors_ = dask_array(state["previous"], ranges["item"], d,
+                                                  dtype)
+        self.interaction_totals_ = totals
+        self.loss_ = loss
+        self.user_items_ = user_items
+        self._parts = parts
+        self.history_ = history
+        return self
+
+    # -- results -------------------------------------------------------------------------
+
+    def to_local(self, interactions=True):
+        """The fitted model as an ALSSolver (factors gathered to this process; with
+        `interactions`, the training matrix too, for `recommend`'s filtering)."""
+        self._check_fitted()
+        client = self._client_used
+        params = {name: value for name, value in self.get_params().items()
+                  if name in ALSSolver._param_names()}
+        params.update(backend="cpu", tol=0.0)
+        model = ALSSolver(**params)
+        model.user_factors_, model.item_factors_, model.previous_item_factors_ = (
+            np.concatenate(gather(client, self._blocks[side]))
+            for side in ("user", "item", "previous"))
+        user_items = self.user_items_
+        if interactions and user_items is None:
+            user_items = gather_matrix(client, self._parts["user"], self.interaction_totals_)
+        model.user_items_ = user_items if interactions else None
+        model.interaction_totals_ = self.interaction_totals_
+        model.loss_ = self.loss_
+        model.regularization_path_ = None
+        return model
+
+    def save(self, directory, overwrite=False, local=None):
+        """Write one .npy per block and side (written by the workers: `directory` must
+        be storage they share) and manifest.json, last; with `local` (None: when the
+        factors take at most 1 GiB) also the plain model `rgals.load` reads
+        (user_factors.npy, item_factors.npy, ...: ALSSolver.save)."""
+        self._check_fitted()
+        d, dtype = self.user_factors_.shape[1], self.user_factors_.dtype
+        files = {side: [f"blocks/{side}-{k:05d}.npy" for k in range(len(rows))]
+                 for side, rows in (("user", self._ranges["user"]),
+                                    ("item", self._ranges["item"]),
+                                    ("previous", self._ranges["item"]))}
+        names = [MANIFEST] + [name for group in files.values() for name in group]
+        directory = prepare_directory(directory, names, overwrite, marker=MANIFEST)
+        size = (self.user_factors_.shape[0] + self.item_factors_.shape[0]) * d * dtype.itemsize
+        local = size <= LOCAL_BYTES if local is None else local
+        if local:  # before any block: an existing plain model is checked first
+            from ..export import ALL_FILES, MARKER
+            check_directory(directory, ALL_FILES, overwrite, marker=MARKER)
+        (directory / "blocks").mkdir(exist_ok=True)
+        write_blocks(self._client_used, directory, files, self._blocks)
+        manifest = _manifest(self, files)
+        write_atomic(directory / MANIFEST,
+                     lambda file: file.write(json.dumps(manifest, indent=2).encode() + b"\n"))
+        if local:
+            self.to_local(interactions=self.user_items_ is not None).save(
+                directory, overwrite=overwrite, interactions=self.user_items_ is not None)
+
+
+class _ShapeOnly:
+    """What RG2.resolve needs for alpha alone: the shape."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+
+def _manifest(model, files):
+    return {"format": "rgals-dask", "format_version": 1,
+            "shape": list(model.interaction_totals_.shape),
+            "factors": int(model.user_factors_.shape[1]),
+            "dtype": np.dtype(model.user_factors_.dtype).name,
+            "loss": model.loss_.to_dict(),
+            "blocks": block_ranges(model._ranges), "files": files}
