@@ -22,8 +22,8 @@ from .path import path_holdout, regularization_path, uses_path
 from .prepared import InteractionTotals, prepare
 from .ranking import normalized_rows, top_n
 from .solve import SOLVERS, solve_rows
-from .training import (MONITOR_LEVELS, EarlyStopping, ProgressBar, Tolerance, UserCallback,
-                    train)
+from .training import (MONITOR_LEVELS, EarlyStopping, LocalExecutor, ProgressBar, Tolerance,
+                       UserCallback, run)
 from .validation import (check_bool, check_choice, check_ids, check_integer,
                          check_interactions, check_real, check_value_range)
 
@@ -292,74 +292,81 @@ class ALSSolver:
         """`fit` on FitInputs checked for this loss (once, and prepared once per backend:
         rgals.tune's trials share them)."""
         started = time.perf_counter()
-        user_items, validation = inputs.user_items, inputs.validation
-        spec = params["loss"].resolve(user_items)  # the hyperparameters the data decides
-        # the largest pair weight per unit of value: (alpha + 1/2) c for RG2, alpha c iALS
-        check_value_range(user_items, params["dtype"],
-                          max(1.0, getattr(spec, "alpha", 0.0) + 0.5))
-        if validation is None and params["early_stopping"]:
-            raise ValueError("early_stopping=True needs validation data: pass "
-                             "fit(user_items, validation=held_out), e.g. from "
-                             "rgals.data.validation_split(user_items)")
+        user_items = inputs.user_items
         backend = get_backend(params["backend"])
-        rng = _generator(self.random_state)
-        n_users, n_items = user_items.shape
-        # the same start on every backend, drawn on the host
-        user_factors, item_factors = (_initial_factors(rng, rows, params["factors"],
-                                                       params["dtype"])
-                                      for rows in (n_users, n_items))
-        softmax_users = np.sort(rng.choice(n_users, min(params["softmax_users"], n_users),
-                                           replace=False))
         if backend.on_device:
-            check_gpu_memory(n_users, n_items, user_items.nnz, params["factors"],
+            check_gpu_memory(*user_items.shape, user_items.nnz, params["factors"],
                              params["dtype"])
-        holdout = (path_holdout(user_items, rng)
-                   if uses_path(params["loss"], params["iterations"]) else None)
-        identity_tolerance = 1e-9 if params["dtype"] == np.float64 else 1e-5
         with gpu_memory_errors("fit"), _thread_limit(params["num_threads"]):
-            user_factors, item_factors = backend.put(user_factors), backend.put(item_factors)
-            previous_item_factors = backend.xp.empty_like(item_factors)
-            path_sweeps, path = 0, None
-            if holdout is not None:
-                regularization, path_sweeps, path = regularization_path(
-                    spec, holdout, backend, user_factors, item_factors,
-                    previous_item_factors, params["iterations"], solver=params["solver"],
-                    cg_steps=params["cg_steps"], cg_tolerance=params["cg_tolerance"],
-                    identity_tolerance=identity_tolerance, show_progress=show_progress)
-                spec = copy.copy(spec)
-                spec.regularization = regularization
-            data = inputs.prepared(backend)
-            totals = inputs.totals
-            # a device fit binds to device arrays; the host's totals serve the CPU twice
-            loss = spec.bind(data.user_items if backend.on_device else totals)
-            callbacks = [ProgressBar(params["iterations"], show_progress,
-                                     f"rgals {spec.name}"), Tolerance(params["tol"])]
-            if params["early_stopping"]:
-                callbacks.append(EarlyStopping(params["patience"]))
-            if callback is not None:
-                callbacks.append(UserCallback(callback))
-            metric_name, metric_k = params["validation_metric"]
-            monitor = train(
-                loss, data, user_factors, item_factors, params["iterations"] - path_sweeps,
-                solver=params["solver"], cg_steps=params["cg_steps"],
-                cg_tolerance=params["cg_tolerance"],
-                monitor=params["monitor"], tol=params["tol"],
-                identity_tolerance=identity_tolerance,
-                eval_every=params["eval_every"], validation=validation,
-                metric=(metric_name, metric_k), softmax_users=softmax_users,
-                callbacks=callbacks, previous_item_factors=previous_item_factors,
-                first_sweep=path_sweeps + 1, started=started)
-        _warn_if_collapsed(user_factors, item_factors, spec)
-        self.user_factors_ = user_factors
-        self.item_factors_ = item_factors
-        self.previous_item_factors_ = previous_item_factors
+            executor = LocalExecutor(inputs.prepared(backend), {}, solver=params["solver"],
+                                     cg_steps=params["cg_steps"],
+                                     cg_tolerance=params["cg_tolerance"])
+            executor._totals = inputs.totals  # checked once: every trial of tune shares it
+            spec, monitor, path = self._train(params, executor, inputs.validation,
+                                              show_progress, callback, started)
+        factors = executor.factors
+        _warn_if_collapsed(factors["user"], factors["item"], spec)
+        self.user_factors_ = factors["user"]
+        self.item_factors_ = factors["item"]
+        self.previous_item_factors_ = factors["previous"]
         self.user_items_ = user_items
-        self.interaction_totals_ = totals
+        self.interaction_totals_ = inputs.totals
         # bound afresh on the host: fold-in needs no device and no per-sweep state
         self.loss_ = spec.bind(self.interaction_totals_)
         self.monitor_ = monitor
         self.regularization_path_ = path
         return self
+
+    def _train(self, params, executor, validation, show_progress, callback, started):
+        """The fit on an executor (rgals.training.LocalExecutor, or rgals.dask's): the
+        data-decided hyperparameters, the initial factors, the regularization path and
+        the sweeps. Returns (the loss's resolved spec, the monitor, the path's stages or
+        None). The random draws come in one order whatever the executor: the initial
+        factors (users, then items), the softmax sample, the path's holdout."""
+        totals = executor.totals
+        # the hyperparameters the data decides
+        spec = params["loss"].resolve(executor.operator, totals)
+        # the largest pair weight per unit of value: (alpha + 1/2) c for RG2, alpha c iALS
+        check_value_range(totals.value_range, params["dtype"],
+                          max(1.0, getattr(spec, "alpha", 0.0) + 0.5))
+        if validation is None and params["early_stopping"]:
+            raise ValueError("early_stopping=True needs validation data: pass "
+                             "fit(user_items, validation=held_out), e.g. from "
+                             "rgals.data.validation_split(user_items)")
+        rng = _generator(self.random_state)
+        n_users, n_items = executor.shape
+        # the same start on every backend and executor, drawn on the host
+        user_factors, item_factors = (_initial_factors(rng, rows, params["factors"],
+                                                       params["dtype"])
+                                      for rows in (n_users, n_items))
+        softmax_users = np.sort(rng.choice(n_users, min(params["softmax_users"], n_users),
+                                           replace=False))
+        holdout = (path_holdout(totals.user_counts, executor.rows, rng)
+                   if uses_path(params["loss"], params["iterations"]) else None)
+        identity_tolerance = 1e-9 if params["dtype"] == np.float64 else 1e-5
+        executor.place(user_factors, item_factors)
+        path_sweeps, path = 0, None
+        if holdout is not None:
+            held, users = holdout
+            regularization, path_sweeps, path = regularization_path(
+                spec, executor.without(held), held, users, params["iterations"],
+                identity_tolerance=identity_tolerance, show_progress=show_progress)
+            spec = copy.copy(spec)
+            spec.regularization = regularization
+        executor.start(executor.bind(spec))
+        callbacks = [ProgressBar(params["iterations"], show_progress, f"rgals {spec.name}"),
+                     Tolerance(params["tol"])]
+        if params["early_stopping"]:
+            callbacks.append(EarlyStopping(params["patience"]))
+        if callback is not None:
+            callbacks.append(UserCallback(callback))
+        monitor = run(executor, params["iterations"] - path_sweeps,
+                      monitor=params["monitor"], tol=params["tol"],
+                      identity_tolerance=identity_tolerance, eval_every=params["eval_every"],
+                      validation=validation, metric=params["validation_metric"],
+                      softmax_users=softmax_users, callbacks=callbacks,
+                      first_sweep=path_sweeps + 1, started=started)
+        return spec, monitor, path
 
     # -- use after fit -----------------------------------------------------------------
 
@@ -385,9 +392,9 @@ class ALSSolver:
         if rows is None:
             if self.user_items_ is None:
                 raise ValueError(
-                    f"this model holds no training interactions (saved with "
-                    f"interactions=False, or read from implicit's file): pass {name}, one "
-                    f"row per requested id, as implicit takes it")
+                    f"this model holds no training interactions (it was saved without "
+                    f"them, or read from implicit's file): pass {name}, one row per "
+                    f"requested id, as implicit takes it")
             return self.user_items_[ids] if other == "item" else self.user_items_.T.tocsr()[ids]
         rows = check_interactions(rows, name, allow_negative=self.loss_.allows_negative,
                                   loss_name=self.loss_.name, allow_empty=True)

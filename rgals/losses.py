@@ -15,11 +15,16 @@ The protocol every loss follows (`Loss`), in the order a half step uses it:
 - a loss is built from keyword hyperparameters alone, `RG2(alpha=0.05)`, each declared
   with its default and the domain a tuner searches (`Hyperparameter`);
 - `bind(user_items)` returns a copy that knows the data's constants (n_u, M, N);
-- `begin_sweep(P, Q, data)` freezes per-sweep quantities (none for these losses);
+- declared properties an executor reads instead of probing: `pairs_in_gram` (whether
+  pairs carry a Gram weight: the solver then needs CG or Cholesky), `coupled_item_step`
+  (RGx's item rows are tied through sum_j q_j) and `reweighting()` (per-sweep pair
+  weights, rgals.topk; None for a loss without them);
 - `side_statistics(side, fixed_factors, rows)`: sums over a block of the fixed side's
   rows (Grams, weighted sums), added up across blocks (`add_statistics`);
-- `row_systems(side, statistics, block, others)`: the `RowSystems` A_r, b_r of a block;
-- `objective(P, Q, data)` without touching M x N pairs, and `hessian_bounds`.
+- `row_systems(side, statistics, block, others, pair_terms)`: the `RowSystems` A_r, b_r
+  of a block (`pair_terms`: the reweighted confidences and linear terms of its pairs);
+- `objective(P, Q, data)` without touching M x N pairs, summed from per-block parts
+  (`objective_side`, `objective_pairs`, `objective_total`), and `hessian_bounds`.
 
 No loss knows about devices or solvers; arrays stay in the library of the inputs.
 """
@@ -30,10 +35,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import scipy.sparse as sp
 
 from .backend import array_module, backend_of
 from .prepared import InteractionTotals, RowBlock
-from .scoring import score_pass
+from .topk import TopKWeights
 # add_statistics (the reduction of a half step) is re-exported beside the statistics
 from .solve import RowSystems, add_statistics, row_bounds  # noqa: F401
 
@@ -103,15 +109,6 @@ def _squared_norms(factors):
     return array_module(factors).einsum("ij,ij->i", factors, factors, dtype=np.float64)
 
 
-def _observed_scores(data, user_factors, item_factors):
-    """(c_ui, s_ui) of every stored pair; `data` is PreparedData or a users x items CSR."""
-    user_items = getattr(data, "user_items", data)
-    backend = getattr(data, "backend", None) or backend_of(user_factors)
-    scores = backend.kernels.pair_scores(user_items.indptr, user_items.indices,
-                                         user_factors, item_factors)
-    return user_items.data, scores
-
-
 # RG2/RGx defaults, derived on the validation splits of the shared datasets (bench/
 # RESULTS.md, issue 16). alpha N is the weight of a positive's squared term against an
 # unobserved item's (the analogue of iALS's alpha); lam is 0.01 per unit of the mean
@@ -123,7 +120,7 @@ COLLAPSE_FRACTION = 0.25
 
 
 def collapse_regularization(user_items, alpha, reg_exponent, item_scale=None, steps=60,
-                            stop_above=math.inf):
+                            stop_above=math.inf, user_sums=None):
     """lam* of RG2/RGx on this data: for a regularization lam above it, P = Q = 0 is a
     local minimum that the fit falls into.
 
@@ -134,10 +131,14 @@ def collapse_regularization(user_items, alpha, reg_exponent, item_scale=None, st
     dominated, lam >= sigma_max(B_U^-1/2 L B_I^-1/2) / 2. The singular value comes from
     power iterations on the sparse matrix and its rank-one part, never densified. Their
     estimates rise towards it: once one passes `stop_above`, that lower bound is returned.
+
+    `user_items` may also be a scipy.sparse.linalg.LinearOperator (the Dask mode's
+    blocks), with its row sums given as `user_sums`.
     """
-    matrix = user_items.astype(np.float64)
+    matrix = user_items.astype(np.float64) if sp.issparse(user_items) else user_items
     n_users, n_items = matrix.shape
-    sums = np.asarray(matrix.sum(axis=1)).ravel()
+    sums = (np.asarray(matrix.sum(axis=1)).ravel() if user_sums is None
+            else np.asarray(user_sums, np.float64))
     scale = np.ones(n_items) if item_scale is None else np.asarray(item_scale, np.float64)
     user_base = (sums / 2.0 + alpha * n_items + 1.0) ** reg_exponent
     item_base = (sums.sum() / (2.0 * n_items) + alpha * n_users) ** reg_exponent
@@ -206,10 +207,11 @@ class Loss:
         """{"name": ..., hyperparameters...}: what params.json stores (`make_loss` reads it)."""
         return {"name": self.name, **self.get_params()}
 
-    def resolve(self, user_items):
+    def resolve(self, user_items, totals=None):
         """A copy whose hyperparameters left at None that the data decides (see each
-        loss) are computed from `user_items`, a checked users x items CSR on the host;
-        the fit calls it before `bind`. The base loss has none."""
+        loss) are computed from `user_items`, a checked users x items CSR on the host (or
+        a LinearOperator of the distributed blocks, with `totals`, their
+        InteractionTotals); the fit calls it before `bind`. The base loss has none."""
         return copy.copy(self)
 
     def bind(self, user_items):
@@ -219,7 +221,8 @@ class Loss:
         if isinstance(user_items, InteractionTotals):
             totals, bound = user_items, copy.copy(self)
         else:
-            totals, bound = InteractionTotals.of(user_items), self.resolve(user_items)
+            totals = InteractionTotals.of(user_items)
+            bound = self.resolve(user_items, totals)
         unresolved = [name for name, declared in self.hyperparameters.items()
                       if declared.from_data and getattr(bound, name) is None]
         if unresolved:
@@ -234,35 +237,72 @@ class Loss:
         """Compute what this loss needs from the data's InteractionTotals (n_u, M, N are
         set already)."""
 
+    # -- what an executor needs to know, declared ---------------------------------------
+
+    coupled_item_step = False  # RGx: the item rows are tied through sum_j q_j
+
+    @property
+    def pairs_in_gram(self):
+        """Whether stored pairs carry a weight in A (then the rows share no eigenbasis
+        and the solver is CG or Cholesky); known once bound."""
+        return True
+
+    def reweighting(self):
+        """The per-sweep reweighting of the pairs (rgals.topk.TopKWeights), or None."""
+        return None
+
+    def with_user_sums(self, user_sums):
+        """A copy bound to these per-user confidence sums n_u (a reweighting's)."""
+        raise NotImplementedError(f"{type(self).__name__} has no reweighting")
+
+    # -- a half step ---------------------------------------------------------------------
+
     def side_statistics(self, side, fixed_factors, rows):
         """Sums over rows `rows` of the fixed side (`fixed_factors` are those rows) that
         `side`'s row systems need; a dict of arrays, added up across blocks."""
         raise NotImplementedError(f"{type(self).__name__} must define side_statistics")
 
-    def row_systems(self, side, statistics, block, others):
-        """The RowSystems of the rows of `block` (a rgals.prepared.RowBlock) of `side`."""
+    def row_systems(self, side, statistics, block, others, pair_terms=None):
+        """The RowSystems of the rows of `block` (a rgals.prepared.RowBlock) of `side`;
+        `pair_terms`: (confidences, linear terms or None) of the block's pairs in a
+        reweighted sweep (None: the stored values)."""
         raise NotImplementedError(f"{type(self).__name__} must define row_systems")
 
-    def objective(self, user_factors, item_factors, data, magnitude=False):
-        """F at these factors (data: PreparedData or a users x items CSR). With
+    # -- the objective, from parts summed over row blocks --------------------------------
+
+    def objective(self, user_factors, item_factors, data, magnitude=False, pair_terms=None):
+        """F at these factors (data: PreparedData or a users x items CSR; `pair_terms`:
+        the reweighted (confidences, linear terms) of every pair, user-major). With
         `magnitude`: (F, a bound on the sum of the absolute values of the terms F adds up),
         the size that F's rounding scales with (the monitor's tolerance)."""
-        raise NotImplementedError(f"{type(self).__name__} must define objective")
+        self._require_bound()
+        user_items = getattr(data, "user_items", data)
+        backend = getattr(data, "backend", None) or backend_of(user_factors)
+        everything = slice(None)
+        return self.objective_total(
+            self.objective_side("user", user_factors, everything),
+            self.objective_side("item", item_factors, everything),
+            self.objective_pairs(user_items, user_factors, item_factors, pair_terms, backend),
+            magnitude)
+
+    def objective_side(self, side, factors, rows):
+        """F's sums over the rows `rows` of one side (`factors`: those rows); a dict,
+        added up across blocks."""
+        raise NotImplementedError(f"{type(self).__name__} must define objective_side")
+
+    def objective_pairs(self, user_items, user_factors, others, pair_terms, backend):
+        """F's sums over the stored pairs of a block of users (`user_items` its rows,
+        whose columns are the rows of `others`); a dict, added up across blocks."""
+        raise NotImplementedError(f"{type(self).__name__} must define objective_pairs")
+
+    def objective_total(self, users, items, pairs, magnitude=False):
+        """F (and with `magnitude` its size) from the summed parts."""
+        raise NotImplementedError(f"{type(self).__name__} must define objective_total")
 
     def _require_bound(self):
         if not self.bound:
             raise RuntimeError(f"{self!r} is not bound to data: call loss.bind(user_items) "
                                "first (ALSSolver.fit does)")
-
-    def begin_sweep(self, user_factors, item_factors, data):
-        """Freeze the quantities this loss holds fixed for one sweep.
-
-        Returns False when nothing changed, else True or a dict of numbers saying how
-        (the monitor records them as refresh_<name>): the objective changed, and the
-        monitor starts a new segment (rates and tol never compare across it). The base
-        loss has nothing to freeze.
-        """
-        return False
 
     def user_systems(self, item_factors, user_items):
         """Systems of the users in the rows of `user_items` (training rows or new ones)."""
@@ -277,17 +317,25 @@ class Loss:
                                 user_factors)
 
     def hessian_bounds(self, side, systems, backend=None, solution=None):
-        """Bounds (lowest, highest) on the eigenvalues of the half step's Hessian.
-
-        The objective is x^T A_r x - 2 b_r^T x summed over the rows of every block in
-        `systems`, so the Hessian is 2 A_r row by row; a coupling C adds
-        -2 (1 1^T) kron C, which lowers the bound by rows * eig_max(C) (Weyl).
-        `solution`: the solve's rgals.solve.Solution, whose by-products save work.
-        """
+        """Bounds (lowest, highest) on the eigenvalues of the half step's Hessian, from
+        the row systems of every block in `systems` (`solution`: the solve's
+        rgals.solve.Solution, whose by-products save work)."""
         lowest, highest = _combined_bounds(systems, backend, solution)
-        coupling = systems[0].coupling
+        return self.half_step_bounds(
+            side, lowest, highest, sum(part.interactions.shape[0] for part in systems),
+            systems[0].gram, systems[0].coupling,
+            None if solution is None else solution.eigenvalues)
+
+    def half_step_bounds(self, side, lowest, highest, rows, gram, coupling,
+                         eigenvalues=None):
+        """The Hessian's bounds from the rows' (`lowest`, `highest`: over every row of
+        the half step's `rows`; `gram` and `coupling`: the systems' shared ones).
+
+        The objective is x^T A_r x - 2 b_r^T x summed over the rows, so the Hessian is
+        2 A_r row by row; a coupling C adds -2 (1 1^T) kron C, which lowers the bound by
+        rows * eig_max(C) (Weyl).
+        """
         if coupling is not None:
-            rows = sum(part.interactions.shape[0] for part in systems)
             xp = array_module(coupling)
             lowest -= rows * max(float(xp.linalg.eigvalsh(coupling)[-1]), 0.0)
         return 2.0 * lowest, 2.0 * highest
@@ -302,8 +350,50 @@ def _combined_bounds(systems, backend, solution):
     return min(low for low, _ in bounds), max(high for _, high in bounds)
 
 
-class RG2(Loss):
-    """Second-order Taylor expansion of the softmax loss without the interactive term.
+_EXPANSION = {
+    "alpha": Hyperparameter(
+        None, f"weight of the squared term on observed pairs (None: {ALPHA_ITEMS:g} / N, "
+        "within [1e-4, 1])", low=1e-4, high=1.0, log=True, searched=True, from_data=True),
+    "regularization": Hyperparameter(
+        None, f"lam in lambda_u and lambda_i (None: a fit chooses it on a holdout path "
+        f"from {REGULARIZATION:g} times the mean value, or {COLLAPSE_FRACTION:g} of the "
+        "value above which every factor collapses to zero if that is lower: "
+        "rgals.path)", strict=True, low=1e-5, high=1.0, log=True, searched=True,
+        from_data=True),
+    "reg_exponent": Hyperparameter(1.0, "nu in lambda_u and lambda_i (0: constant lam)",
+                                   low=0.0, high=1.0),
+}
+_PRIOR = {
+    "popularity_exponent": Hyperparameter(
+        0.0, "gamma of the expansion's prior pi_j ~ n_j^gamma (0: uniform)",
+        maximum=2.0, low=0.0, high=1.0),
+}
+_TOP_K = {
+    "top_k": Hyperparameter(None, "K of the top-K weights (None: off)", kind="integer",
+                            minimum=1, low=5, high=200, log=True, optional=True),
+    "top_k_temperature": Hyperparameter(
+        1.0, "tau_u / std_j(s_uj): the weights' temperature in score spreads",
+        strict=True, low=0.1, high=10.0, log=True),
+    "top_k_quantile": Hyperparameter(
+        "exact", "beta_u: 'exact' (K-th largest score over all items, one scoring "
+        "pass) or 'sampled' (K-th largest of the positives and top_k_samples uniform "
+        "items, as the authors estimate it)", kind="choice", choices=("exact", "sampled")),
+    "top_k_samples": Hyperparameter(1000, "uniform items of the sampled quantile",
+                                    kind="integer", minimum=1, low=100, high=5000,
+                                    log=True),
+    "top_k_refresh": Hyperparameter(1, "sweeps between refreshes of the weights",
+                                    kind="integer", minimum=1, low=1, high=5),
+    "top_k_warmup": Hyperparameter(0, "sweeps of the plain loss before the first "
+                                   "refresh", kind="integer", minimum=0, low=0, high=10),
+    "top_k_damping": Hyperparameter(0.0, "d in w <- d w_old + (1 - d) w_new",
+                                    maximum=0.99, low=0.0, high=0.9),
+    "top_k_gradient": Hyperparameter(False, "keep the weight's own gradient term",
+                                     kind="bool"),
+}
+
+
+class SoftmaxExpansion(Loss):
+    """The base of RG2 and RGx: second-order expansions of the softmax loss (DESIGN 1.2).
 
     Regularisation as in the authors' code: lambda_u = lam (n_u/2 + alpha N + 1)^nu and
     lambda_i = lam (sum_u w_u + alpha M)^nu.
@@ -335,71 +425,36 @@ class RG2(Loss):
     items are pushed down harder than rare ones. gamma = 0 is plain rg2.
     """
 
-    name = "rg2"
     allows_negative = False
     # alpha and regularization default from the data (`resolve`, bench/RESULTS.md issue
     # 16); the best values still differ per dataset: rgals.tune searches them
-    hyperparameters = {
-        "alpha": Hyperparameter(
-            None, f"weight of the squared term on observed pairs (None: {ALPHA_ITEMS:g} / N, "
-            "within [1e-4, 1])", low=1e-4, high=1.0, log=True, searched=True, from_data=True),
-        "regularization": Hyperparameter(
-            None, f"lam in lambda_u and lambda_i (None: a fit chooses it on a holdout path "
-            f"from {REGULARIZATION:g} times the mean value, or {COLLAPSE_FRACTION:g} of the "
-            "value above which every factor collapses to zero if that is lower: "
-            "rgals.path)", strict=True, low=1e-5, high=1.0, log=True, searched=True,
-            from_data=True),
-        "reg_exponent": Hyperparameter(1.0, "nu in lambda_u and lambda_i (0: constant lam)",
-                                       low=0.0, high=1.0),
-        "popularity_exponent": Hyperparameter(
-            0.0, "gamma of the expansion's prior pi_j ~ n_j^gamma (0: uniform)",
-            maximum=2.0, low=0.0, high=1.0),
-        "top_k": Hyperparameter(None, "K of the top-K weights (None: off)", kind="integer",
-                                minimum=1, low=5, high=200, log=True, optional=True),
-        "top_k_temperature": Hyperparameter(
-            1.0, "tau_u / std_j(s_uj): the weights' temperature in score spreads",
-            strict=True, low=0.1, high=10.0, log=True),
-        "top_k_quantile": Hyperparameter(
-            "exact", "beta_u: 'exact' (K-th largest score over all items, one scoring "
-            "pass) or 'sampled' (K-th largest of the positives and top_k_samples uniform "
-            "items, as the authors estimate it)", kind="choice", choices=("exact", "sampled")),
-        "top_k_samples": Hyperparameter(1000, "uniform items of the sampled quantile",
-                                        kind="integer", minimum=1, low=100, high=5000,
-                                        log=True),
-        "top_k_refresh": Hyperparameter(1, "sweeps between refreshes of the weights",
-                                        kind="integer", minimum=1, low=1, high=5),
-        "top_k_warmup": Hyperparameter(0, "sweeps of the plain loss before the first "
-                                       "refresh", kind="integer", minimum=0, low=0, high=10),
-        "top_k_damping": Hyperparameter(0.0, "d in w <- d w_old + (1 - d) w_new",
-                                        maximum=0.99, low=0.0, high=0.9),
-        "top_k_gradient": Hyperparameter(False, "keep the weight's own gradient term",
-                                         kind="bool"),
-    }
+    hyperparameters = {**_EXPANSION, **_TOP_K}
+    popularity_exponent = 0.0  # RG2 declares it; RGx keeps the uniform expansion
 
-    def resolve(self, user_items):
+    def resolve(self, user_items, totals=None):
         """alpha=None: ALPHA_ITEMS / N (within alpha's domain). regularization=None:
         REGULARIZATION times the mean stored value, capped at COLLAPSE_FRACTION of
         `collapse_regularization` on this data (with the popularity prior's item scales,
         when gamma > 0): the rule's lam, where a fit's path (rgals.path) starts."""
         resolved = copy.copy(self)
+        n_items = user_items.shape[1]
         if self.alpha is None:
             domain = self.hyperparameters["alpha"]
-            resolved.alpha = float(min(max(ALPHA_ITEMS / user_items.shape[1], domain.low),
-                                       domain.high))
+            resolved.alpha = float(min(max(ALPHA_ITEMS / n_items, domain.low), domain.high))
         if self.regularization is None:
+            totals = InteractionTotals.of(user_items) if totals is None else totals
+            pairs = int(totals.user_counts.sum())
             # RG2's data terms scale with the values but its regularisers' alpha N + 1 does
             # not: lam per unit of the mean value keeps the default scale-free
-            target = REGULARIZATION * (float(user_items.data.mean()) if user_items.nnz else 1.0)
+            target = REGULARIZATION * (float(totals.user_sums.sum()) / pairs if pairs else 1.0)
             item_scale = None
-            if getattr(self, "popularity_exponent", 0.0) and user_items.nnz:
-                item_sums = np.bincount(user_items.indices, weights=user_items.data,
-                                        minlength=user_items.shape[1])
-                powered = item_sums ** self.popularity_exponent
-                item_scale = user_items.shape[1] * powered / powered.sum()
+            if self.popularity_exponent and pairs:
+                powered = totals.item_sums ** self.popularity_exponent
+                item_scale = n_items * powered / powered.sum()
             # only whether the cap binds matters: stop once lam* is known to be above it
             threshold = collapse_regularization(
                 user_items, resolved.alpha, self.reg_exponent, item_scale,
-                stop_above=target / COLLAPSE_FRACTION)
+                stop_above=target / COLLAPSE_FRACTION, user_sums=totals.user_sums)
             # no interactions at all: nothing to collapse from (nor to regularise against)
             resolved.regularization = (min(target, COLLAPSE_FRACTION * threshold)
                                        if threshold > 0 else target)
@@ -410,22 +465,36 @@ class RG2(Loss):
             raise ValueError(f"loss {self.name!r} needs the totals of its training data "
                              "(each user's and item's summed values); this model has none")
         self._set_user_sums(totals.user_sums)
-        # RGx does not take the prior (its coupled item step assumes unit item scales)
-        gamma = getattr(self, "popularity_exponent", 0.0)
         self.item_scale = None  # N pi_j of every item; None: all 1
-        if gamma:
+        if self.popularity_exponent:
             sums = totals.item_sums
-            self._prior_total = float((sums ** gamma).sum())
+            self._prior_total = float((sums ** self.popularity_exponent).sum())
             self.item_scale = self._prior_scale(sums)
-        self.frozen = None  # per side: c_ui w_ui and g_ui of the pairs, while weights hold
-        self.weights = None
-        self._sweeps = 0
 
     def _set_user_sums(self, sums):
         self.user_sums = sums
         self.user_weight = sums / (2.0 * self.n_items)
         self.item_reg = float(self._regulariser(
             np.float64(float(self.user_weight.sum()) + self.alpha * self.n_users)))
+
+    @property
+    def pairs_in_gram(self):
+        return self.alpha > 0
+
+    def reweighting(self):
+        self._require_bound()
+        if self.top_k is None:
+            return None
+        return TopKWeights(k=self.top_k, temperature=self.top_k_temperature,
+                           quantile=self.top_k_quantile, samples=self.top_k_samples,
+                           refresh=self.top_k_refresh, warmup=self.top_k_warmup,
+                           damping=self.top_k_damping, gradient=self.top_k_gradient,
+                           n_items=self.n_items)
+
+    def with_user_sums(self, user_sums):
+        bound = copy.copy(self)
+        bound._set_user_sums(user_sums)
+        return bound
 
     def user_reg(self, interaction_sums):
         return self._regulariser(interaction_sums / 2.0 + self.alpha * self.n_items + 1.0)
@@ -450,75 +519,6 @@ class RG2(Loss):
         rhs = (self.alpha + 0.5) * values
         return gram, rhs if linear is None else rhs - 0.5 * linear
 
-    def begin_sweep(self, user_factors, item_factors, data):
-        """Refresh the top-K weights every `top_k_refresh` sweeps; returns what moved."""
-        if self.top_k is None:
-            return False
-        self._sweeps += 1
-        if self._sweeps <= self.top_k_warmup or \
-                (self._sweeps - 1 - self.top_k_warmup) % self.top_k_refresh:
-            return False
-        xp = data.backend.xp
-        rows = xp.repeat(xp.arange(self.n_users), xp.diff(data.user_items.indptr))
-        weights, linear = self._top_k_weights(user_factors, item_factors, data, rows)
-        previous = self.weights
-        if previous is not None:
-            weights = self.top_k_damping * previous + (1.0 - self.top_k_damping) * weights
-        self.weights = weights
-        confidence = data.user_items.data * weights
-        self.frozen = {side: (data.in_order(side, confidence),
-                              None if linear is None else data.in_order(side, linear))
-                       for side in ("user", "item")}
-        self._set_user_sums(xp.bincount(rows, weights=confidence, minlength=self.n_users))
-        return {"weight_mean": float(weights.mean()),
-                "weight_change": (math.nan if previous is None
-                                  else float(abs(weights - previous).mean()))}
-
-    def _top_k_weights(self, user_factors, item_factors, data, rows):
-        """w_ui of every stored pair (user-major; `rows`: each pair's user) and, with
-        top_k_gradient, g_ui."""
-        backend, matrix = data.backend, data.user_items
-        xp = backend.xp
-        scores = backend.kernels.pair_scores(matrix.indptr, matrix.indices, user_factors,
-                                             item_factors)
-        # the spread of each user's scores over all items, in closed form
-        items = item_factors.astype(np.float64)
-        users = user_factors.astype(np.float64)
-        mean = users @ items.mean(axis=0)
-        second = ((users @ (items.T @ items / self.n_items)) * users).sum(axis=1)
-        tau = self.top_k_temperature * xp.sqrt(xp.maximum(second - mean * mean, 1e-24))
-        k = min(self.top_k, self.n_items)
-        needs_lse = self.top_k_gradient
-        if self.top_k_quantile == "exact" or needs_lse:
-            result = score_pass(user_factors, item_factors,
-                                depth=k if self.top_k_quantile == "exact" else 0,
-                                temperature=1.0 if needs_lse else None, backend=backend)
-        if self.top_k_quantile == "exact":
-            beta = backend.put(result.top_scores[:, k - 1].astype(np.float64))
-        else:
-            beta = _sampled_quantile(scores, rows, user_factors, item_factors, k,
-                                     self.top_k_samples, self._sweeps, backend)
-        margin = (scores - beta[rows]) / tau[rows]
-        sigmoid = 1.0 / (1.0 + xp.exp(-margin))
-        # mean 1 over each user's positives: the weights shift emphasis between them, not
-        # the user's weight against the regularisation (which would shrink the factors)
-        mean = xp.bincount(rows, weights=sigmoid, minlength=self.n_users) / \
-            xp.maximum(xp.diff(matrix.indptr), 1)
-        weights = sigmoid / mean[rows]
-        linear = None
-        if needs_lse:
-            softmax_term = backend.put(result.log_normaliser)[rows] - scores
-            linear = (matrix.data * softmax_term * sigmoid * (1.0 - sigmoid)
-                      / (tau[rows] * mean[rows]))
-        return weights, linear
-
-    def _pair_terms(self, block, side):
-        """(c of the block's pairs, g of its pairs or None): frozen top-K values in a fit."""
-        if self.frozen is None or block.pairs is None:
-            return block.matrix.data, None
-        confidence, linear = self.frozen[side]
-        return confidence[block.pairs], None if linear is None else linear[block.pairs]
-
     def side_statistics(self, side, fixed_factors, rows):
         """User step: G = Q^T Q and sigma = sum_j q_j over a block of items. Item step:
         G_W = sum_u w_u p_u p_u^T and sigma_W = sum_u w_u p_u over a block of users."""
@@ -533,17 +533,17 @@ class RG2(Loss):
     def user_gram(self, statistics):
         return statistics["gram"]
 
-    def row_systems(self, side, statistics, block, others):
+    def row_systems(self, side, statistics, block, others, pair_terms=None):
         """DESIGN 1.3. User: A_u = w_u G + alpha sum c q q^T + lambda_u I,
         b_u = -w_u sigma + (alpha + 1/2) sum c q. Item: A_i = G_W + alpha sum c p p^T +
         lambda_i I, b_i = -sigma_W + (alpha + 1/2) sum c p (RGx adds its coupling)."""
         self._require_bound()
-        values, linear = self._pair_terms(block, side)
+        values, linear = (block.matrix.data, None) if pair_terms is None else pair_terms
         pair_gram, pair_rhs = self.pair_weights(values, linear)
         n_rows = block.matrix.shape[0]
         xp = array_module(others)
         if side == "user":
-            # training rows: the loss's n_u (c w with frozen top-K weights); others: c
+            # training rows: the loss's n_u (c w with top-K weights); others: c
             sums = block.row_sums if block.pairs is None else self.user_sums[block.rows]
             return RowSystems(block.matrix, pair_gram, pair_rhs, others,
                               self.user_gram(statistics), -statistics["sum"],
@@ -567,48 +567,57 @@ class RG2(Loss):
         return self.n_items * item_sums ** self.popularity_exponent / self._prior_total
 
     def item_coupling(self, weighted_user_gram):
+        """C of the coupled item step (None: the item rows are independent)."""
         return None
 
-    def objective(self, user_factors, item_factors, data, magnitude=False):
-        """F of DESIGN 1.4 in closed form; `data` is PreparedData or a users x items CSR.
-        With frozen top-K weights: the confidences c w and the extra terms g s."""
+    def objective_side(self, side, factors, rows):
+        """Items: the (prior-scaled) Gram and sum, and the norms' sums the objective and
+        its size need; users: the w-weighted Gram and sum, their regularisers."""
         self._require_bound()
-        item_gram, item_sum = _gram(item_factors, self.item_scale)
-        user_gram, user_sum = _gram(user_factors, self.user_weight)
+        xp = array_module(factors)
+        norms = _squared_norms(factors)
+        if side == "item":
+            scale = (xp.ones(factors.shape[0]) if self.item_scale is None
+                     else self.item_scale[rows])
+            gram, total = _gram(factors, None if self.item_scale is None else scale)
+            return {"gram": gram, "sum": total, "norms": norms.sum(),
+                    "scaled_norms": scale @ norms, "scaled_roots": scale @ xp.sqrt(norms)}
+        weight = self.user_weight[rows]
+        gram, total = _gram(factors, weight)
+        return {"gram": gram, "sum": total, "weight": weight.sum(),
+                "regularisers": self.user_reg(self.user_sums[rows]) @ norms,
+                "weighted_norms": weight @ norms, "weighted_roots": weight @ xp.sqrt(norms)}
+
+    def objective_pairs(self, user_items, user_factors, others, pair_terms, backend):
+        """sum c (alpha (s - 1)^2 - s) (+ g s) over the pairs, and its absolute size."""
+        values, linear = (user_items.data, None) if pair_terms is None else pair_terms
+        scores = backend.kernels.pair_scores(user_items.indptr, user_items.indices,
+                                             user_factors, others)
+        part = {"observed": (values * (self.alpha * (scores - 1.0) ** 2 - scores)).sum(),
+                "observed_size": (values * (self.alpha * (scores - 1.0) ** 2
+                                            + abs(scores))).sum()}
+        if linear is not None:
+            part["observed"] = part["observed"] + (linear * scores).sum()
+            part["observed_size"] = part["observed_size"] + abs(linear * scores).sum()
+        return part
+
+    def objective_total(self, users, items, pairs, magnitude=False):
+        """F of DESIGN 1.4 in closed form from the summed parts."""
         # sum_u w_u sum_j N pi_j (s_uj + 1)^2 over all M x N pairs, in closed form
         # (sum_j N pi_j = N)
-        total = ((item_gram * user_gram).sum() + 2.0 * item_sum @ user_sum
-                 + self.n_items * self.user_weight.sum())
-        interaction = self.interaction_term(item_sum, user_gram)
-        total -= interaction
-        values, scores = _observed_scores(data, user_factors, item_factors)
-        linear = None
-        if self.frozen is not None:
-            values, linear = self.frozen["user"]
-        total += (values * (self.alpha * (scores - 1.0) ** 2 - scores)).sum()
-        if linear is not None:
-            total += (linear * scores).sum()
-        user_norms, item_norms = _squared_norms(user_factors), _squared_norms(item_factors)
-        regularisers = self.user_reg(self.user_sums) @ user_norms + \
-            self.item_reg * item_norms.sum()
-        total += regularisers
+        total = ((items["gram"] * users["gram"]).sum() + 2.0 * items["sum"] @ users["sum"]
+                 + self.n_items * users["weight"])
+        interaction = self.interaction_term(items["sum"], users["gram"])
+        regularisers = users["regularisers"] + self.item_reg * items["norms"]
+        total = total - interaction + pairs["observed"] + regularisers
         if not magnitude:
             return float(total)
         # |s_uj| <= |p_u| |q_j| bounds every all-pairs term by products of norms
-        xp = array_module(user_norms)
-        item_scale = xp.ones(self.n_items) if self.item_scale is None else self.item_scale
-        weighted_users = self.user_weight @ user_norms
-        weighted_items = item_scale @ item_norms
-        size = (weighted_users * weighted_items
-                + 2.0 * (self.user_weight @ xp.sqrt(user_norms))
-                * (item_scale @ xp.sqrt(item_norms))
-                + self.n_items * self.user_weight.sum()
-                + (values * (self.alpha * (scores - 1.0) ** 2 + abs(scores))).sum()
-                + regularisers)
+        all_pairs = users["weighted_norms"] * items["scaled_norms"]
+        size = (all_pairs + 2.0 * users["weighted_roots"] * items["scaled_roots"]
+                + self.n_items * users["weight"] + pairs["observed_size"] + regularisers)
         if interaction:
-            size += weighted_users * weighted_items  # (sum_j s_uj)^2 / N <= sum_j s_uj^2
-        if linear is not None:
-            size += abs(linear * scores).sum()
+            size += all_pairs  # (sum_j s_uj)^2 / N <= sum_j s_uj^2
         return float(total), float(size)
 
     def interaction_term(self, item_sum, weighted_user_gram):
@@ -616,25 +625,18 @@ class RG2(Loss):
         return 0.0
 
 
-def _sampled_quantile(scores, rows, user_factors, item_factors, k, samples, seed, backend):
-    """beta_u as the authors estimate it: the k-th largest of the user's positives' scores
-    and the scores of `samples` items drawn uniformly (one draw for all users)."""
-    xp = backend.xp
-    n_users, n_items = user_factors.shape[0], item_factors.shape[0]
-    drawn = backend.put(np.random.default_rng(seed).integers(n_items, size=samples))
-    sampled = (user_factors @ item_factors[drawn].T).astype(np.float64)
-    if samples > k:  # only the k best of the sample can be among the k best overall
-        sampled = -xp.partition(-sampled, k - 1, axis=1)[:, :k]
-    candidates = xp.concatenate([scores, sampled.ravel()])
-    owners = xp.concatenate([rows, xp.repeat(xp.arange(n_users), sampled.shape[1])])
-    order = xp.lexsort(xp.stack([-candidates, owners]))
-    counts = xp.bincount(owners, minlength=n_users)
-    first = xp.concatenate([xp.zeros(1, dtype=counts.dtype), xp.cumsum(counts)[:-1]])
-    # each user's k-th best (or its last, with fewer candidates)
-    return candidates[order][first + xp.minimum(counts, k) - 1]
+class RG2(SoftmaxExpansion):
+    """Second-order Taylor expansion of the softmax loss without the interactive term.
+
+    See SoftmaxExpansion for the regularisation and the top-K weights; RG2 alone takes
+    the popularity prior (`popularity_exponent`).
+    """
+
+    name = "rg2"
+    hyperparameters = {**_EXPANSION, **_PRIOR, **_TOP_K}
 
 
-class RGx(RG2):
+class RGx(SoftmaxExpansion):
     """The exact second-order expansion: RG2 minus the interactive term.
 
     The user step uses the centred Gram G - sigma sigma^T / N; the item step is coupled
@@ -642,8 +644,7 @@ class RGx(RG2):
     """
 
     name = "rgx"
-    hyperparameters = {name: declared for name, declared in RG2.hyperparameters.items()
-                       if name != "popularity_exponent"}
+    coupled_item_step = True
 
     def user_gram(self, statistics):
         column_sum = statistics["sum"]
@@ -655,16 +656,16 @@ class RGx(RG2):
     def interaction_term(self, item_sum, weighted_user_gram):
         return float(item_sum @ weighted_user_gram @ item_sum) / self.n_items
 
-    def hessian_bounds(self, side, systems, backend=None, solution=None):
-        """As Loss.hessian_bounds, tighter for the item step: with unit scale and
+    def half_step_bounds(self, side, lowest, highest, rows, gram, coupling,
+                         eigenvalues=None):
+        """As Loss.half_step_bounds, tighter for the item step: with unit scale and
         C = G_W / N the Gram part is (I - 1 1^T / N) kron G_W, whose lowest eigenvalue is
         0, so the bound drops by e_min(G_W) only (exact without pair terms)."""
         if side == "user":
-            return super().hessian_bounds(side, systems, backend, solution)
-        lowest, highest = _combined_bounds(systems, backend, solution)
-        eigenvalues = None if solution is None else solution.eigenvalues
+            return super().half_step_bounds(side, lowest, highest, rows, gram, coupling,
+                                            eigenvalues)
         if eigenvalues is None:
-            eigenvalues = array_module(systems[0].gram).linalg.eigvalsh(systems[0].gram)
+            eigenvalues = array_module(gram).linalg.eigvalsh(gram)
         lowest -= max(float(eigenvalues[0]), 0.0)
         return 2.0 * lowest, 2.0 * highest
 
@@ -696,6 +697,10 @@ class IALS(Loss):
             self.unit_confidences = all(self.alpha * value == 1.0
                                         for value in totals.value_range)
 
+    @property
+    def pairs_in_gram(self):
+        return not self.unit_confidences
+
     def pair_weights(self, values):
         confidence = self.alpha * values.astype(np.float64)
         gram = None if self.unit_confidences else abs(confidence) - 1.0
@@ -706,7 +711,7 @@ class IALS(Loss):
         gram, _ = _gram(fixed_factors)
         return {"gram": gram}
 
-    def row_systems(self, side, statistics, block, others):
+    def row_systems(self, side, statistics, block, others, pair_terms=None):
         self._require_bound()
         pair_gram, pair_rhs = self.pair_weights(block.matrix.data)
         n_rows, d, xp = block.matrix.shape[0], others.shape[1], array_module(others)
@@ -714,23 +719,30 @@ class IALS(Loss):
                           xp.zeros(d), scale=xp.ones(n_rows),
                           reg=xp.full(n_rows, self.regularization))
 
-    def objective(self, user_factors, item_factors, data, magnitude=False):
+    def objective_side(self, side, factors, rows):
         self._require_bound()
-        user_gram, _ = _gram(user_factors)
-        item_gram, _ = _gram(item_factors)
-        total = (user_gram * item_gram).sum()  # every pair as unobserved: sum s_uj^2
-        values, scores = _observed_scores(data, user_factors, item_factors)
-        confidence = self.alpha * values
+        gram, _ = _gram(factors)
+        return {"gram": gram}
+
+    def objective_pairs(self, user_items, user_factors, others, pair_terms, backend):
+        scores = backend.kernels.pair_scores(user_items.indptr, user_items.indices,
+                                             user_factors, others)
+        confidence = self.alpha * user_items.data
         target = (confidence > 0).astype(np.float64)
         observed = abs(confidence) * (target - scores) ** 2
-        total += (observed - scores ** 2).sum()
+        return {"observed": (observed - scores ** 2).sum(),
+                "observed_size": (observed + scores ** 2).sum()}
+
+    def objective_total(self, users, items, pairs, magnitude=False):
+        user_gram, item_gram = users["gram"], items["gram"]
+        total = (user_gram * item_gram).sum()  # every pair as unobserved: sum s_uj^2
         regulariser = self.regularization * float(user_gram.trace() + item_gram.trace())
-        total += regulariser
+        total = total + pairs["observed"] + regulariser
         if not magnitude:
             return float(total)
         # sum_uj s_uj^2 <= sum_u |p_u|^2 sum_j |q_j|^2
         size = (float(user_gram.trace()) * float(item_gram.trace())
-                + (observed + scores ** 2).sum() + regulariser)
+                + pairs["observed_size"] + regulariser)
         return float(total), float(size)
 
 

@@ -24,9 +24,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from .data.splits import holdout_split
-from .metrics import ranking_metrics
-from .prepared import InteractionTotals, prepare
-from .training import train
+from .training import run
 
 log = logging.getLogger("rgals")
 
@@ -59,34 +57,34 @@ def uses_path(loss, iterations):
             and iterations >= FIRST_SWEEPS + STAGE_SWEEPS + FINAL_SWEEPS)
 
 
-def path_holdout(user_items, rng):
-    """(fit part, held out, the users evaluated): HOLDOUT_RATIO of each sampled user's
-    interactions (at least one, as `holdout_split`) held out; None when fewer than
-    MIN_USERS users have two interactions or more."""
-    eligible = np.flatnonzero(np.diff(user_items.indptr) >= 2)
+def path_holdout(user_counts, rows_of, rng):
+    """(held out, the users evaluated): HOLDOUT_RATIO of the interactions of up to
+    HOLDOUT_USERS users with two or more (`user_counts`: each user's stored pairs) held
+    out, at least one each, as `holdout_split` does; `rows_of(users)` gives their
+    training rows (a CSR). None when fewer than MIN_USERS users can hold out. The fit
+    part is the data less `held` (an executor's `without`); the same draws from the same
+    `rng` whether the rows live in one process or on Dask workers."""
+    eligible = np.flatnonzero(np.asarray(user_counts) >= 2)
     if len(eligible) < MIN_USERS:
         return None
     users = np.sort(rng.choice(eligible, min(HOLDOUT_USERS, len(eligible)), replace=False))
-    _, held_rows = holdout_split(user_items[users], HOLDOUT_RATIO, seed=rng)
-    per_user = np.zeros(user_items.shape[0], dtype=np.int64)
+    rows = rows_of(users)
+    _, held_rows = holdout_split(rows, HOLDOUT_RATIO, seed=rng)
+    per_user = np.zeros(len(user_counts), dtype=np.int64)
     per_user[users] = np.diff(held_rows.indptr)
     held = sp.csr_matrix((held_rows.data, held_rows.indices,
-                          np.concatenate(([0], np.cumsum(per_user)))), shape=user_items.shape)
-    fit_part = (user_items - held).tocsr()
-    fit_part.eliminate_zeros()  # the held pairs cancel exactly
-    return fit_part, held, users
+                          np.concatenate(([0], np.cumsum(per_user)))),
+                         shape=(len(user_counts), rows.shape[1]))
+    return held, users
 
 
-def regularization_path(spec, holdout, backend, user_factors, item_factors,
-                        previous_item_factors, iterations, *, solver, cg_steps, cg_tolerance,
-                        identity_tolerance, show_progress=True):
-    """Run the path on `holdout` (from `path_holdout`) from `spec`'s lam (resolved by
-    the rule), updating the factors in place; returns (the chosen lam, the sweeps run,
-    the PathStages). The path fits the plain loss: top-K weights need scores of a fit
-    on the whole data, and come with the remaining sweeps."""
-    fit_part, held, users = holdout
-    data = prepare(fit_part, backend)
-    totals = InteractionTotals.of(fit_part)
+def regularization_path(spec, executor, held, users, iterations, *, identity_tolerance,
+                        show_progress=True):
+    """Run the path on `executor` (one of the fit part: the data less `held`) from
+    `spec`'s lam (resolved by the rule), updating the factors it shares with the whole
+    data's executor; returns (the chosen lam, the sweeps run, the PathStages). The path
+    fits the plain loss: top-K weights need scores of a fit on the whole data, and come
+    with the remaining sweeps."""
     plain = copy.copy(spec)
     if getattr(plain, "top_k", None) is not None:
         plain.top_k = None
@@ -99,14 +97,11 @@ def regularization_path(spec, holdout, backend, user_factors, item_factors,
     try:
         while done + sweeps <= budget and len(stages) <= MAX_STEPS:
             plain.regularization = lam
-            loss = plain.bind(data.user_items if backend.on_device else totals)
-            train(loss, data, user_factors, item_factors, sweeps, solver=solver,
-                  cg_steps=cg_steps, cg_tolerance=cg_tolerance, tol=0.0,
-                  identity_tolerance=identity_tolerance,
-                  previous_item_factors=previous_item_factors)
+            executor.start(executor.bind(plain))
+            run(executor, sweeps, tol=0.0, identity_tolerance=identity_tolerance)
             done += sweeps
-            score = ranking_metrics(user_factors, item_factors, held, fit_part, K=METRIC_K,
-                                    metrics=("ndcg",), users=users)[f"ndcg@{METRIC_K}"]
+            score = executor.validation_metrics(held, METRIC_K, ("ndcg",),
+                                                users=users)[f"ndcg@{METRIC_K}"]
             stages.append(PathStage(lam, done, float(score)))
             bar.update(sweeps)
             bar.set_postfix({"lam": f"{lam:.3g}", f"holdout ndcg@{METRIC_K}": f"{score:.4f}"})

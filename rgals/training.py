@@ -20,11 +20,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .backend import to_host
-from .losses import add_statistics
 from .metrics import ranking_metrics
 from .monitor import ConvergenceMonitor, softmax_loss
-from .prepared import row_ranges
-from .solve import solve_blocks
+from .prepared import InteractionTotals, prepare, row_ranges
+from .solve import add_statistics, solve_blocks
+from .topk import report
 
 log = logging.getLogger("rgals")
 
@@ -33,50 +33,173 @@ MONITOR_LEVELS = ("sweep", "full")
 
 @dataclass
 class TrainState:
-    """What callbacks see: the bound loss, the data, the factors (updated in place),
-    the monitor, the item factors the user factors were solved against (or None), and
-    the sweep just finished.
+    """What callbacks see: the executor (its bound `loss` and its factors), the monitor,
+    the sweep just finished and the perf_counter time the fit began."""
+
+    executor: object
+    monitor: ConvergenceMonitor
+    sweep: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def loss(self):
+        return self.executor.loss
+
+    def snapshot(self):
+        """The factors now, for `restore`."""
+        return self.executor.snapshot()
+
+    def restore(self, snapshot):
+        self.executor.restore(snapshot)
+
+
+class LocalExecutor:
+    """The operations of a sweep on one process, every row block in memory (DESIGN 6.1;
+    rgals.dask.executor.DaskExecutor holds the blocks on workers instead).
+
+    `data` is PreparedData; `factors` a dict of the "user", "item" and (optional)
+    "previous" factor arrays on the data's backend, updated in place and shared with the
+    executors of other data (the regularization path's fit part). `start(loss)` begins a
+    training with a bound loss; then per sweep `begin_sweep`, `keep_previous`, and
+    `half_step` for each side, with `objective`, `softmax_loss` and `validation_metrics`
+    on evaluation sweeps, `snapshot` / `restore` for early stopping and `finish` at the
+    end.
 
     During training both sides are stored in a shared rotated basis (the solvers save a
     product a half step that way): the factors are user_factors @ basis.T and
-    item_factors @ basis.T (previous_item_factors @ previous_basis.T). Scores, and so
-    every metric, are the same either way; `train` undoes the rotation at the end. A
-    basis of None is the original one.
+    item_factors @ basis.T (previous @ previous_basis.T). Scores, and so every metric,
+    are the same either way; `finish` undoes the rotation.
     """
 
-    loss: object
-    data: object
-    user_factors: object
-    item_factors: object
-    monitor: ConvergenceMonitor
-    previous_item_factors: object = None
-    sweep: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    basis: object = None
-    previous_basis: object = None
+    def __init__(self, data, factors, *, solver="auto", cg_steps=3, cg_tolerance=None,
+                 n_blocks=1):
+        self.data, self.backend, self.factors = data, data.backend, factors
+        self.solver, self.cg_steps, self.cg_tolerance = solver, cg_steps, cg_tolerance
+        self.n_blocks = n_blocks
+        self.loss = None
+        self.basis = self.previous_basis = None
+        self._totals = None
+
+    # -- data ------------------------------------------------------------------------------
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def totals(self):
+        """InteractionTotals of the training data (on the host)."""
+        if self._totals is None:
+            self._totals = InteractionTotals.of(self.data.host_user_items)
+        return self._totals
+
+    @property
+    def operator(self):
+        """The users x items matrix, for what a loss resolves from the data."""
+        return self.data.host_user_items
+
+    def rows(self, users):
+        """The training rows of `users` (a host CSR)."""
+        return self.data.host_user_items[users]
+
+    def without(self, held):
+        """An executor of the data less the pairs of `held` (a users x items CSR of
+        stored pairs), sharing this one's factors."""
+        fit_part = (self.data.host_user_items - held).tocsr()
+        fit_part.eliminate_zeros()  # the held pairs cancel exactly
+        return LocalExecutor(prepare(fit_part, self.backend), self.factors,
+                             solver=self.solver, cg_steps=self.cg_steps,
+                             cg_tolerance=self.cg_tolerance, n_blocks=self.n_blocks)
+
+    def place(self, user_factors, item_factors):
+        """The initial factors (host arrays) put on the backend, with an array for the
+        item factors the last user step solves against."""
+        self.factors.update(user=self.backend.put(user_factors),
+                            item=self.backend.put(item_factors))
+        self.factors["previous"] = self.backend.xp.empty_like(self.factors["item"])
+
+    def bind(self, spec):
+        """`spec` (its data-decided hyperparameters resolved) bound to this data; a
+        device fit binds to device arrays, the host's totals serve the CPU."""
+        return spec.bind(self.data.user_items if self.backend.on_device else self.totals)
+
+    # -- a training ------------------------------------------------------------------------
+
+    def start(self, loss):
+        """Begin training the bound `loss` (a fresh reweighting, if it has one)."""
+        self.loss = loss
+        self.reweighting = loss.reweighting()
+        self.weights = None  # the reweighting's last weights, user-major
+        self.pair_terms = None  # {side: (confidences, linear terms)} in the side's order
+
+    def begin_sweep(self):
+        """Refresh what the loss freezes for a sweep, when due: False when nothing
+        changed, else a dict of what moved (the objective changed)."""
+        if self.reweighting is None or not self.reweighting.begin_sweep():
+            return False
+        data = self.data
+        refreshed = self.reweighting.refresh_block(
+            self.factors["user"], self.factors["item"], data.user_items, self.weights,
+            self.backend)
+        self.weights = refreshed.weights
+        self.pair_terms = {side: (data.in_order(side, refreshed.confidence),
+                                  None if refreshed.linear is None
+                                  else data.in_order(side, refreshed.linear))
+                           for side in ("user", "item")}
+        self.loss = self.loss.with_user_sums(refreshed.user_sums)
+        return report(refreshed.totals)
+
+    def keep_previous(self):
+        """The item factors the coming user step solves against become the previous."""
+        previous = self.factors.get("previous")
+        if previous is not None:
+            previous[...] = self.factors["item"]
+            self.previous_basis = self.basis
+
+    def half_step(self, side, sweep):
+        """Solve `side` (in place); returns (its decrease, its Hessian's bounds)."""
+        other = "item" if side == "user" else "user"
+        solution, systems = half_step(self.loss, self.data, side, self.factors[side],
+                                      self.factors[other], self.solver, self.cg_steps,
+                                      self.n_blocks, share_basis=True,
+                                      cg_tolerance=self.cg_tolerance,
+                                      pair_terms=self.pair_terms)
+        if solution.rotation is not None:
+            self.basis = (solution.rotation if self.basis is None
+                          else self.basis @ solution.rotation)
+        check_finite(self.factors[side], side, sweep, self.loss, self.backend.xp)
+        return solution.decrease, self.loss.hessian_bounds(side, systems, self.backend,
+                                                           solution)
+
+    def objective(self, magnitude=False):
+        return self.loss.objective(self.factors["user"], self.factors["item"], self.data,
+                                   magnitude=magnitude,
+                                   pair_terms=self.pair_terms and self.pair_terms["user"])
+
+    def softmax_loss(self, users):
+        return softmax_loss(to_host(self.factors["user"]), to_host(self.factors["item"]),
+                            self.data.host_user_items, users)
+
+    def validation_metrics(self, validation, K, metrics, users=None):
+        """Ranking metrics of `validation`, the training items masked."""
+        return ranking_metrics(self.factors["user"], self.factors["item"], validation,
+                               self.data.host_user_items, K=K, metrics=metrics, users=users)
 
     def snapshot(self):
         """Copies of the factors and their bases, for `restore`."""
-        arrays = (self.user_factors, self.item_factors, self.previous_item_factors)
-        return ([None if array is None else array.copy() for array in arrays],
+        return ({name: array.copy() for name, array in self.factors.items()},
                 self.basis, self.previous_basis)
 
     def restore(self, snapshot):
         arrays, self.basis, self.previous_basis = snapshot
-        for target, saved in zip((self.user_factors, self.item_factors,
-                                  self.previous_item_factors), arrays):
-            if target is not None:
-                target[...] = saved
+        for name, saved in arrays.items():
+            self.factors[name][...] = saved
 
-    def rotate(self, rotation):
-        """Both sides were rotated by `rotation` (a solve with share_basis)."""
-        self.basis = rotation if self.basis is None else self.basis @ rotation
-
-    def unrotate(self):
+    def finish(self):
         """Put the factors back in the original basis (in place)."""
-        for array, basis in ((self.user_factors, self.basis),
-                             (self.item_factors, self.basis),
-                             (self.previous_item_factors, self.previous_basis)):
+        for name, basis in (("user", self.basis), ("item", self.basis),
+                            ("previous", self.previous_basis)):
+            array = self.factors.get(name)
             if array is not None and basis is not None:
                 array[...] = array @ basis.T.astype(array.dtype)
         self.basis = self.previous_basis = None
@@ -183,28 +306,58 @@ class ProgressBar(Callback):
 
 
 def half_step(loss, data, side, factors, others, solver="auto", cg_steps=3, n_blocks=1,
-              share_basis=False, cg_tolerance=None):
+              share_basis=False, cg_tolerance=None, pair_terms=None):
     """Solve `side`'s factors (in place) given the other side's; returns
     (rgals.solve.Solution, the RowSystems of each block). share_basis: see
-    rgals.solve.solve_blocks (both sides may come back rotated)."""
+    rgals.solve.solve_blocks (both sides may come back rotated). pair_terms: a
+    reweighted sweep's {side: (confidences, linear terms)} in each side's pair order."""
     fixed = "item" if side == "user" else "user"
     statistics = add_statistics(
         loss.side_statistics(side, others[rows], rows)
         for rows in row_ranges(data.matrix(fixed).shape[0], n_blocks))
     blocks = data.blocks(side, n_blocks)
-    systems = [loss.row_systems(side, statistics, block, others) for block in blocks]
+    terms = None if pair_terms is None else pair_terms[side]
+    systems = [loss.row_systems(side, statistics, block, others,
+                                None if terms is None else _block_terms(terms, block))
+               for block in blocks]
     solution = solve_blocks(systems, [factors[block.rows] for block in blocks], solver,
                             cg_steps, data.backend, share_basis=share_basis,
                             cg_tolerance=cg_tolerance)
     return solution, systems
 
 
+def _block_terms(terms, block):
+    confidence, linear = terms
+    return confidence[block.pairs], None if linear is None else linear[block.pairs]
+
+
 def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
-          cg_steps=3, cg_tolerance=None, monitor="sweep", tol=1e-4, identity_tolerance=1e-6,
-          eval_every=1, validation=None, metric=("ndcg", 20), softmax_users=None,
-          callbacks=(), n_blocks=1, previous_item_factors=None, first_sweep=1, started=None):
+          cg_steps=3, cg_tolerance=None, n_blocks=1, previous_item_factors=None, **options):
     """Run up to `iterations` sweeps (user half step, then item half step) of `loss`
-    (bound to the data) on PreparedData `data`, updating the factors in place.
+    (bound to the data) on PreparedData `data`, updating the factors in place; returns
+    the ConvergenceMonitor. The loop is `run`'s, on a LocalExecutor (see both).
+
+    n_blocks: row blocks per side (the same factors up to summation order).
+    cg_tolerance: see rgals.solve.solve_blocks (None: to the factors' rounding).
+    previous_item_factors: an array shaped as item_factors that receives the item factors
+    the final user factors were solved against (those of the sweep before), so that
+    fold-in can solve a user exactly as the fit did. `options`: those of `run`.
+    """
+    factors = {"user": user_factors, "item": item_factors}
+    if previous_item_factors is not None:
+        factors["previous"] = previous_item_factors
+    executor = LocalExecutor(data, factors, solver=solver, cg_steps=cg_steps,
+                             cg_tolerance=cg_tolerance, n_blocks=n_blocks)
+    executor.start(loss)
+    return run(executor, iterations, **options)
+
+
+def run(executor, iterations, *, monitor="sweep", tol=1e-4, identity_tolerance=1e-6,
+        eval_every=1, validation=None, metric=("ndcg", 20), softmax_users=None,
+        callbacks=(), first_sweep=1, started=None):
+    """The training loop of every fit: up to `iterations` sweeps on an executor started
+    with its bound loss (LocalExecutor, or rgals.dask's DaskExecutor: the same loop on
+    row blocks held by workers).
 
     monitor: "sweep" (exact F on evaluation sweeps and at the end; the default) or
     "full" (exact F and the identity check after every half step). An evaluation
@@ -212,14 +365,10 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
     the monitor's predictions (stopping on it is the `Tolerance` callback's). Every
     `eval_every` sweeps, and at the last, the validation metric (`metric` = (name, K),
     training items masked) and the softmax loss on `softmax_users` are recorded.
-    n_blocks: row blocks per side (the same factors up to summation order).
-    cg_tolerance: see rgals.solve.solve_blocks (None: to the factors' rounding).
-    previous_item_factors: an array shaped as item_factors that receives the item factors
-    the final user factors were solved against (those of the sweep before), so that
-    fold-in can solve a user exactly as the fit did. first_sweep, started: the number of
-    the first sweep and the perf_counter time the fit began, for a fit that ran sweeps
-    before this training (rgals.path): the monitor, the callbacks and `eval_every` count
-    from the fit's first sweep. Returns the ConvergenceMonitor.
+    first_sweep, started: the number of the first sweep and the perf_counter time the
+    fit began, for a fit that ran sweeps before this training (rgals.path): the monitor,
+    the callbacks and `eval_every` count from the fit's first sweep. Returns the
+    ConvergenceMonitor.
     """
     if monitor not in MONITOR_LEVELS:
         raise ValueError(f"unknown monitor {monitor!r}; use one of "
@@ -227,63 +376,45 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
     name, k = metric
     recorder = ConvergenceMonitor(tol=tol, identity_tolerance=identity_tolerance,
                                   metric=f"{name}@{k}")
-    state = TrainState(loss, data, user_factors, item_factors, recorder,
-                       previous_item_factors, sweep=first_sweep - 1)
+    state = TrainState(executor, recorder, sweep=first_sweep - 1)
     if started is not None:
         state.started = started
     last = first_sweep + iterations - 1
     full = monitor == "full"
     sample = softmax_users is not None and len(softmax_users) > 0
-    factors = {"user": user_factors, "item": item_factors}
-
-    def objective():
-        return loss.objective(user_factors, item_factors, data)
-
-    def measured():
-        """(F, the size of its terms): what an identity check needs."""
-        return loss.objective(user_factors, item_factors, data, magnitude=True)
 
     for callback in callbacks:
         callback.before_training(state)
     try:
         for sweep in range(first_sweep, last + 1):
-            changed = loss.begin_sweep(user_factors, item_factors, data)
+            changed = executor.begin_sweep()
             if sweep == first_sweep:
-                recorder.start(objective())
+                recorder.start(executor.objective())
             elif changed:
-                recorder.start_segment(objective())
+                recorder.start_segment(executor.objective())
             if isinstance(changed, dict):
                 recorder.note_refresh(changed)
-            for side, other in (("user", "item"), ("item", "user")):
-                if side == "item" and previous_item_factors is not None:
-                    previous_item_factors[...] = item_factors
-                    state.previous_basis = state.basis
+            for side in ("user", "item"):
+                if side == "item":
+                    executor.keep_previous()
                 start = time.perf_counter()
-                solution, systems = half_step(loss, data, side, factors[side], factors[other],
-                                              solver, cg_steps, n_blocks, share_basis=True,
-                                              cg_tolerance=cg_tolerance)
+                decrease, bounds = executor.half_step(side, sweep)
                 seconds = time.perf_counter() - start
-                if solution.rotation is not None:
-                    state.rotate(solution.rotation)
-                _check_finite(factors[side], side, sweep, loss, data.backend.xp)
-                exact, size = measured() if full else (None, None)
-                recorder.half_step(sweep, side, solution.decrease, exact, seconds,
-                                   loss.hessian_bounds(side, systems, data.backend, solution),
+                exact, size = executor.objective(magnitude=True) if full else (None, None)
+                recorder.half_step(sweep, side, decrease, exact, seconds, bounds,
                                    magnitude=size)
             state.sweep = sweep
             # an evaluation sweep scores validation data or the softmax loss; "sweep"
             # then measures F exactly too (a fit with neither: at the end only)
             evaluate = (validation is not None or sample) and (
                 sweep % eval_every == 0 or sweep == last)
-            exact, size = measured() if evaluate and not full else (None, None)
+            exact, size = (executor.objective(magnitude=True) if evaluate and not full
+                           else (None, None))
             record = recorder.end_sweep(
                 objective=exact, magnitude=size,
-                softmax_loss=(softmax_loss(to_host(user_factors), to_host(item_factors),
-                                           data.host_user_items, softmax_users)
+                softmax_loss=(executor.softmax_loss(softmax_users)
                               if evaluate and sample else None),
-                validation=(ranking_metrics(user_factors, item_factors, validation,
-                                            data.host_user_items, K=k,
-                                            metrics=(name, "recall"))
+                validation=(executor.validation_metrics(validation, k, (name, "recall"))
                             if evaluate and validation is not None else None))
             stop = False
             for callback in callbacks:
@@ -291,17 +422,18 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
             if stop:
                 log.info("%s", recorder.stop_reason)
                 break
-        state.unrotate()  # before the last measurement: F of the factors returned
+        executor.finish()  # before the last measurement: F of the factors returned
         if recorder.rows and not recorder.rows[-1]["exact"]:
-            recorder.record_exact(*measured())  # a fit stopped between evaluations
+            # a fit stopped between evaluations
+            recorder.record_exact(*executor.objective(magnitude=True))
     finally:
         for callback in callbacks:
             callback.after_training(state)
-        state.unrotate()  # a restored snapshot, or a fit stopped by an error
+        executor.finish()  # a restored snapshot, or a fit stopped by an error
     return recorder
 
 
-def _check_finite(factors, side, sweep, loss, xp):
+def check_finite(factors, side, sweep, loss, xp):
     # one float64 sum finds any NaN or infinity without a boolean array the size of factors
     if not bool(xp.isfinite(factors.sum(dtype=np.float64))):
         raise FloatingPointError(

@@ -46,14 +46,16 @@ def check_interactions(matrix, name="user_items", allow_negative=False, shape=No
     return matrix
 
 
-def check_value_range(matrix, dtype, weight=1.0, name="user_items"):
+def check_value_range(value_range, dtype, weight=1.0, name="user_items"):
     """Refuse values whose squares (times the loss's pair `weight`) leave the range of
     `dtype` inside the solvers: CG squares its residuals, which grow with the values, and
-    an overflow there gives a fit that stops after one sweep and ranks at random."""
-    if matrix.nnz == 0:
+    an overflow there gives a fit that stops after one sweep and ranks at random.
+    `value_range`: (smallest, largest) |value| stored (InteractionTotals.value_range),
+    None with no values."""
+    if value_range is None:
         return
     dtype = np.dtype(dtype)
-    largest = float(np.abs(matrix.data).max())
+    largest = float(value_range[1])
     # sqrt of the type's range, less 4 digits for the sums over a row's pairs and factors
     limit = math.sqrt(float(np.finfo(dtype).max)) / 1e4 / weight
     if largest > limit:

@@ -104,7 +104,7 @@ def test_the_per_sweep_top_k_weights_are_computed_per_block(client, matrix, loss
     model = dask_fit(client, matrix, user_blocks=grid[0], item_blocks=grid[1],
                      broadcast_bytes=broadcast, **params)
     assert_same_model(model, local_fit(matrix, **params), rtol=1e-9)
-    assert model.loss_.top_k == 5 and model.loss_.frozen is None  # fold-in: plain c
+    assert model.loss_.top_k == 5  # fold-in: the plain confidences
 
 
 def test_more_blocks_than_rows(client):

@@ -177,7 +177,7 @@ def test_early_stopping_restores_the_best_factors(rng, monkeypatch):
     scripted = iter([0.10, 0.30, 0.20, 0.25, 0.05, 0.01])
     snapshots = []
 
-    def scripted_metrics(user_factors, item_factors, test, train, K, metrics):
+    def scripted_metrics(user_factors, item_factors, test, train, K, metrics, users=None):
         snapshots.append((user_factors.copy(), item_factors.copy()))
         return {f"{metrics[0]}@{K}": next(scripted), f"recall@{K}": 0.0, "users": 1}
 

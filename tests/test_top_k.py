@@ -7,9 +7,10 @@ import pytest
 from conftest import BruteForce, random_interactions
 from rgals import ALSSolver
 from rgals.backend import get_backend, to_host
-from rgals.losses import RG2, RGx, _sampled_quantile
+from rgals.losses import RG2, RGx
 from rgals.prepared import prepare
-from rgals.training import half_step, train
+from rgals.topk import sampled_quantile
+from rgals.training import LocalExecutor, half_step, run, train
 from rgals.validation import check_interactions
 
 
@@ -19,6 +20,10 @@ def problem(rng, d=4, scale=0.6):
     P = scale * rng.standard_normal((user_items.shape[0], d))
     Q = scale * rng.standard_normal((user_items.shape[1], d))
     return user_items, P, Q
+
+
+def executor_of(data, P, Q):
+    return LocalExecutor(data, {"user": P, "item": Q}, solver="cholesky")
 
 
 def dense_weights(user_items, P, Q, k, t, gradient):
@@ -66,20 +71,21 @@ def test_frozen_weights_match_brute_force_after_each_half_step(rng, loss_class, 
                                                                n_blocks):
     user_items, P, Q = problem(rng)
     data = prepare(user_items, get_backend("cpu"))
-    loss = loss_class(alpha=0.4, regularization=0.05, top_k=3, top_k_temperature=0.7,
-                      top_k_gradient=gradient).bind(user_items)
+    executor = executor_of(data, P, Q)
+    executor.start(loss_class(alpha=0.4, regularization=0.05, top_k=3, top_k_temperature=0.7,
+                              top_k_gradient=gradient).bind(user_items))
     for sweep in range(2):
         w, g = dense_weights(user_items, P, Q, 3, 0.7, gradient)
-        report = loss.begin_sweep(P, Q, data)
-        np.testing.assert_allclose(loss.weights, w, rtol=1e-10)
+        report = executor.begin_sweep()
+        np.testing.assert_allclose(executor.weights, w, rtol=1e-10)
         assert report["weight_mean"] == pytest.approx(w.mean())
         brute = WeightedBruteForce(loss_class.name, user_items, w, g, 0.4, 0.05)
-        assert loss.objective(P, Q, data) == pytest.approx(brute.objective(P, Q), rel=1e-10)
+        assert executor.objective() == pytest.approx(brute.objective(P, Q), rel=1e-10)
         for side in ("user", "item"):
             factors, others = (P, Q) if side == "user" else (Q, P)
             before = brute.objective(P, Q)
-            solution, _ = half_step(loss, data, side, factors, others, "cholesky",
-                                    n_blocks=n_blocks)
+            solution, _ = half_step(executor.loss, data, side, factors, others, "cholesky",
+                                    n_blocks=n_blocks, pair_terms=executor.pair_terms)
             # the exact minimiser of its block: the brute-force gradient vanishes there
             gradients = brute.gradients(P, Q)[0 if side == "user" else 1]
             assert np.abs(gradients).max() <= 1e-9 * max(1.0, np.abs(factors).max())
@@ -94,7 +100,7 @@ def test_exact_and_sampled_quantiles(rng):
     rows, columns = user_items.nonzero()
     pair_scores = scores[rows, columns]
     for samples in (5, 40):
-        got = _sampled_quantile(pair_scores, rows, P, Q, 4, samples, 7, data.backend)
+        got = sampled_quantile(pair_scores, rows, P, Q, 4, samples, 7, data.backend)
         drawn = np.random.default_rng(7).integers(Q.shape[0], size=samples)
         for user in range(P.shape[0]):
             candidates = np.concatenate([scores[user, columns[rows == user]],
@@ -102,18 +108,19 @@ def test_exact_and_sampled_quantiles(rng):
             expected = -np.sort(-candidates)[min(4, candidates.size) - 1]
             assert got[user] == pytest.approx(expected, rel=1e-12)
     # the exact quantile is the K-th largest score over all items: a sort's K-th
-    loss = RG2(top_k=4, top_k_temperature=0.5).bind(user_items)
-    loss.begin_sweep(P, Q, data)
+    executor = executor_of(data, P, Q)
+    executor.start(RG2(top_k=4, top_k_temperature=0.5).bind(user_items))
+    executor.begin_sweep()
     beta = -np.sort(-scores, axis=1)[:, 3]
     tau = 0.5 * scores.std(axis=1)
     sigmoid = 1 / (1 + np.exp(-(pair_scores - beta[rows]) / tau[rows]))
-    ratio = loss.weights / sigmoid  # the per-user scale m_u, the same for all of u's pairs
+    ratio = executor.weights / sigmoid  # the per-user scale m_u, the same for all of u's pairs
     for user in np.unique(rows):
         np.testing.assert_allclose(ratio[rows == user], 1 / sigmoid[rows == user].mean(),
                                    rtol=1e-10)
     counts = np.bincount(rows, minlength=P.shape[0])
     active = counts > 0  # the user without interactions has no weights
-    np.testing.assert_allclose((np.bincount(rows, loss.weights, minlength=P.shape[0])
+    np.testing.assert_allclose((np.bincount(rows, executor.weights, minlength=P.shape[0])
                                 / np.maximum(counts, 1))[active], 1.0, rtol=1e-12)
 
 
@@ -139,13 +146,14 @@ def test_refresh_schedule_damping_and_segments(rng):
 def test_damping_mixes_the_previous_weights(rng):
     user_items, P, Q = problem(rng)
     data = prepare(user_items, get_backend("cpu"))
-    loss = RG2(top_k=3, top_k_damping=0.25).bind(user_items)
-    loss.begin_sweep(P, Q, data)
-    first = loss.weights.copy()
-    P2 = P + 0.3
-    loss.begin_sweep(P2, Q, data)
-    fresh, _ = dense_weights(user_items, P2, Q, 3, 1.0, False)
-    np.testing.assert_allclose(loss.weights, 0.25 * first + 0.75 * fresh, rtol=1e-10)
+    executor = executor_of(data, P, Q)
+    executor.start(RG2(top_k=3, top_k_damping=0.25).bind(user_items))
+    executor.begin_sweep()
+    first = executor.weights.copy()
+    P += 0.3
+    executor.begin_sweep()
+    fresh, _ = dense_weights(user_items, P, Q, 3, 1.0, False)
+    np.testing.assert_allclose(executor.weights, 0.25 * first + 0.75 * fresh, rtol=1e-10)
 
 
 @pytest.mark.parametrize("quantile", ["exact", "sampled"])
@@ -160,7 +168,7 @@ def test_a_top_k_fit_on_every_backend(rng, backend_name, quantile):
                                rtol=1e-8, atol=1e-10)
     assert np.nanmax(model.monitor_.history["identity_error"]) < 1e-9
     # fold-in uses the plain confidences of the fitted (bound, unfrozen) loss
-    assert model.loss_.frozen is None and model.loss_.top_k == 5
+    assert model.loss_.top_k == 5
 
 
 def test_warmup_sweeps_run_the_plain_loss_first(rng):
@@ -169,8 +177,10 @@ def test_warmup_sweeps_run_the_plain_loss_first(rng):
     plain_P, plain_Q = P.copy(), Q.copy()
     train(RG2(alpha=0.4, regularization=0.05).bind(user_items), data, plain_P, plain_Q, 2,
           solver="cholesky", tol=0.0)
-    loss = RG2(alpha=0.4, regularization=0.05, top_k=3, top_k_warmup=2).bind(user_items)
-    monitor = train(loss, data, P, Q, 2, solver="cholesky", tol=0.0)
+    executor = executor_of(data, P, Q)
+    executor.start(RG2(alpha=0.4, regularization=0.05, top_k=3,
+                       top_k_warmup=2).bind(user_items))
+    monitor = run(executor, 2, tol=0.0)
     np.testing.assert_array_equal(P, plain_P)  # two warm-up sweeps: the plain fit
-    assert loss.frozen is None and "refresh_weight_mean" not in monitor.history
-    assert loss.begin_sweep(P, Q, data)["weight_mean"] == pytest.approx(1.0)  # sweep 3
+    assert executor.pair_terms is None and "refresh_weight_mean" not in monitor.history
+    assert executor.begin_sweep()["weight_mean"] == pytest.approx(1.0)  # sweep 3

@@ -1,5 +1,7 @@
 """The functional core: row blocks, the loss protocol's per-sweep hook, the monitor levels."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,8 @@ from rgals.data import validation_split
 from rgals.losses import Hyperparameter, Loss, make_loss
 from rgals.prepared import prepare
 from rgals.solve import RowSystems
-from rgals.training import Callback, half_step, train
+from rgals.topk import Refresh
+from rgals.training import Callback, LocalExecutor, half_step, train
 from rgals.validation import check_interactions
 
 
@@ -111,10 +114,28 @@ def test_the_pair_permutation_maps_user_major_to_item_major(rng):
     assert data.in_order("user", fresh) is fresh
 
 
+class ScoreWeighting:
+    """A toy reweighting: w_ui = 1 + sigmoid(s_ui), refreshed every sweep."""
+
+    def begin_sweep(self):
+        return True
+
+    def refresh_block(self, user_factors, item_factors, user_items, previous, backend):
+        rows = np.repeat(np.arange(user_items.shape[0]), np.diff(user_items.indptr))
+        scores = np.sum(user_factors[rows] * item_factors[user_items.indices], axis=1)
+        weights = 1.0 + 1.0 / (1.0 + np.exp(-scores))
+        confidence = user_items.data * weights
+        sums = np.bincount(rows, confidence, minlength=user_items.shape[0])
+        return Refresh(weights, confidence, None, sums,
+                       {"pairs": float(weights.size), "previous": previous is not None,
+                        "weight_sum": float(weights.sum()), "change_sum": 0.0})
+
+
 class ScoreWeightedRG2(Loss):
     """A toy loss written only against the protocol: RG2 whose confidences are
-    c_ui w_ui, with w_ui = 1 + sigmoid(s_ui) frozen by begin_sweep from the current
-    scores (user-major; the item step reads them through the data's permutation)."""
+    c_ui w_ui, with w_ui = 1 + sigmoid(s_ui) frozen for a sweep by its reweighting from
+    the current scores (user-major; the item step reads them through the data's
+    permutation)."""
 
     name = "score_weighted_rg2"
     hyperparameters = {
@@ -123,24 +144,24 @@ class ScoreWeightedRG2(Loss):
                                          log=True),
     }
 
-    def _bind(self, user_items):
-        self.weights = None
+    def _bind(self, totals):
+        self.user_sums = totals.user_sums
 
-    def begin_sweep(self, user_factors, item_factors, data):
-        rows, columns = data.host_user_items.nonzero()
-        scores = np.sum(user_factors[rows] * item_factors[columns], axis=1)
-        weights = data.host_user_items.data * (1.0 + 1.0 / (1.0 + np.exp(-scores)))
-        self.weights = {side: data.in_order(side, weights) for side in ("user", "item")}
-        self.user_sums = np.bincount(rows, weights, minlength=self.n_users)
-        return True
+    def reweighting(self):
+        return ScoreWeighting()
+
+    def with_user_sums(self, user_sums):
+        bound = copy.copy(self)
+        bound.user_sums = user_sums
+        return bound
 
     def side_statistics(self, side, fixed_factors, rows):
         weights = None if side == "user" else self.user_sums[rows] / (2.0 * self.n_items)
         scaled = fixed_factors if weights is None else fixed_factors * weights[:, None]
         return {"gram": fixed_factors.T @ scaled, "sum": scaled.sum(axis=0)}
 
-    def row_systems(self, side, statistics, block, others):
-        confidence = self.weights[side][block.pairs]
+    def row_systems(self, side, statistics, block, others, pair_terms=None):
+        confidence, _ = pair_terms
         n_rows = block.matrix.shape[0]
         if side == "user":
             sums = self.user_sums[block.rows]
@@ -150,24 +171,26 @@ class ScoreWeightedRG2(Loss):
         return RowSystems(block.matrix, self.alpha * confidence, (self.alpha + 0.5) * confidence,
                           others, statistics["gram"], -statistics["sum"], scale=scale, reg=reg)
 
-    def objective(self, user_factors, item_factors, data, magnitude=False):
-        total = dense_objective(self, data, user_factors, item_factors)
+    def objective(self, user_factors, item_factors, data, magnitude=False, pair_terms=None):
+        confidence = pair_terms[0]
+        total = dense_objective(self, data, user_factors, item_factors, confidence)
         if not magnitude:
             return total
-        return total, dense_objective(self, data, user_factors, item_factors, size=True)
+        return total, dense_objective(self, data, user_factors, item_factors, confidence,
+                                      size=True)
 
 
-def dense_weights(loss, data):
+def dense_weights(data, confidence):
     dense = np.zeros(data.shape)
     rows, columns = data.host_user_items.nonzero()
-    dense[rows, columns] = loss.weights["user"]
+    dense[rows, columns] = confidence
     return dense
 
 
-def dense_objective(loss, data, P, Q, size=False):
-    """The toy loss over all M x N pairs, straight from its definition (DESIGN 1.2);
-    `size`: the sum of its terms' absolute values instead."""
-    c = dense_weights(loss, data)
+def dense_objective(loss, data, P, Q, confidence, size=False):
+    """The toy loss over all M x N pairs, straight from its definition (DESIGN 1.2), at
+    these confidences (user-major); `size`: the sum of its terms' absolute values."""
+    c = dense_weights(data, confidence)
     scores = P @ Q.T
     w = c.sum(axis=1) / (2.0 * Q.shape[0])
     sign = abs if size else (lambda x: x)
@@ -176,9 +199,9 @@ def dense_objective(loss, data, P, Q, size=False):
             + loss.regularization * (np.sum(P * P) + np.sum(Q * Q)))
 
 
-def dense_minimiser(loss, data, side, P, Q):
+def dense_minimiser(loss, data, side, P, Q, confidence):
     """Each row's exact minimiser with the other side fixed, by dense normal equations."""
-    c = dense_weights(loss, data)
+    c = dense_weights(data, confidence)
     n_items = Q.shape[0]
     w = c.sum(axis=1) / (2.0 * n_items)
     d = P.shape[1]
@@ -203,23 +226,25 @@ def dense_minimiser(loss, data, side, P, Q):
 def test_a_loss_written_against_the_protocol_matches_brute_force(rng, n_blocks):
     user_items, P, Q = problem(rng, n_users=15, n_items=12, density=0.3)
     data = prepare(user_items, get_backend("cpu"))
-    loss = ScoreWeightedRG2(alpha=0.3).bind(user_items)
+    executor = LocalExecutor(data, {"user": P, "item": Q}, solver="cholesky",
+                             n_blocks=n_blocks)
+    executor.start(ScoreWeightedRG2(alpha=0.3).bind(user_items))
     previous = None
     for sweep in range(3):
-        assert loss.begin_sweep(P, Q, data) is True
-        assert previous is None or not np.allclose(loss.weights["user"], previous)
-        previous = loss.weights["user"]
+        assert executor.begin_sweep()["weight_mean"] > 1.0
+        confidence = executor.pair_terms["user"][0]
+        assert previous is None or not np.allclose(confidence, previous)
+        previous = confidence
+        loss = executor.loss
         for side in ("user", "item"):
-            factors, others = (P, Q) if side == "user" else (Q, P)
-            before = dense_objective(loss, data, P, Q)
-            expected = dense_minimiser(loss, data, side, P, Q)
-            solution, _ = half_step(loss, data, side, factors, others, "cholesky",
-                                    n_blocks=n_blocks)
-            decrease = solution.decrease
+            factors = P if side == "user" else Q
+            before = dense_objective(loss, data, P, Q, confidence)
+            expected = dense_minimiser(loss, data, side, P, Q, confidence)
+            decrease, _ = executor.half_step(side, sweep)
             np.testing.assert_allclose(factors, expected, rtol=1e-9, atol=1e-12)
             # the descent identity against the dense objective
-            assert before - dense_objective(loss, data, P, Q) == pytest.approx(decrease,
-                                                                                rel=1e-8)
+            assert before - dense_objective(loss, data, P, Q, confidence) == \
+                pytest.approx(decrease, rel=1e-8)
 
 
 def test_a_refresh_starts_a_new_segment(rng):
