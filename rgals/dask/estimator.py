@@ -1,16 +1,21 @@
 """DaskALSSolver: ALSSolver's fit on a Dask cluster."""
 
+import functools
 import json
 import time
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from ..als import CG_TOLERANCE, ALSSolver, _generator, _initial_factors
+from ..backend import require_gpu
+from ..data import ID_FILES, Interactions
 from ..files import check_directory, prepare_directory, write_atomic
 from ..prepared import row_ranges
-from ..validation import check_integer
-from .checkpoints import block_ranges, read_checkpoint, write_blocks, write_checkpoint
+from ..validation import check_bool, check_integer
+from .checkpoints import (block_ranges, check_checkpoint_dir, fit_identity, read_checkpoint,
+                          write_blocks, write_checkpoint)
 from .cluster import distributed, dask_array, gather, held, require_dask
 from .executor import _Fit
 from .layout import SIDES, gather_matrix, gather_totals, lay_out, localised
@@ -18,7 +23,17 @@ from .cluster import RETRIES
 
 MANIFEST = "manifest.json"
 BROADCAST_BYTES = 64 * 2 ** 20
-LOCAL_BYTES = 2 ** 30  # save() also writes the plain model below this many factor bytes
+# save() also writes the plain model, and recommend & co. gather the factors, up to
+# this many factor bytes (read at each call: tests patch it)
+LOCAL_BYTES = 2 ** 30
+
+
+def _served_by(name):
+    """ALSSolver's method `name`, run on the fitted model gathered to this process."""
+    @functools.wraps(getattr(ALSSolver, name))
+    def method(self, *args, **kwargs):
+        return getattr(self._served(name), name)(*args, **kwargs)
+    return method
 
 
 class DaskALSSolver(ALSSolver):
@@ -53,6 +68,11 @@ class DaskALSSolver(ALSSolver):
     block), `loss_`, `interaction_totals_`, `history_` (per sweep: the half steps'
     decreases and seconds). `to_local()` gathers an ALSSolver; `save(directory)` writes
     the blocks.
+
+    recommend, similar_items, similar_users, recalculate_user and recalculate_item are
+    ALSSolver's, on the model gathered to this process once per fit (`to_local()`): the
+    factors must take at most LOCAL_BYTES (1 GiB); larger ones are served from
+    `to_local()` on a machine with the memory, or from the files `save` writes.
     """
 
     def __init__(self, factors=64, loss="rg2", alpha=None, regularization=None,
@@ -115,17 +135,21 @@ class DaskALSSolver(ALSSolver):
 
     # -- fitting -------------------------------------------------------------------------
 
-    def fit(self, interactions, user_col="user", item_col="item", value_col="value",
+    def fit(self, interactions, user_col="user", item_col="item", value_col=None,
             resume=None, show_progress=True, callback=None):
         """Fit to `interactions`: a scipy.sparse users x items matrix (partitioned here)
         or a Dask DataFrame with integer `user_col` and `item_col` ids (an id's row is
         the id itself; gaps are rows without interactions, so ids should be dense: the
-        factors have max id + 1 rows) and, when present,
-        `value_col` (else every pair counts 1). `resume`: a checkpoint directory to
-        continue from (the same data, parameters and blocks). `callback(iteration,
+        factors have max id + 1 rows) and the values in `value_col` (None: the column
+        "value" when the frame has one, else every pair counts 1; a named column must
+        exist). `resume`: a checkpoint directory to continue from: it must have been
+        written by a fit of the same data, parameters and blocks (checked: its
+        checkpoint.json keeps a fingerprint of them). `callback(iteration,
         elapsed, record)` runs after each sweep with its record of `history_`;
         returning False stops the fit. Returns self."""
         params = self._validated_params()
+        if params["checkpoint_every"]:  # before the layout: not at the first checkpoint
+            check_checkpoint_dir(self.checkpoint_dir)
         client = self._client()
         workers = max(1, sum(client.nthreads().values()))
         shape, parts, user_items = lay_out(client, interactions, params["loss"],
@@ -147,10 +171,14 @@ class DaskALSSolver(ALSSolver):
                                for part in parts[side]]
         ranges = {side: row_ranges(shape[index], len(parts[side]))
                   for index, side in enumerate(SIDES)}
+        identity = None
+        if resume is not None or params["checkpoint_every"]:
+            # what a checkpoint must match to be resumed: the data's hashes, the parameters
+            identity = fit_identity(client, parts, shape, params, loss, ranges)
         start_sweep, state, top_k = 0, None, None
         if resume is not None:
-            start_sweep, state, top_k = read_checkpoint(client, resume, shape, ranges, d,
-                                                         dtype, loss)
+            start_sweep, state, top_k = read_checkpoint(client, resume, identity,
+                                                         params["iterations"])
         if state is None:
             rng = _generator(self.random_state)
             # the start ALSSolver draws: users, then items, on the client
@@ -180,8 +208,7 @@ class DaskALSSolver(ALSSolver):
                 # the fit goes on from the files: a lost block is read again, not
                 # recomputed from every sweep before (the graph stays bounded)
                 state, top_k = write_checkpoint(client, self.checkpoint_dir, sweep, state,
-                                                 ranges, shape, d, dtype, loss,
-                                                 fit.top_k_state())
+                                                 identity, fit.top_k_state())
                 if top_k is not None:
                     fit.restore_top_k(*top_k)
             if callback is not None and callback(sweep - 1, time.perf_counter() - started,
@@ -224,32 +251,83 @@ class DaskALSSolver(ALSSolver):
         model.regularization_path_ = None
         return model
 
-    def save(self, directory, overwrite=False, local=None):
+    def to_cpu(self):
+        """The fitted model gathered to this process: an ALSSolver with backend="cpu"
+        (what `to_local()` gives)."""
+        return self.to_local()
+
+    def to_gpu(self):
+        """The fitted model gathered to this process: an ALSSolver with backend="gpu"."""
+        require_gpu()  # before the gather, which may be long
+        return self.to_local().to_gpu()
+
+    def _factor_bytes(self):
+        d, dtype = self.user_factors_.shape[1], self.user_factors_.dtype
+        return (self.user_factors_.shape[0] + self.item_factors_.shape[0]) * d * dtype.itemsize
+
+    def _served(self, method):
+        """The ALSSolver that `method` runs on: to_local(), gathered once per fit."""
+        self._check_fitted()
+        cached = getattr(self, "_served_model", None)
+        # a new fit makes new factor arrays: the model gathered from the last one is stale
+        if cached is not None and cached[0] is self.user_factors_:
+            return cached[1]
+        size = self._factor_bytes()
+        if size > LOCAL_BYTES:
+            raise ValueError(
+                f"DaskALSSolver.{method} gathers the factors to this process, but they take "
+                f"{size:,} bytes, above rgals.dask.estimator.LOCAL_BYTES ({LOCAL_BYTES:,}): "
+                f"call to_local() on a machine with enough memory and use the ALSSolver it "
+                f"returns, or save(directory) and read the block files it writes")
+        model = self.to_local()
+        self._served_model = (self.user_factors_, model)
+        return model
+
+    recommend = _served_by("recommend")
+    similar_items = _served_by("similar_items")
+    similar_users = _served_by("similar_users")
+    recalculate_user = _served_by("recalculate_user")
+    recalculate_item = _served_by("recalculate_item")
+
+    def save(self, directory, overwrite=False, local=None, interactions=True):
         """Write one .npy per block and side (written by the workers: `directory` must
         be storage they share) and manifest.json, last; with `local` (None: when the
-        factors take at most 1 GiB) also the plain model `rgals.load` reads
-        (user_factors.npy, item_factors.npy, ...: ALSSolver.save)."""
+        factors take at most LOCAL_BYTES, 1 GiB) also what `rgals.load` and the command
+        line (`rgals evaluate`, `rgals recommend`) read: the plain model
+        (user_factors.npy, item_factors.npy, ...: ALSSolver.save) and the id maps
+        user_ids.npy and item_ids.npy (a Dask fit's ids are its rows: 0, 1, 2, ...).
+
+        interactions: the plain model keeps the training matrix (gathered from the user
+        blocks when the fit was given a DataFrame), so that the loaded model's
+        `recommend` leaves out the items each user has seen. With False it keeps only
+        the matrix's totals: `recommend` and `recalculate_user` then need the
+        `user_items` rows passed in, as in implicit (`rgals evaluate` and `rgals
+        recommend` need --train).
+        """
         self._check_fitted()
-        d, dtype = self.user_factors_.shape[1], self.user_factors_.dtype
+        check_bool(interactions, "interactions")
         files = {side: [f"blocks/{side}-{k:05d}.npy" for k in range(len(rows))]
                  for side, rows in (("user", self._ranges["user"]),
                                     ("item", self._ranges["item"]),
                                     ("previous", self._ranges["item"]))}
         names = [MANIFEST] + [name for group in files.values() for name in group]
         directory = prepare_directory(directory, names, overwrite, marker=MANIFEST)
-        size = (self.user_factors_.shape[0] + self.item_factors_.shape[0]) * d * dtype.itemsize
-        local = size <= LOCAL_BYTES if local is None else local
+        local = self._factor_bytes() <= LOCAL_BYTES if local is None else local
         if local:  # before any block: an existing plain model is checked first
             from ..export import ALL_FILES, MARKER
-            check_directory(directory, ALL_FILES, overwrite, marker=MARKER)
+            check_directory(directory, ALL_FILES + ID_FILES, overwrite, marker=MARKER)
         (directory / "blocks").mkdir(exist_ok=True)
         write_blocks(self._client_used, directory, files, self._blocks)
         manifest = _manifest(self, files)
         write_atomic(directory / MANIFEST,
                      lambda file: file.write(json.dumps(manifest, indent=2).encode() + b"\n"))
         if local:
-            self.to_local(interactions=self.user_items_ is not None).save(
-                directory, overwrite=overwrite, interactions=self.user_items_ is not None)
+            model = self.to_local(interactions=interactions)
+            # the id maps first: the model's params.json, written last, marks a complete save
+            n_users, n_items = self.interaction_totals_.shape
+            Interactions(sp.csr_matrix((n_users, n_items)), np.arange(n_users),
+                         np.arange(n_items)).save_ids(directory, overwrite=overwrite)
+            model.save(directory, overwrite=overwrite, interactions=interactions)
 
 
 class _ShapeOnly:

@@ -128,7 +128,9 @@ def _block_totals(part):
 
 def lay_out(client, interactions, loss, user_blocks, item_blocks, user_col, item_col,
             value_col):
-    """(shape, {side: [futures of Block]}, the checked matrix or None)."""
+    """(shape, {side: [futures of Block]}, the checked matrix or None). `value_col`: the
+    frame's values column (None: "value" when the frame has one, else each pair counts
+    1); a matrix's values are its entries."""
     if sp.issparse(interactions) or isinstance(interactions, np.ndarray):
         matrix = check_interactions(interactions, "interactions",
                                     allow_negative=loss.allows_negative, loss_name=loss.name)
@@ -156,9 +158,13 @@ def _layout_frame(client, frame, loss, user_blocks, item_blocks, user_col, item_
             raise ValueError(f"column {name!r} holds {frame[name].dtype}, not integer ids: "
                              "map the ids to integers 0..n-1 first (e.g. "
                              "dask.dataframe's categorize, or rgals.data.read for files)")
-    if value_col not in frame.columns:
-        value_col = None
-    elif frame[value_col].dtype.kind not in "iuf":
+    if value_col is None:  # the default: the column "value" when there is one
+        value_col = "value" if "value" in frame.columns else None
+    elif value_col not in frame.columns:  # named, so meant: counting 1s would be wrong
+        raise ValueError(f"the DataFrame has no column {value_col!r} (it has "
+                         f"{', '.join(map(str, frame.columns))}): pass value_col= naming "
+                         "the values column, or leave it out to count each pair once")
+    if value_col is not None and frame[value_col].dtype.kind not in "iuf":
         raise ValueError(f"column {value_col!r} holds {frame[value_col].dtype}, not numbers")
     partitions = client.compute(frame.to_delayed())
     summaries = gather(client, [client.submit(_partition_summary, partition, user_col,
