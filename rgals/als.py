@@ -18,7 +18,7 @@ from .backend import (_BATCHED, BACKENDS, backend_of, check_gpu_memory, get_back
                       gpu_memory_errors, require_gpu, to_device, to_host)
 from .losses import make_loss
 from .metrics import METRICS
-from .path import path_holdout, regularization_path, uses_path
+from .path import PathStage, path_holdout, regularization_path, uses_path
 from .prepared import InteractionTotals, prepare
 from .ranking import normalized_rows, top_n
 from .solve import SOLVERS, solve_rows
@@ -264,9 +264,13 @@ class ALSSolver:
             softmax_users=check_integer(self.softmax_users, "softmax_users", 0),
             monitor=check_choice(self.monitor, "monitor", MONITOR_LEVELS),
         )
+        self._check_device(params)
+        return params
+
+    def _check_device(self, params):
+        """A GPU fit needs CuPy and a device here (a clear error otherwise)."""
         if params["backend"] == "gpu":
             require_gpu()
-        return params
 
     # -- fitting -----------------------------------------------------------------------
 
@@ -317,12 +321,18 @@ class ALSSolver:
         self.regularization_path_ = path
         return self
 
-    def _train(self, params, executor, validation, show_progress, callback, started):
+    def _train(self, params, executor, validation, show_progress, callback, started, *,
+               callbacks=(), resumed=None, draw_on_workers=False):
         """The fit on an executor (rgals.training.LocalExecutor, or rgals.dask's): the
         data-decided hyperparameters, the initial factors, the regularization path and
         the sweeps. Returns (the loss's resolved spec, the monitor, the path's stages or
         None). The random draws come in one order whatever the executor: the initial
-        factors (users, then items), the softmax sample, the path's holdout."""
+        factors (users, then items), the softmax sample, the path's holdout.
+
+        callbacks: more Callbacks (the Dask mode's checkpoints). resumed: (sweep,
+        factors, reweighting state, what the fit resolved) of a checkpoint to go on from.
+        draw_on_workers: the executor draws the initial factors per block from a seed
+        instead (data beyond one process)."""
         totals = executor.totals
         # the hyperparameters the data decides
         spec = params["loss"].resolve(executor.operator, totals)
@@ -335,37 +345,52 @@ class ALSSolver:
                              "rgals.data.validation_split(user_items)")
         rng = _generator(self.random_state)
         n_users, n_items = executor.shape
-        # the same start on every backend and executor, drawn on the host
-        user_factors, item_factors = (_initial_factors(rng, rows, params["factors"],
-                                                       params["dtype"])
-                                      for rows in (n_users, n_items))
+        if draw_on_workers:
+            executor.draw(int(rng.integers(2 ** 63)), params["factors"])
+        else:  # the same start on every backend and executor, drawn on the host
+            executor.place(*(_initial_factors(rng, rows, params["factors"], params["dtype"])
+                             for rows in (n_users, n_items)))
         softmax_users = np.sort(rng.choice(n_users, min(params["softmax_users"], n_users),
                                            replace=False))
-        holdout = (path_holdout(totals.user_counts, executor.rows, rng)
-                   if uses_path(params["loss"], params["iterations"]) else None)
         identity_tolerance = 1e-9 if params["dtype"] == np.float64 else 1e-5
-        executor.place(user_factors, item_factors)
         path_sweeps, path = 0, None
-        if holdout is not None:
-            held, users = holdout
-            regularization, path_sweeps, path = regularization_path(
-                spec, executor.without(held), held, users, params["iterations"],
-                identity_tolerance=identity_tolerance, show_progress=show_progress)
-            spec = copy.copy(spec)
-            spec.regularization = regularization
+        if resumed is not None:
+            done, factors, reweighting, resolved = resumed
+            executor.factors.update(factors)
+            if resolved is not None and spec.regularization is None:
+                spec = copy.copy(spec)
+                spec.regularization = resolved["regularization"]
+            if resolved is not None and resolved["path"] is not None:
+                path = [PathStage(*stage) for stage in resolved["path"]]
+                path_sweeps = path[-1].sweeps
+        elif uses_path(params["loss"], params["iterations"]):
+            holdout = path_holdout(totals.user_counts, executor.rows, rng)
+            if holdout is not None:
+                held, users = holdout
+                regularization, path_sweeps, path = regularization_path(
+                    spec, executor.without(held), held, users, params["iterations"],
+                    identity_tolerance=identity_tolerance, show_progress=show_progress)
+                spec = copy.copy(spec)
+                spec.regularization = regularization
+        self.regularization_path_ = path
         executor.start(executor.bind(spec))
+        first_sweep = path_sweeps + 1
+        if resumed is not None:
+            first_sweep = done + 1
+            if reweighting is not None:
+                executor.restore_reweighting(*reweighting)
         callbacks = [ProgressBar(params["iterations"], show_progress, f"rgals {spec.name}"),
-                     Tolerance(params["tol"])]
+                     Tolerance(params["tol"]), *callbacks]
         if params["early_stopping"]:
             callbacks.append(EarlyStopping(params["patience"]))
         if callback is not None:
             callbacks.append(UserCallback(callback))
-        monitor = run(executor, params["iterations"] - path_sweeps,
+        monitor = run(executor, params["iterations"] - first_sweep + 1,
                       monitor=params["monitor"], tol=params["tol"],
                       identity_tolerance=identity_tolerance, eval_every=params["eval_every"],
                       validation=validation, metric=params["validation_metric"],
                       softmax_users=softmax_users, callbacks=callbacks,
-                      first_sweep=path_sweeps + 1, started=started)
+                      first_sweep=first_sweep, started=started)
         return spec, monitor, path
 
     # -- use after fit -----------------------------------------------------------------

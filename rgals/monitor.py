@@ -288,6 +288,13 @@ class ConvergenceMonitor:
 def softmax_loss(user_factors, item_factors, user_items, users, batch=256):
     """The exact softmax loss the RG losses expand, averaged over `users`:
     sum_i c_ui (log sum_j exp(s_uj) - s_ui) / sum_i c_ui, with s = p_u . q_j."""
+    total, counted = softmax_parts(user_factors, item_factors, user_items, users, batch)
+    return total / counted if counted else math.nan
+
+
+def softmax_parts(user_factors, item_factors, user_items, users, batch=256):
+    """(the per-user softmax losses of `users` summed, the users counted): what
+    `softmax_loss` averages, summable across blocks of users."""
     total, counted = 0.0, 0
     for start in range(0, len(users), batch):
         rows = users[start:start + batch]
@@ -303,4 +310,4 @@ def softmax_loss(user_factors, item_factors, user_items, users, batch=256):
         per_user = (weights * log_normaliser - observed)[keep] / weights[keep]
         total += per_user.sum()
         counted += int(keep.sum())
-    return total / counted if counted else math.nan
+    return total, counted

@@ -57,14 +57,16 @@ class RowSystems:
     coupling: Optional[np.ndarray] = None  # RGx items: C = G_W / N, so C sigma_Q
 
 
-def resolve_solver(solver, systems):
-    """The method `solver` stands for on these systems: 'eigen', 'cholesky' or 'cg'.
+def resolve_solver(solver, pairs_in_gram):
+    """The method `solver` stands for: 'eigen', 'cholesky' or 'cg'. `pairs_in_gram`:
+    whether stored pairs carry a Gram weight (Loss.pairs_in_gram; for RowSystems,
+    `pair_gram is not None`).
 
     'auto' takes the exact shared-eigenbasis path whenever no pair carries a Gram weight
     (alpha = 0 for RG2/RGx, unit confidences for iALS), and warm-started CG otherwise.
     """
     if solver == "auto":
-        return "eigen" if systems.pair_gram is None else "cg"
+        return "cg" if pairs_in_gram else "eigen"
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; use one of {SOLVERS}")
     return solver
@@ -104,7 +106,7 @@ def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None,
     backend = backend or backend_of(factors[0])
     first = systems[0]
     for part in systems:
-        _check_finite_systems(part)
+        check_finite_systems(part)
     method, eigen = shared_basis(first, solver)
     # the fixed side in the eigenbasis, once for every block
     others_rotated = (first.others @ eigen[1].astype(first.others.dtype)
@@ -143,7 +145,7 @@ def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None,
 def shared_basis(systems, solver):
     """(the method `solver` stands for, the eigenbasis of the blocks' shared Gram or None):
     one eigendecomposition serves every block (the same on every worker)."""
-    method = resolve_solver(solver, systems)
+    method = resolve_solver(solver, systems.pair_gram is not None)
     return method, (_eigenbasis(systems.gram) if method in ("eigen", "cg") else None)
 
 
@@ -356,7 +358,7 @@ def _cholesky_inverse_sum(systems, backend):
     return inverse_sum, solution_sum
 
 
-def _check_finite_systems(systems):
+def check_finite_systems(systems):
     for name in ("pair_gram", "pair_rhs", "gram", "rhs", "scale", "reg"):
         values = getattr(systems, name)
         # a sum is NaN or infinite when any value is (or overflows): no boolean copies

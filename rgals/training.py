@@ -436,8 +436,13 @@ def run(executor, iterations, *, monitor="sweep", tol=1e-4, identity_tolerance=1
 def check_finite(factors, side, sweep, loss, xp):
     # one float64 sum finds any NaN or infinity without a boolean array the size of factors
     if not bool(xp.isfinite(factors.sum(dtype=np.float64))):
-        raise FloatingPointError(
-            f"the fit diverged: non-finite {side} factors in sweep {sweep}. Likely "
-            f"causes: confidence values too large for this dtype ({factors.dtype}), or "
-            f"regularization={loss.regularization} too small for this data. Scale the "
-            "values down, raise `regularization`, or use dtype=np.float64")
+        raise_diverged(side, sweep, loss, factors.dtype)
+
+
+def raise_diverged(side, sweep, loss, dtype):
+    """The error of a half step that left `side`'s factors non-finite."""
+    raise FloatingPointError(
+        f"the fit diverged: non-finite {side} factors in sweep {sweep}. Likely "
+        f"causes: confidence values too large for this dtype ({np.dtype(dtype)}), or "
+        f"regularization={loss.regularization} too small for this data. Scale the "
+        "values down, raise `regularization`, or use dtype=np.float64")

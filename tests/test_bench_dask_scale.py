@@ -34,8 +34,9 @@ def test_a_tiny_run_writes_every_figure(tmp_path, monkeypatch):
         [(1, 2), (2, 1)]
     for run in row["dask"]:
         assert run["median_sweep_seconds"] > 0 and run["overhead"] > 0
-    # one worker sends only the client its decreases; two exchange factors
-    assert row["dask"][0]["bytes_moved_per_sweep"] < 1000
-    assert row["dask"][1]["bytes_moved_per_sweep"] > 100 * row["dask"][0][
+    # one worker sends the client only per-block scalars (decreases, Hessian bounds) and
+    # the Gram's eigenvalues; two exchange factors
+    assert row["dask"][0]["bytes_moved_per_sweep"] < 4000
+    assert row["dask"][1]["bytes_moved_per_sweep"] > 20 * row["dask"][0][
         "bytes_moved_per_sweep"]
     assert row["projection_1B_32_workers"]["compute_seconds"] > 0

@@ -50,7 +50,7 @@ def matrix():
 
 
 def local_fit(matrix, **params):
-    settings = dict(PARAMS, tol=0.0, num_threads=1)
+    settings = dict(PARAMS, num_threads=1)
     settings.update(params)
     return rgals.ALSSolver(**settings).fit(matrix, show_progress=False)
 
@@ -203,10 +203,9 @@ def test_negative_values_are_fine_for_ials(client, matrix):
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(tol=1e-4), "tol"), (dict(early_stopping=True), "early_stopping"),
-    (dict(regularization=None), "needs regularization="),
+    (dict(early_stopping=True), "needs validation data"),
     (dict(checkpoint_every=2), "needs checkpoint_dir"),
-    (dict(user_blocks=0), "user_blocks"),
+    (dict(user_blocks=0), "user_blocks"), (dict(initialization="server"), "initialization"),
 ])
 def test_what_the_dask_mode_does_not_take_is_a_clear_error(client, matrix, params, message):
     with pytest.raises(ValueError, match=message):
@@ -231,7 +230,7 @@ def test_resuming_from_a_checkpoint_equals_an_uninterrupted_fit(client, matrix, 
     dask_fit(client, matrix, checkpoint_every=2, checkpoint_dir=tmp_path / "b",
              **dict(params, iterations=2))
     resumed = dask_fit(client, matrix, resume=tmp_path / "b", **params)
-    assert [record["sweep"] for record in resumed.history_] == [3, 4]
+    assert [record["sweep"] for record in resumed.monitor_.rows] == [3, 3, 4, 4]
     for name in ("user_factors_", "item_factors_", "previous_item_factors_"):
         np.testing.assert_array_equal(getattr(resumed, name).compute(),
                                       getattr(whole, name).compute())

@@ -80,7 +80,7 @@ def test_resume_continues_the_same_fit_exactly(client, matrix, saved, tmp_path):
     assert manifest["cg_steps"] == 3 and manifest["solver"] == "auto"
     whole = dask_fit(client, matrix)
     resumed = dask_fit(client, matrix, resume=saved)
-    assert [record["sweep"] for record in resumed.history_] == [3, 4]
+    assert [record["sweep"] for record in resumed.monitor_.rows] == [3, 3, 4, 4]
     for got, expected in zip(factors(resumed), factors(whole)):
         np.testing.assert_array_equal(got, expected)
     # the same data as a DataFrame, or with blocks of local columns, hashes alike

@@ -63,7 +63,7 @@ def relative_gradient(brute, P, Q, side):
 @pytest.mark.parametrize("solver", ["cholesky", "auto"])
 def test_half_steps_minimise_and_satisfy_the_descent_identity(rng, name, alpha, solver):
     user_items, loss, brute, P, Q = make_problem(rng, name, alpha)
-    if solver == "auto" and resolve_solver(solver, loss.user_systems(Q, user_items)) != "eigen":
+    if solver == "auto" and resolve_solver(solver, loss.pairs_in_gram) != "eigen":
         pytest.skip("auto picks the inexact CG here (tested below)")
     item_users = user_items.T.tocsr()
     F = brute.objective(P, Q)

@@ -5,12 +5,14 @@ its factors); resume checks that identity and the file, then reads the blocks ba
 
 import hashlib
 import json
+import math
 import tempfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ..files import write_atomic
+from ..training import Callback
 from .cluster import RETRIES, gather
 from .layout import global_matrix
 
@@ -192,7 +194,7 @@ def _pair_of_ints(value):
 
 def _top_k_sound(top_k):
     """Whether a manifest's "top_k" is what write_checkpoint writes of
-    _Fit.top_k_state: {name: file names} with their lengths, the counter, and with
+    DaskExecutor.reweighting_state: {name: file names} with their lengths, the counter, and with
     weights their files and the user sums."""
     if not isinstance(top_k, dict):
         return False
@@ -246,7 +248,27 @@ def _checked(manifest, path, iterations):
         raise damaged('its "data" or "loss" is not a dict')
     if manifest.get("top_k") is not None and not _top_k_sound(manifest["top_k"]):
         raise damaged('its "top_k" is not the top-K state a fit writes')
+    if not _resolved_sound(manifest.get("resolved")):
+        raise damaged('its "resolved" is not {"regularization": number, "path": null or '
+                      '[[lam, sweeps, holdout ndcg], ...]}')
     return manifest
+
+
+def _resolved_sound(resolved):
+    """Whether a manifest's "resolved" is what a fit writes (or absent)."""
+    if resolved is None:
+        return True
+    if not isinstance(resolved, dict) or not _is_number(resolved.get("regularization")):
+        return False
+    path = resolved.get("path")
+    return path is None or (isinstance(path, list) and all(
+        isinstance(stage, list) and len(stage) == 3 and _is_number(stage[0])
+        and _is_int(stage[1]) and _is_number(stage[2]) for stage in path))
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
 
 
 def _inside(directory, name, path):
@@ -293,11 +315,13 @@ def _read(client, directory, manifest, identity):
     return state, top_k
 
 
-def write_checkpoint(client, directory, sweep, state, identity, top_k=None):
-    """The factors after `sweep` (and `top_k`, _Fit.top_k_state) into
+def write_checkpoint(client, directory, sweep, state, identity, top_k=None, resolved=None):
+    """The factors after `sweep` (and `top_k`, DaskExecutor.reweighting_state) into
     directory/sweep-NNNNNN/, then checkpoint.json (atomic) names it with the fit's
-    `identity` (fit_identity); the previous checkpoint's folder goes once the new one is
-    named. Returns (the state, the top-K state) read back from the files."""
+    `identity` (fit_identity) and what the fit `resolved` from the data (the
+    regularization and the path's stages); the previous checkpoint's folder goes once
+    the new one is named. Returns (the state, the top-K state) read back from the
+    files."""
     directory = Path(directory)
     folder = f"sweep-{sweep:06d}"
     (directory / folder).mkdir(parents=True, exist_ok=True)
@@ -305,7 +329,8 @@ def write_checkpoint(client, directory, sweep, state, identity, top_k=None):
              for side in SIDES}
     write_blocks(client, directory, files, state)
     previous = _previous_sweep(directory)
-    manifest = {"format": FORMAT, "sweep": sweep, **identity, "files": files}
+    manifest = {"format": FORMAT, "sweep": sweep, **identity, "files": files,
+                "resolved": resolved}
     if top_k is not None:
         meta, arrays, lengths, user_sums = top_k
         extra = {name: [f"{folder}/{name}-{k:05d}.npy" for k in range(len(blocks))]
@@ -341,9 +366,10 @@ def _previous_sweep(directory):
 
 def read_checkpoint(client, directory, identity, iterations):
     """(its sweep, {side: futures of the blocks}, the top-K state for
-    _Fit.restore_top_k or None) of the checkpoint in `directory`, once it is known to
-    be sound, within `iterations` and written by a fit with this `identity`
-    (fit_identity): anything else is a clear error."""
+    DaskExecutor.restore_reweighting or None, what the fit resolved from the data or
+    None) of the checkpoint in `directory`, once it is known to be sound, within
+    `iterations` and written by a fit with this `identity` (fit_identity): anything else
+    is a clear error."""
     directory = Path(directory)
     manifest = checkpoint_manifest(directory)
     if manifest is None:
@@ -360,4 +386,32 @@ def read_checkpoint(client, directory, identity, iterations):
                          "state does not match its loss; resume from an intact checkpoint, "
                          "or fit again without resume")
     state, top_k = _read(client, directory, manifest, identity)
-    return manifest["sweep"], state, top_k
+    return manifest["sweep"], state, top_k, manifest.get("resolved")
+
+
+class Checkpoint(Callback):
+    """Writes a checkpoint every `every` sweeps and after the last (`iterations`), then
+    goes on from the files: a lost block is read again, not recomputed from every sweep
+    before (the graph stays bounded). What the fit resolved from the data (the
+    regularization and the path's stages, from `model`) goes with it."""
+
+    def __init__(self, model, directory, every, iterations, identity):
+        self.model, self.directory, self.every = model, directory, every
+        self.iterations, self.identity = iterations, identity
+
+    def after_sweep(self, state, record):
+        if state.sweep % self.every and state.sweep != self.iterations:
+            return False
+        executor = state.executor
+        path = self.model.regularization_path_
+        resolved = {"regularization": float(state.loss.regularization),
+                    "path": None if path is None else [
+                        [stage.regularization, stage.sweeps, stage.holdout_ndcg]
+                        for stage in path]}
+        factors, top_k = write_checkpoint(executor.client, self.directory, state.sweep,
+                                          executor.factors, self.identity,
+                                          executor.reweighting_state(), resolved)
+        executor.factors.update(factors)
+        if top_k is not None:
+            executor.restore_reweighting(*top_k)
+        return False

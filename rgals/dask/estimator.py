@@ -6,22 +6,20 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
-from ..als import CG_TOLERANCE, ALSSolver, _generator, _initial_factors
+from ..als import CG_TOLERANCE, ALSSolver
 from ..backend import require_gpu
 from ..data import ID_FILES, Interactions
 from ..files import check_directory, prepare_directory, write_atomic
-from ..prepared import row_ranges
-from ..validation import check_bool, check_integer
-from .checkpoints import (block_ranges, check_checkpoint_dir, fit_identity, read_checkpoint,
-                          write_blocks, write_checkpoint)
-from .cluster import distributed, dask_array, gather, held, require_dask
-from .executor import _Fit
-from .layout import SIDES, gather_matrix, gather_totals, lay_out, localised
-from .cluster import RETRIES
+from ..validation import check_bool, check_choice, check_integer, check_interactions
+from .checkpoints import (Checkpoint, block_ranges, check_checkpoint_dir, fit_identity,
+                          read_checkpoint, write_blocks)
+from .cluster import dask_array, distributed, gather, require_dask
+from .executor import DaskExecutor
+from .layout import Layout, gather_matrix
 
 MANIFEST = "manifest.json"
+INITIALIZATIONS = ("client", "workers")
 BROADCAST_BYTES = 64 * 2 ** 20
 # save() also writes the plain model, and recommend & co. gather the factors, up to
 # this many factor bytes (read at each call: tests patch it)
@@ -39,9 +37,15 @@ def _served_by(name):
 class DaskALSSolver(ALSSolver):
     """ALSSolver's fit on a Dask cluster: the same model from the same seed.
 
-    Parameters: those of ALSSolver (the fit runs `iterations` sweeps of the CPU kernels
-    on the workers; `num_threads` is per task, 1 by default, so that a worker's threads
-    solve blocks side by side; `tol` is 0: every sweep runs), and
+    The fit is ALSSolver's (rgals.training.run: the monitor, `tol`, callbacks, early
+    stopping on `fit(..., validation=)`, the softmax monitor, the default regularization
+    chosen on a holdout path) on a DaskExecutor (rgals.dask.executor), whose row blocks
+    live on the workers.
+
+    Parameters: those of ALSSolver (`num_threads` is per task, 1 by default, so that a
+    worker's threads solve blocks side by side; `backend="gpu"` runs each worker's blocks
+    on its GPU, one GPU per worker as dask-cuda arranges it, through the same code as
+    the local GPU fit), and
     client : distributed.Client or None
         The cluster (None: the current client, `distributed.get_client()`).
     user_blocks, item_blocks : int or None
@@ -55,19 +59,21 @@ class DaskALSSolver(ALSSolver):
         `fit(..., resume=checkpoint_dir)` continues from the last complete one.
     checkpoint_dir : str, Path or None
         Where checkpoints go: a directory every worker can write (shared storage).
+    initialization : {"client", "workers"}
+        "client" (default): the initial factors ALSSolver draws from `random_state`, drawn
+        here and sent with the first tasks: the model equals ALSSolver's. "workers": each
+        block draws its own from (random_state, side, block), for data whose factors do
+        not fit in one process; a different start from ALSSolver's (and so a different
+        model, of the same quality).
 
     Top-K weights (RG2/RGx `top_k`) are refreshed per user block: scores against the
     whole item side, the weights kept per block for damping, the pairs' c w shuffled to
     the item blocks, the refreshed user sums sent with the loss.
 
-    Not in the Dask mode (yet): backend="gpu", validation data, early stopping, tol > 0
-    (they need the distributed objective), the softmax monitor, and the regularization
-    path (give `regularization`; rgals.tune on a sample finds one).
-
-    Attributes after fit: `user_factors_` and `item_factors_` (Dask arrays, one chunk a
-    block), `loss_`, `interaction_totals_`, `history_` (per sweep: the half steps'
-    decreases and seconds). `to_local()` gathers an ALSSolver; `save(directory)` writes
-    the blocks.
+    Attributes after fit: those of ALSSolver, with `user_factors_`, `item_factors_` and
+    `previous_item_factors_` Dask arrays (one chunk a block) and `user_items_` the
+    checked matrix when the fit was given one (None for a DataFrame). `to_local()`
+    gathers an ALSSolver; `save(directory)` writes the blocks.
 
     recommend, similar_items, similar_users, recalculate_user and recalculate_item are
     ALSSolver's, on the model gathered to this process once per fit (`to_local()`): the
@@ -78,10 +84,11 @@ class DaskALSSolver(ALSSolver):
     def __init__(self, factors=64, loss="rg2", alpha=None, regularization=None,
                  reg_exponent=None, iterations=15, solver="auto", cg_steps=3,
                  cg_tolerance=CG_TOLERANCE, dtype=np.float32, backend="cpu", num_threads=1,
-                 random_state=None, tol=0.0, early_stopping=False, patience=3,
+                 random_state=None, tol=1e-4, early_stopping=False, patience=3,
                  validation_metric="ndcg@20", eval_every=1, softmax_users=0,
                  monitor="sweep", client=None, user_blocks=None, item_blocks=None,
-                 broadcast_bytes=BROADCAST_BYTES, checkpoint_every=0, checkpoint_dir=None):
+                 broadcast_bytes=BROADCAST_BYTES, checkpoint_every=0, checkpoint_dir=None,
+                 initialization="client"):
         super().__init__(factors=factors, loss=loss, alpha=alpha,
                          regularization=regularization, reg_exponent=reg_exponent,
                          iterations=iterations, solver=solver, cg_steps=cg_steps,
@@ -96,22 +103,13 @@ class DaskALSSolver(ALSSolver):
         self.broadcast_bytes = broadcast_bytes
         self.checkpoint_every = checkpoint_every
         self.checkpoint_dir = checkpoint_dir
+        self.initialization = initialization
+
+    def _check_device(self, params):
+        """The GPUs are the workers': each task checks its own (a clear error there)."""
 
     def _validated_params(self):
         params = super()._validated_params()
-        unsupported = [(name, value) for name, value, default in (
-            ("backend", self.backend, "cpu"), ("early_stopping", self.early_stopping, False),
-            ("tol", self.tol, 0.0), ("softmax_users", self.softmax_users, 0),
-            ("monitor", self.monitor, "sweep")) if value != default]
-        if unsupported:
-            name, value = unsupported[0]
-            raise ValueError(f"DaskALSSolver does not support {name}={value!r} yet; fit "
-                             "with ALSSolver for it, or leave it at its default")
-        declared = params["loss"].hyperparameters.get("regularization")
-        if declared is not None and declared.from_data and params["loss"].regularization is None:
-            raise ValueError("DaskALSSolver needs regularization= (the single-machine "
-                             "default chooses it on a holdout path, which the Dask mode does "
-                             "not run): give a value, e.g. from rgals.tune on a sample")
         for name in ("user_blocks", "item_blocks"):
             if getattr(self, name) is not None:
                 check_integer(getattr(self, name), name, 1)
@@ -121,6 +119,8 @@ class DaskALSSolver(ALSSolver):
         if params["checkpoint_every"] and self.checkpoint_dir is None:
             raise ValueError("checkpoint_every needs checkpoint_dir: a directory every "
                              "worker can write")
+        params["initialization"] = check_choice(self.initialization, "initialization",
+                                                INITIALIZATIONS)
         return params
 
     def _client(self):
@@ -136,7 +136,7 @@ class DaskALSSolver(ALSSolver):
     # -- fitting -------------------------------------------------------------------------
 
     def fit(self, interactions, user_col="user", item_col="item", value_col=None,
-            resume=None, show_progress=True, callback=None):
+            resume=None, show_progress=True, callback=None, validation=None):
         """Fit to `interactions`: a scipy.sparse users x items matrix (partitioned here)
         or a Dask DataFrame with integer `user_col` and `item_col` ids (an id's row is
         the id itself; gaps are rows without interactions, so ids should be dense: the
@@ -144,88 +144,54 @@ class DaskALSSolver(ALSSolver):
         "value" when the frame has one, else every pair counts 1; a named column must
         exist). `resume`: a checkpoint directory to continue from: it must have been
         written by a fit of the same data, parameters and blocks (checked: its
-        checkpoint.json keeps a fingerprint of them). `callback(iteration,
-        elapsed, record)` runs after each sweep with its record of `history_`;
-        returning False stops the fit. Returns self."""
+        checkpoint.json keeps a fingerprint of them). `validation`, `callback` and
+        `show_progress`: as ALSSolver.fit's (`validation` a scipy.sparse users x items
+        matrix, scored on the workers per user block). Returns self."""
+        started = time.perf_counter()
         params = self._validated_params()
         if params["checkpoint_every"]:  # before the layout: not at the first checkpoint
             check_checkpoint_dir(self.checkpoint_dir)
         client = self._client()
         workers = max(1, sum(client.nthreads().values()))
-        shape, parts, user_items = lay_out(client, interactions, params["loss"],
-                                           self.user_blocks or 2 * workers,
-                                           self.item_blocks or 2 * workers,
-                                           user_col, item_col, value_col)
-        totals = gather_totals(client, parts, shape)
-        if totals.user_counts.sum() == 0:
-            raise ValueError("the interactions are empty: nothing to fit")
-        spec = params["loss"].resolve(_ShapeOnly(shape))
-        loss = spec.bind(totals)
         d, dtype = params["factors"], params["dtype"]
-        fixed_bytes = {side: shape[other] * d * np.dtype(dtype).itemsize
-                       for side, other in (("user", 1), ("item", 0))}
-        # a side whose fixed side does not travel whole gets blocks with local columns
-        for side in SIDES:
-            if fixed_bytes[side] > params["broadcast_bytes"]:
-                parts[side] = [client.submit(localised, part, retries=RETRIES)
-                               for part in parts[side]]
-        ranges = {side: row_ranges(shape[index], len(parts[side]))
-                  for index, side in enumerate(SIDES)}
-        identity = None
+        blocks = (self.user_blocks or 2 * workers, self.item_blocks or 2 * workers)
+        layout = Layout.build(client, interactions, params["loss"], blocks,
+                              (user_col, item_col, value_col), d * np.dtype(dtype).itemsize,
+                              params["broadcast_bytes"])
+        if validation is not None:
+            validation = check_interactions(validation, "validation", allow_negative=True,
+                                            shape=layout.shape)
+        settings = {"solver": params["solver"], "cg_steps": params["cg_steps"],
+                    "cg_tolerance": params["cg_tolerance"], "threads": params["num_threads"],
+                    "backend": params["backend"]}
+        executor = DaskExecutor(layout, {}, settings, dtype)
+        callbacks, resumed = [], None
         if resume is not None or params["checkpoint_every"]:
             # what a checkpoint must match to be resumed: the data's hashes, the parameters
-            identity = fit_identity(client, parts, shape, params, loss, ranges)
-        start_sweep, state, top_k = 0, None, None
-        if resume is not None:
-            start_sweep, state, top_k = read_checkpoint(client, resume, identity,
-                                                         params["iterations"])
-        if state is None:
-            rng = _generator(self.random_state)
-            # the start ALSSolver draws: users, then items, on the client
-            state = {}
-            for side, index in (("user", 0), ("item", 1)):
-                initial = _initial_factors(rng, shape[index], d, dtype)
-                state[side] = [client.submit(held, initial[rows]) for rows in ranges[side]]
-            state["previous"] = state["item"]
-        history, started = [], time.perf_counter()
-        fit = _Fit(client, loss, parts, ranges, params, fixed_bytes, totals)
-        if top_k is not None:
-            fit.restore_top_k(*top_k)
-        sweeps = range(start_sweep + 1, params["iterations"] + 1)
-        for sweep in tqdm(sweeps, disable=not show_progress, unit="sweep",
-                          desc=f"rgals {loss.name} on Dask"):
-            record = {"sweep": sweep}
-            fit.begin_sweep(state)
-            state["previous"] = state["item"]
-            for side in SIDES:
-                started = time.perf_counter()
-                state[side], decrease = fit.half_step(side, state)
-                record[f"{side}_decrease"] = decrease
-                record[f"{side}_seconds"] = time.perf_counter() - started
-            history.append(record)
-            if params["checkpoint_every"] and (sweep % params["checkpoint_every"] == 0
-                                               or sweep == params["iterations"]):
-                # the fit goes on from the files: a lost block is read again, not
-                # recomputed from every sweep before (the graph stays bounded)
-                state, top_k = write_checkpoint(client, self.checkpoint_dir, sweep, state,
-                                                 identity, fit.top_k_state())
-                if top_k is not None:
-                    fit.restore_top_k(*top_k)
-            if callback is not None and callback(sweep - 1, time.perf_counter() - started,
-                                                 record) is False:
-                break
-        self._ranges = ranges
-        self._blocks = state
-        self._client_used = client
-        self.user_factors_ = dask_array(state["user"], ranges["user"], d, dtype)
-        self.item_factors_ = dask_array(state["item"], ranges["item"], d, dtype)
-        self.previous_item_factors_ = dask_array(state["previous"], ranges["item"], d,
-                                                  dtype)
-        self.interaction_totals_ = totals
-        self.loss_ = loss
-        self.user_items_ = user_items
-        self._parts = parts
-        self.history_ = history
+            identity = fit_identity(client, layout.parts, layout.shape, params,
+                                    params["loss"], layout.ranges)
+            if resume is not None:
+                resumed = read_checkpoint(client, resume, identity, params["iterations"])
+            if params["checkpoint_every"]:
+                callbacks.append(Checkpoint(self, self.checkpoint_dir,
+                                            params["checkpoint_every"],
+                                            params["iterations"], identity))
+        spec, monitor, path = self._train(
+            params, executor, validation, show_progress, callback, started,
+            callbacks=callbacks, resumed=resumed,
+            draw_on_workers=params["initialization"] == "workers")
+        factors = executor.factors
+        self._ranges, self._blocks, self._client_used = layout.ranges, factors, client
+        self._parts = layout.parts
+        self.user_factors_ = dask_array(factors["user"], layout.ranges["user"], d, dtype)
+        self.item_factors_ = dask_array(factors["item"], layout.ranges["item"], d, dtype)
+        self.previous_item_factors_ = dask_array(factors["previous"], layout.ranges["item"],
+                                                 d, dtype)
+        self.interaction_totals_ = layout.totals
+        self.loss_ = spec.bind(layout.totals)
+        self.user_items_ = layout.user_items
+        self.monitor_ = monitor
+        self.regularization_path_ = path
         return self
 
     # -- results -------------------------------------------------------------------------
@@ -330,13 +296,6 @@ class DaskALSSolver(ALSSolver):
             model.save(directory, overwrite=overwrite, interactions=interactions)
 
 
-class _ShapeOnly:
-    """What RG2.resolve needs for alpha alone: the shape."""
-
-    def __init__(self, shape):
-        self.shape = shape
-
-
 def _manifest(model, files):
     return {"format": "rgals-dask", "format_version": 1,
             "shape": list(model.interaction_totals_.shape),
@@ -344,3 +303,4 @@ def _manifest(model, files):
             "dtype": np.dtype(model.user_factors_.dtype).name,
             "loss": model.loss_.to_dict(),
             "blocks": block_ranges(model._ranges), "files": files}
+

@@ -1,164 +1,322 @@
-"""The half steps of one distributed fit, as tasks on the cluster."""
+"""DaskExecutor: the operations of a sweep (rgals.training.run's executor) as tasks on
+row blocks held by Dask workers.
 
-import copy
+Each operation is the local fit's code (rgals.training.LocalExecutor) run per block in
+rgals.dask.tasks, plus one reduction on the client:
+
+- `half_step`: per block of the fixed side its side statistics, tree-summed; per block
+  of the solved side its row systems and solve (RGx's coupled item step first sums
+  the blocks' coupling parts); the decreases and the rows' Hessian bounds gathered;
+- `objective`: F's per-block parts (each side's sums, each user block's pairs), summed;
+- `validation_metrics` and `softmax_loss`: per user block against the item factors, the
+  blocks' sums combined;
+- `begin_sweep`: a reweighting (top-K weights) refreshed per user block, the pairs'
+  c w moved to the item blocks by their item-major positions.
+
+The factors are {"user", "item", "previous"}: lists of futures, one per block, replaced
+(never changed) by each half step; a snapshot is a copy of the lists.
+"""
+
 import operator
 
 import numpy as np
 
+from ..solve import resolve_solver
+from ..topk import report
+from ..training import raise_diverged
+from . import tasks
 from .cluster import RETRIES, concatenate, gather, held, tree_sum
 from .layout import SIDES, pair_slice, piece, touched_ids
-from .tasks import (_coupling, _coupling_decrease, _coupling_shift, _column_sum,
-                    _frozen_for_items, _frozen_pair, _item_frozen, _item_pair_positions,
-                    _method, _rows_among_range, _solve, _statistics, _top_k_block,
-                    _user_pair_positions)
 
 
-class _Fit:
-    """The half steps of one distributed fit; `loss` is the bound loss, scattered."""
+class DaskExecutor:
+    """The sweep's operations on a `Layout` (rgals.dask.layout); `factors` is shared with
+    the executors of other data (the regularization path's fit part); `settings`: the
+    tasks' (solver, cg_steps, cg_tolerance, threads, backend); `broadcast`: {side:
+    whether the fixed side's factors travel whole}."""
 
-    def __init__(self, client, loss, parts, ranges, params, fixed_bytes, totals):
-        self.client, self.parts, self.ranges = client, parts, ranges
-        self.pair_counts = {side: [int(counts[rows].sum()) for rows in ranges[side]]
-                            for side, counts in (("user", totals.user_counts),
-                                                 ("item", totals.item_counts))}
-        self.params, self.fixed_bytes = params, fixed_bytes
-        self.loss = client.submit(held, loss)
-        self.methods = {side: _method(loss, side, params["factors"], params["solver"])
+    def __init__(self, layout, factors, settings, dtype):
+        self.layout, self.client = layout, layout.client
+        self.factors, self.settings, self.dtype = factors, settings, np.dtype(dtype)
+        self.ranges = layout.ranges
+        self.touched = {side: None if layout.whole[side] else
+                        [self.submit(touched_ids, part) for part in layout.parts[side]]
                         for side in SIDES}
-        self.coupled = getattr(loss, "item_coupling", lambda gram: None)(
-            np.eye(params["factors"])) is not None
-        self.touched = {side: [self.submit(touched_ids, part) for part in parts[side]]
-                        for side in SIDES}
-        # top-K weights: the loss refreshed on the client (its counter and user sums),
-        # each block's (c w, g) and weights on the workers
-        self.bound = copy.copy(loss)
-        self.frozen = {side: [None] * len(parts[side]) for side in SIDES}
-        self.weights = [None] * len(parts["user"])
-        if getattr(loss, "top_k", None) is not None:
-            self._pair_positions()
+        self.loss = None
+        self._positions = None
 
     def submit(self, function, *args):
         return self.client.submit(function, *args, retries=RETRIES)
 
-    def _pair_positions(self):
-        """Each user block's pairs' item-major positions, and the item blocks' first."""
-        user_edges = np.array([rows.start for rows in self.ranges["user"]]
-                              + [self.ranges["user"][-1].stop])
-        by_item = [self.submit(_item_pair_positions, part, user_edges)
-                   for part in self.parts["item"]]
-        self.positions = [
-            self.submit(_user_pair_positions, part,
-                        *[self.submit(piece, pieces, k) for pieces in by_item])
-            for k, part in enumerate(self.parts["user"])]
-        slices = gather(self.client, [self.submit(pair_slice, part) for part in self.parts["item"]])
-        self.item_pairs = slices
-        self.item_edges = np.array([pairs.start for pairs in slices] + [slices[-1].stop])
+    # -- data ------------------------------------------------------------------------------
 
-    def top_k_state(self):
-        """What a checkpoint keeps of the top-K weights: (the refresh counter and whether
-        weights exist, {name: block futures}, {name: block lengths}, the user sums), or
-        None without them."""
-        if getattr(self.bound, "top_k", None) is None:
+    @property
+    def shape(self):
+        return self.layout.shape
+
+    @property
+    def totals(self):
+        return self.layout.totals
+
+    @property
+    def operator(self):
+        return self.layout.operator
+
+    def rows(self, users):
+        return self.layout.rows(users)
+
+    def without(self, removed):
+        return DaskExecutor(self.layout.without(removed), self.factors, self.settings,
+                            self.dtype)
+
+    def place(self, user_factors, item_factors):
+        """The initial factors (host arrays, as ALSSolver draws them) as blocks."""
+        for side, array in (("user", user_factors), ("item", item_factors)):
+            self.factors[side] = [self.submit(held, array[rows]) for rows in self.ranges[side]]
+        self.factors["previous"] = self.factors["item"]
+
+    def draw(self, seed, factors):
+        """Initial factors drawn per block on the workers from `seed` (data beyond one
+        process: nothing of size users x factors passes through the client)."""
+        for index, side in enumerate(SIDES):
+            self.factors[side] = [self.submit(tasks.draw, seed, index, block,
+                                              rows.stop - rows.start, factors, self.dtype)
+                                  for block, rows in enumerate(self.ranges[side])]
+        self.factors["previous"] = self.factors["item"]
+
+    def bind(self, spec):
+        return spec.bind(self.totals)
+
+    # -- a training ------------------------------------------------------------------------
+
+    def start(self, loss):
+        """Begin training the bound `loss` (a fresh reweighting, if it has one)."""
+        self.set_loss(loss)
+        self.reweighting = loss.reweighting()
+        self.weights = [None] * len(self.layout.parts["user"])
+        self.pair_terms = {side: [None] * len(self.layout.parts[side]) for side in SIDES}
+
+    def set_loss(self, loss):
+        self.loss = loss
+        self.loss_future = self.client.submit(held, loss)  # sent once per change
+
+    def begin_sweep(self):
+        if self.reweighting is None or not self.reweighting.begin_sweep():
+            return False
+        items = self.submit(concatenate, *self.factors["item"])
+        n_items = self.shape[1]
+        refreshed = [self.submit(tasks.refresh, self.reweighting, part, users, items,
+                                 previous, n_items, self.settings)
+                     for part, users, previous in zip(self.layout.parts["user"],
+                                                      self.factors["user"], self.weights)]
+        self.weights = [self.submit(operator.attrgetter("weights"), result)
+                        for result in refreshed]
+        self.pair_terms["user"] = [self.submit(tasks.pair_terms_of, result)
+                                   for result in refreshed]
+        summaries = gather(self.client, [self.submit(operator.attrgetter("user_sums", "totals"),
+                                                     result) for result in refreshed])
+        self._move_terms_to_items()
+        self.set_loss(self.loss.with_user_sums(np.concatenate([sums for sums, _ in summaries])))
+        totals = {name: sum(part[name] for _, part in summaries)
+                  for name in ("pairs", "weight_sum", "change_sum", "previous")}
+        return report(totals)
+
+    def _move_terms_to_items(self):
+        """The user blocks' (c w, g) to the item blocks, by the pairs' item-major
+        positions (computed once)."""
+        if self._positions is None:
+            user_edges = np.array([rows.start for rows in self.ranges["user"]]
+                                  + [self.shape[0]])
+            by_item = [self.submit(tasks.item_pair_positions, part, user_edges)
+                       for part in self.layout.parts["item"]]
+            positions = [self.submit(tasks.user_pair_positions, part,
+                                     *[self.submit(piece, pieces, k) for pieces in by_item])
+                         for k, part in enumerate(self.layout.parts["user"])]
+            slices = gather(self.client, [self.submit(pair_slice, part)
+                                          for part in self.layout.parts["item"]])
+            edges = np.array([pairs.start for pairs in slices] + [slices[-1].stop])
+            self._positions = positions, slices, edges
+        positions, slices, edges = self._positions
+        pieces = [self.submit(tasks.terms_for_items, terms, where, edges)
+                  for terms, where in zip(self.pair_terms["user"], positions)]
+        self.pair_terms["item"] = [
+            self.submit(tasks.item_terms, pairs.start, pairs.stop - pairs.start,
+                        *[self.submit(piece, split, k) for split in pieces])
+            for k, pairs in enumerate(slices)]
+
+    def keep_previous(self):
+        self.factors["previous"] = self.factors["item"]
+
+    def half_step(self, side, sweep):
+        """Solve `side`'s blocks given the other side's; returns (the decrease, the
+        Hessian's bounds) as LocalExecutor.half_step does."""
+        fixed = "item" if side == "user" else "user"
+        loss, settings = self.loss_future, self.settings
+        statistics = tree_sum(self, [
+            self.submit(tasks.statistics, loss, side, factors, rows, settings)
+            for factors, rows in zip(self.factors[fixed], self.ranges[fixed])])
+        others = self.others(side)
+        coupled = side == "item" and self.loss.coupled_item_step
+        method = _method(self.loss, settings["solver"])
+        shift = None
+        work = list(zip(self.layout.parts[side], others, self.factors[side],
+                        self.pair_terms[side]))
+        if coupled:
+            before = tree_sum(self, [
+                self.submit(tasks.coupling, loss, side, statistics, part, other, factors,
+                            terms, settings)
+                for part, other, factors, terms in work])
+            shift = self.submit(tasks.shift, loss, statistics, before, method)
+        solved = [self.submit(tasks.solve, loss, side, statistics, part, other, factors,
+                              shift, terms, settings)
+                  for part, other, factors, terms in work]
+        self.factors[side] = [self.submit(operator.itemgetter(0), result)
+                              for result in solved]
+        # per block: the decrease, the rows' Hessian bounds, whether all is finite; the
+        # shared Gram's eigenvalues (the same in every block) from the first
+        results = gather(self.client, [self.submit(operator.itemgetter(1, 2, 4), result)
+                                       for result in solved]
+                         + [self.submit(operator.itemgetter(3), solved[0])])
+        eigenvalues, results = results[-1], results[:-1]
+        if not all(finite for *_, finite in results):
+            raise_diverged(side, sweep, self.loss, self.dtype)
+        decrease = float(sum(result[0] for result in results))
+        gram = coupling = None
+        if coupled:
+            sums = [self.submit(tasks.column_sum, block) for block in self.factors[side]]
+            change, gram = gather(self.client, [
+                self.submit(tasks.coupling_decrease, loss, statistics, method, before, *sums),
+                self.submit(operator.itemgetter("gram"), statistics)])
+            decrease += change
+            coupling = self.loss.item_coupling(gram)
+        lowest = min(bounds[0] for _, bounds, _ in results)
+        highest = max(bounds[1] for _, bounds, _ in results)
+        rows = self.shape[0 if side == "user" else 1]
+        return decrease, self.loss.half_step_bounds(side, lowest, highest, rows, gram,
+                                                    coupling, eigenvalues)
+
+    def others(self, side):
+        """Per block of `side`: the fixed side's factors it reads (whole, or its rows)."""
+        fixed = "item" if side == "user" else "user"
+        blocks = self.factors[fixed]
+        if self.touched[side] is None:
+            return [self.submit(concatenate, *blocks)] * len(self.layout.parts[side])
+        return [self.submit(concatenate, *[
+                    self.submit(tasks.rows_among_range, block, rows.start, rows.stop, touched)
+                    for block, rows in zip(blocks, self.ranges[fixed])])
+                for touched in self.touched[side]]
+
+    def objective(self, magnitude=False):
+        loss, settings = self.loss_future, self.settings
+        sides = {side: tree_sum(self, [
+            self.submit(tasks.objective_side, loss, side, factors, rows, settings)
+            for factors, rows in zip(self.factors[side], self.ranges[side])])
+            for side in SIDES}
+        pairs = tree_sum(self, [
+            self.submit(tasks.objective_pairs, loss, part, users, others, terms, settings)
+            for part, users, others, terms in zip(self.layout.parts["user"],
+                                                  self.factors["user"], self.others("user"),
+                                                  self.pair_terms["user"])])
+        users, items, pairs = gather(self.client, [sides["user"], sides["item"], pairs])
+        return self.loss.objective_total(users, items, pairs, magnitude)
+
+    def _per_user_block(self, function, users, *args):
+        """`function(part, users, items, rows, *args)` on each user block holding some
+        of `users` (sorted global ids; None: every block, rows None)."""
+        items = self.submit(concatenate, *self.factors["item"])
+        futures = []
+        for part, factors, rows in zip(self.layout.parts["user"], self.factors["user"],
+                                       self.ranges["user"]):
+            mine = None
+            if users is not None:
+                mine = users[(users >= rows.start) & (users < rows.stop)] - rows.start
+                if not mine.size:
+                    continue
+            futures.append((rows, self.submit(function, part, factors, items, mine, *args)))
+        return futures
+
+    def softmax_loss(self, users):
+        parts = gather(self.client, [future for _, future in self._per_user_block(
+            tasks.softmax_part, np.asarray(users), self.shape[1])])
+        counted = sum(count for _, count in parts)
+        return sum(total for total, _ in parts) / counted if counted else float("nan")
+
+    def validation_metrics(self, validation, K, metrics, users=None):
+        """Ranking metrics of `validation` (a users x items CSR on the client), the
+        training items masked: each user block's sums, combined."""
+        validation = validation.tocsr()
+        users = None if users is None else np.unique(np.asarray(users))
+        items = self.submit(concatenate, *self.factors["item"])
+        futures = []
+        for rows, part, factors in zip(self.ranges["user"], self.layout.parts["user"],
+                                       self.factors["user"]):
+            block = validation[rows]
+            evaluated = None
+            if users is not None:
+                evaluated = users[(users >= rows.start) & (users < rows.stop)] - rows.start
+                evaluated = evaluated[np.diff(block.indptr)[evaluated] > 0]
+                if not evaluated.size:
+                    continue
+            if block.nnz == 0:
+                continue
+            futures.append(self.submit(tasks.block_metrics, part, factors, items, block, K,
+                                       metrics, evaluated, self.shape[1]))
+        if not futures:
+            raise ValueError("the validation data has no nonzero entries for the users "
+                             "evaluated: no user has a held-out item")
+        parts = gather(self.client, futures)
+        count = sum(number for _, number in parts)
+        result = {name: sum(sums[name] for sums, _ in parts) / count for name in parts[0][0]}
+        result["users"] = count
+        return result
+
+    def snapshot(self):
+        return {name: list(blocks) for name, blocks in self.factors.items()}
+
+    def restore(self, snapshot):
+        self.factors.update({name: list(blocks) for name, blocks in snapshot.items()})
+
+    def finish(self):
+        """Nothing to undo: the blocks are never left rotated."""
+
+    # -- what a checkpoint keeps -----------------------------------------------------------
+
+    def reweighting_state(self):
+        """(its meta, {name: block futures}, {name: block lengths}, the user sums) of the
+        reweighting, as rgals.dask.checkpoints writes it; None without one."""
+        if self.reweighting is None:
             return None
-        meta = {"sweeps": self.bound._sweeps, "refreshed": self.weights[0] is not None}
+        refreshed = self.weights[0] is not None
+        meta = {"sweeps": self.reweighting.sweeps, "refreshed": refreshed}
         arrays, lengths = {}, {}
-        if meta["refreshed"]:
-            arrays["weights"], lengths["weights"] = self.weights, self.pair_counts["user"]
-            parts = [0, 1] if self.bound.top_k_gradient else [0]
+        counts = {side: [int(counts[rows].sum()) for rows in self.ranges[side]]
+                  for side, counts in (("user", self.totals.user_counts),
+                                       ("item", self.totals.item_counts))}
+        if refreshed:
+            arrays["weights"], lengths["weights"] = self.weights, counts["user"]
             for side in SIDES:
-                for index, name in zip(parts, ("confidence", "gradient")):
-                    arrays[f"{side}_{name}"] = [self.submit(operator.getitem, frozen, index)
-                                                for frozen in self.frozen[side]]
-                    lengths[f"{side}_{name}"] = self.pair_counts[side]
-        return meta, arrays, lengths, self.bound.user_sums if meta["refreshed"] else None
+                names = ("confidence", "gradient") if self.reweighting.gradient \
+                    else ("confidence",)
+                for index, name in enumerate(names):
+                    arrays[f"{side}_{name}"] = [self.submit(operator.itemgetter(index), terms)
+                                                for terms in self.pair_terms[side]]
+                    lengths[f"{side}_{name}"] = counts[side]
+        return meta, arrays, lengths, self.loss.user_sums if refreshed else None
 
-    def restore_top_k(self, meta, arrays, user_sums):
-        """The top-K state a checkpoint kept (see `top_k_state`)."""
-        self.bound = copy.copy(self.bound)
-        self.bound._sweeps = meta["sweeps"]
+    def restore_reweighting(self, meta, arrays, user_sums):
+        """The reweighting state a checkpoint kept (see `reweighting_state`)."""
+        self.reweighting.sweeps = meta["sweeps"]
         if meta["refreshed"]:
             self.weights = arrays["weights"]
             for side in SIDES:
-                gradients = arrays.get(f"{side}_gradient", [None] * len(self.parts[side]))
-                self.frozen[side] = [self.submit(_frozen_pair, confidence, gradient)
-                                     for confidence, gradient in
-                                     zip(arrays[f"{side}_confidence"], gradients)]
-            self.bound._set_user_sums(user_sums)
-        self.loss = self.client.submit(held, self.bound)
+                gradients = arrays.get(f"{side}_gradient",
+                                       [None] * len(self.layout.parts[side]))
+                self.pair_terms[side] = [self.submit(tasks.pair, confidence, gradient)
+                                         for confidence, gradient in
+                                         zip(arrays[f"{side}_confidence"], gradients)]
+            self.set_loss(self.loss.with_user_sums(user_sums))
 
-    def begin_sweep(self, state):
-        """RG2.begin_sweep across the blocks: every `top_k_refresh` sweeps after the
-        warm-up, the weights from the current factors."""
-        loss = self.bound
-        if getattr(loss, "top_k", None) is None:
-            return
-        loss._sweeps += 1
-        if loss._sweeps <= loss.top_k_warmup or \
-                (loss._sweeps - 1 - loss.top_k_warmup) % loss.top_k_refresh:
-            return
-        items = self.submit(concatenate, *state["item"])
-        refreshed = [self.submit(_top_k_block, self.loss, part, users, items, previous,
-                                 loss._sweeps)
-                     for part, users, previous in zip(self.parts["user"], state["user"],
-                                                      self.weights)]
-        self.weights = [self.submit(operator.getitem, result, 0) for result in refreshed]
-        self.frozen["user"] = [self.submit(operator.getitem, result, 1)
-                               for result in refreshed]
-        sums = gather(self.client, [self.submit(operator.getitem, result, 2)
-                                     for result in refreshed])
-        pieces = [self.submit(_frozen_for_items, frozen, positions, self.item_edges)
-                  for frozen, positions in zip(self.frozen["user"], self.positions)]
-        self.frozen["item"] = [
-            self.submit(_item_frozen, pairs.start, pairs.stop - pairs.start,
-                        *[self.submit(piece, piece, k) for piece in pieces])
-            for k, pairs in enumerate(self.item_pairs)]
-        loss = copy.copy(loss)
-        loss._set_user_sums(np.concatenate(sums))
-        self.bound = loss
-        self.loss = self.client.submit(held, loss)
 
-    def half_step(self, side, state):
-        """Solve `side`'s blocks given the other side's; returns (new blocks, decrease)."""
-        fixed = "item" if side == "user" else "user"
-        params = self.params
-        statistics = tree_sum(self, [
-            self.submit(_statistics, self.loss, side, factors, rows, params["num_threads"])
-            for factors, rows in zip(state[fixed], self.ranges[fixed])])
-        others = self.others(side, fixed, state[fixed])
-        threads = params["num_threads"]
-        shift = None
-        coupled = side == "item" and self.coupled
-        if coupled:
-            before = tree_sum(self, [
-                self.submit(_coupling, self.loss, side, statistics, part, other, factors,
-                            params["solver"], threads, frozen)
-                for part, other, factors, frozen in zip(self.parts[side], others, state[side],
-                                                        self.frozen[side])])
-            shift = self.submit(_coupling_shift, self.loss, statistics, before,
-                                self.methods[side])
-        solved = [self.submit(_solve, self.loss, side, statistics, part, other, factors,
-                              shift, params["solver"], params["cg_steps"],
-                              params["cg_tolerance"], threads, frozen)
-                  for part, other, factors, frozen in zip(self.parts[side], others,
-                                                          state[side], self.frozen[side])]
-        blocks = [self.submit(operator.getitem, result, 0) for result in solved]
-        decreases = [self.submit(operator.getitem, result, 1) for result in solved]
-        decrease = float(sum(gather(self.client, decreases)))
-        if coupled:
-            sums = [self.submit(_column_sum, block) for block in blocks]
-            decrease += gather(self.client, [self.submit(
-                _coupling_decrease, self.loss, statistics, self.methods[side], before,
-                *sums)])[0]
-        return blocks, decrease
-
-    def others(self, side, fixed, fixed_blocks):
-        """Per block of `side`: the fixed side's factors it reads (whole, or its rows)."""
-        if self.fixed_bytes[side] <= self.params["broadcast_bytes"]:
-            whole = self.submit(concatenate, *fixed_blocks)
-            return [whole] * len(self.parts[side])
-        result = []
-        for touched in self.touched[side]:
-            pieces = [self.submit(_rows_among_range, block, rows.start, rows.stop, touched)
-                      for block, rows in zip(fixed_blocks, self.ranges[fixed])]
-            result.append(self.submit(concatenate, *pieces))
-        return result
+def _method(loss, solver):
+    """The method `solver` stands for, from what the loss declares."""
+    return resolve_solver(solver, loss.pairs_in_gram)

@@ -237,3 +237,126 @@ def gather_matrix(client, parts, totals):
     """The users x items CSR from the user blocks (their columns renumbered back)."""
     return sp.vstack([global_matrix(part, totals.shape[1]) for part in gather(client, parts)],
                      format="csr")
+
+
+# -- the layout a fit works on -----------------------------------------------------------
+
+def _block_rows(part, n_columns, local_rows):
+    """Rows `local_rows` of a block, with the other side's ids as columns."""
+    return global_matrix(part, n_columns)[local_rows]
+
+
+def _without(part, removed, n_columns):
+    """The block less the pairs of `removed` (its rows, global columns), columns local
+    again when they were."""
+    block = part.block
+    matrix = (global_matrix(part, n_columns) - removed).tocsr()
+    matrix.eliminate_zeros()  # the removed pairs cancel exactly
+    matrix.sort_indices()
+    rest = Block(RowBlock(block.side, block.rows, matrix, slice(0, matrix.nnz),
+                          np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()))
+    return rest if part.touched is None else localised(rest)
+
+
+def _product(part, n_columns, vector):
+    """The block's rows times `vector` (over the other side's ids)."""
+    return global_matrix(part, n_columns) @ vector
+
+
+def _transposed_product(part, n_columns, vector):
+    """The block's rows, transposed, times `vector` (the block's part of it)."""
+    return global_matrix(part, n_columns).T @ vector
+
+
+@dataclass
+class Layout:
+    """The blocks of one fit's data on the cluster: `parts` {side: futures of Block},
+    their `totals`, and the checked matrix when the fit was given one (None for a
+    DataFrame). `whole` {side: bool}: whether the fixed side's factors travel whole to
+    the blocks of `side` (else each block has local columns and receives its rows)."""
+
+    client: object
+    shape: tuple
+    parts: dict
+    totals: InteractionTotals
+    user_items: object
+    whole: dict
+
+    @classmethod
+    def build(cls, client, interactions, loss, blocks, columns, row_bytes, broadcast_bytes):
+        """Lay `interactions` out in `blocks` = (user blocks, item blocks); `columns`:
+        (user_col, item_col, value_col) of a DataFrame; `row_bytes`: the bytes of one
+        row of factors, so that the factors of a side take rows x row_bytes."""
+        shape, parts, user_items = lay_out(client, interactions, loss, *blocks, *columns)
+        totals = gather_totals(client, parts, shape)
+        if totals.user_counts.sum() == 0:
+            raise ValueError("the interactions are empty: nothing to fit")
+        whole = {side: shape[1 - index] * row_bytes <= broadcast_bytes
+                 for index, side in enumerate(SIDES)}
+        for side in SIDES:
+            if not whole[side]:
+                parts[side] = [client.submit(localised, part, retries=RETRIES)
+                               for part in parts[side]]
+        return cls(client, shape, parts, totals, user_items, whole)
+
+    @property
+    def ranges(self):
+        return {side: row_ranges(self.shape[index], len(self.parts[side]))
+                for index, side in enumerate(SIDES)}
+
+    def submit(self, function, *args):
+        return self.client.submit(function, *args, retries=RETRIES)
+
+    def rows(self, users):
+        """The training rows of `users` (sorted ids), a CSR gathered here."""
+        users = np.asarray(users)
+        pieces = []
+        for part, rows in zip(self.parts["user"], self.ranges["user"]):
+            mine = users[(users >= rows.start) & (users < rows.stop)] - rows.start
+            if mine.size:
+                pieces.append(self.submit(_block_rows, part, self.shape[1], mine))
+        if not pieces:
+            return sp.csr_matrix((0, self.shape[1]))
+        return sp.vstack(gather(self.client, pieces), format="csr")
+
+    def without(self, removed):
+        """The layout of the data less the stored pairs of `removed` (a users x items
+        CSR), in the same blocks."""
+        by_side = {"user": removed.tocsr(), "item": removed.T.tocsr()}
+        parts = {}
+        for index, side in enumerate(SIDES):
+            n_columns = self.shape[1 - index]
+            built = [self.submit(_without, part, by_side[side][rows], n_columns)
+                     for part, rows in zip(self.parts[side], self.ranges[side])]
+            counts = gather(self.client, [self.submit(_nnz, part) for part in built])
+            offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+            parts[side] = [self.submit(_with_offset, part, int(offset))
+                           for part, offset in zip(built, offsets)]
+        totals = gather_totals(self.client, parts, self.shape)
+        user_items = None
+        if self.user_items is not None:
+            user_items = (self.user_items - removed).tocsr()
+            user_items.eliminate_zeros()
+        return Layout(self.client, self.shape, parts, totals, user_items, self.whole)
+
+    @property
+    def operator(self):
+        """The users x items matrix as a LinearOperator over the user blocks (what a
+        loss resolves from the data: products with vectors only)."""
+        from scipy.sparse.linalg import LinearOperator
+        ranges = self.ranges["user"]
+
+        def product(vector):
+            vector = np.asarray(vector, np.float64).ravel()
+            return np.concatenate(gather(self.client, [
+                self.submit(_product, part, self.shape[1], vector)
+                for part in self.parts["user"]]))
+
+        def transposed(vector):
+            vector = np.asarray(vector, np.float64).ravel()
+            return sum(gather(self.client, [
+                self.submit(_transposed_product, part, self.shape[1], vector[rows])
+                for part, rows in zip(self.parts["user"], ranges)]))
+
+        return LinearOperator(self.shape, matvec=product, rmatvec=transposed,
+                              dtype=np.float64)

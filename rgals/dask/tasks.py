@@ -1,73 +1,183 @@
-"""The tasks of a distributed half step (run on the workers; pure functions of their
-arguments, which they copy before use)."""
+"""The tasks of a distributed sweep, run on the workers: pure functions of their
+arguments (which they copy before use), each the local fit's code on one block.
+
+`settings` is the executor's dict of solver, cg_steps, cg_tolerance, threads (per task)
+and backend: "cpu" (Numba), "gpu" (the worker's CUDA device, one per worker as
+dask-cuda arranges it) or "_batched" (NumPy running the GPU's kernels, for tests). A
+task puts its inputs on its backend and returns host (NumPy) arrays.
+"""
 
 import copy
-from dataclasses import dataclass
+import dataclasses
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..als import _thread_limit
 from ..backend import get_backend
+from ..metrics import ranking_metrics
+from ..monitor import softmax_parts
 from ..prepared import RowBlock
-from ..solve import (coupling_change, coupling_part, coupling_shift, resolve_solver,
-                     shared_basis, solve_block)
+from ..solve import (check_finite_systems, coupling_change, coupling_part, coupling_shift,
+                     row_bounds, shared_basis, solve_block)
 from .cluster import own
 from .layout import global_matrix
 
 
-def _statistics(loss, side, fixed, rows, threads):
-    with _thread_limit(threads):  # BLAS on one thread, as in ALSSolver's fit
-        return loss.side_statistics(side, own(fixed), rows)
+def _backend(settings):
+    return get_backend(settings["backend"])
 
 
-def _systems(loss, side, statistics, part, others, frozen=None):
-    """The block's RowSystems; `frozen`: its pairs' (c w, g) of the top-K weights."""
+def _on(backend, value):
+    """`value` (an array, a CSR, a dict or tuple of them, or None) on `backend`."""
+    if value is None or np.isscalar(value):
+        return value
+    if isinstance(value, dict):
+        return {name: _on(backend, item) for name, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_on(backend, item) for item in value)
+    return backend.put(own(value) if isinstance(value, np.ndarray) else value)
+
+
+def _loss_on(loss, backend):
+    """The bound loss with its per-row arrays on `backend` (a copy; as is on the host)."""
+    if not backend.on_device:
+        return loss
+    moved = copy.copy(loss)
+    for name, value in vars(loss).items():
+        if isinstance(value, np.ndarray):
+            setattr(moved, name, backend.put(value))
+    return moved
+
+
+def _block_on(part, backend):
     block = part.block
-    if frozen is not None:
-        loss = copy.copy(loss)
-        loss.frozen = {side: frozen}
-        block = RowBlock(block.side, block.rows, block.matrix,
-                         slice(0, block.matrix.nnz), block.row_sums)
-    return loss.row_systems(side, statistics, block, own(others))
+    return RowBlock(block.side, block.rows, _on(backend, block.matrix), block.pairs,
+                    _on(backend, block.row_sums))
 
 
-def _coupling(loss, side, statistics, part, others, factors, solver, threads, frozen):
-    with _thread_limit(threads):
-        systems = _systems(loss, side, statistics, part, others, frozen)
-        method, eigen = shared_basis(systems, solver)
-        return coupling_part(systems, own(factors), method, get_backend("cpu"), eigen)
+def statistics(loss, side, fixed, rows, settings):
+    """One block of the fixed side's side statistics."""
+    backend = _backend(settings)
+    with _thread_limit(settings["threads"]):  # BLAS on one thread, as in ALSSolver's fit
+        result = _loss_on(loss, backend).side_statistics(side, _on(backend, fixed), rows)
+        return {name: backend.get(value) for name, value in result.items()}
 
 
-def _coupling_shift(loss, statistics, parts, method):
+def _systems(loss, side, statistics, part, others, pair_terms, backend):
+    """The block's RowSystems (`pair_terms`: its pairs' reweighted (c w, g) or None),
+    checked as solve_blocks checks them."""
+    loss = _loss_on(loss, backend)
+    systems = loss.row_systems(side, _on(backend, statistics), _block_on(part, backend),
+                               _on(backend, others), _on(backend, pair_terms))
+    check_finite_systems(systems)
+    return systems
+
+
+def coupling(loss, side, statistics, part, others, factors, pair_terms, settings):
+    """One block's coupling_part of the coupled item step (RGx)."""
+    backend = _backend(settings)
+    with _thread_limit(settings["threads"]):
+        systems = _systems(loss, side, statistics, part, others, pair_terms, backend)
+        method, eigen = shared_basis(systems, settings["solver"])
+        part = coupling_part(systems, _on(backend, factors), method, backend, eigen)
+        return {name: backend.get(value) for name, value in part.items()}
+
+
+def shift(loss, statistics, parts, method):
     """C sigma of the coupled item step."""
     return coupling_shift(loss.item_coupling(statistics["gram"]), method, parts)
 
 
-def _method(loss, side, factors, solver):
-    """The method `solver` stands for on `side`'s systems: it depends only on whether
-    pairs carry a Gram weight, which the systems of an empty block say."""
-    statistics = {"gram": np.eye(factors), "sum": np.zeros(factors)}
-    empty = RowBlock(side, slice(0, 0), sp.csr_matrix((0, 1)), slice(0, 0), np.zeros(0))
-    return resolve_solver(solver, loss.row_systems(side, statistics, empty,
-                                                   np.zeros((1, factors))))
+def solve(loss, side, statistics, part, others, factors, shift, pair_terms, settings):
+    """One block's half step: (its new factors, the decrease, the rows' Hessian bounds
+    (lowest, highest), the shared Gram's eigenvalues or None, whether the new factors are
+    finite)."""
+    backend = _backend(settings)
+    with _thread_limit(settings["threads"]):
+        systems = _systems(loss, side, statistics, part, others, pair_terms, backend)
+        method, eigen = shared_basis(systems, settings["solver"])
+        factors = _on(backend, factors)  # a copy: a task never changes its inputs
+        shift = backend.xp.zeros(factors.shape[1]) if shift is None else _on(backend, shift)
+        decrease, curvature = solve_block(systems, factors, method, eigen, shift,
+                                          settings["cg_steps"], backend,
+                                          cg_tolerance=settings["cg_tolerance"])
+        eigenvalues = None if eigen is None else eigen[0]
+        bounds = row_bounds(systems, backend, eigenvalues, curvature)
+        finite = bool(backend.xp.isfinite(factors.sum(dtype=np.float64)))
+        return (backend.get(factors), decrease, bounds,
+                None if eigenvalues is None else backend.get(eigenvalues), finite)
 
 
-def _solve(loss, side, statistics, part, others, factors, shift, solver, cg_steps,
-           cg_tolerance, threads, frozen):
-    """(the block's new factors, the decrease) of one block's half step."""
-    with _thread_limit(threads):
-        systems = _systems(loss, side, statistics, part, others, frozen)
-        method, eigen = shared_basis(systems, solver)
-        factors = own(factors)  # a task never changes its inputs
-        if shift is None:
-            shift = np.zeros(factors.shape[1])
-        decrease, _ = solve_block(systems, factors, method, eigen, shift, cg_steps,
-                                  get_backend("cpu"), cg_tolerance=cg_tolerance)
-        return factors, decrease
+def column_sum(factors):
+    return own(factors).sum(axis=0, dtype=np.float64)
 
 
-def _item_pair_positions(part, user_edges):
+def coupling_decrease(loss, statistics, method, before, *sums):
+    return coupling_change(loss.item_coupling(statistics["gram"]), method, before["sigma"],
+                           sum(sums))
+
+
+def rows_among_range(factors, start, stop, touched):
+    """The rows of one fixed block (ids start..stop-1) among a block's touched ids."""
+    lo, hi = np.searchsorted(touched, [start, stop])
+    return factors[touched[lo:hi] - start]
+
+
+# -- the objective and the evaluations ---------------------------------------------------
+
+def objective_side(loss, side, factors, rows, settings):
+    backend = _backend(settings)
+    part = _loss_on(loss, backend).objective_side(side, _on(backend, factors), rows)
+    return {name: backend.get(value) for name, value in part.items()}
+
+
+def objective_pairs(loss, part, users, others, pair_terms, settings):
+    """F's sums over the pairs of one user block (`others`: the item factors its columns
+    index)."""
+    backend = _backend(settings)
+    result = _loss_on(loss, backend).objective_pairs(
+        _on(backend, part.block.matrix), _on(backend, users), _on(backend, others),
+        _on(backend, pair_terms), backend)
+    return {name: backend.get(value) for name, value in result.items()}
+
+
+def block_metrics(part, users, items, held, K, metrics, evaluated, n_items):
+    """(the per-user metrics summed, the users evaluated) of one user block: its rows of
+    `held` (global item ids) ranked against every item, its training items masked;
+    `evaluated`: the block's rows to evaluate (None: all with held items)."""
+    result = ranking_metrics(own(users), own(items), held, global_matrix(part, n_items),
+                             K=K, metrics=metrics, users=evaluated)
+    count = result.pop("users")
+    return {name: value * count for name, value in result.items()}, count
+
+
+def softmax_part(part, users, items, rows, n_items):
+    """(the softmax loss summed, the users counted) of the block's `rows`."""
+    return softmax_parts(own(users), own(items), global_matrix(part, n_items), rows)
+
+
+# -- the top-K weights -------------------------------------------------------------------
+
+def refresh(reweighting, part, users, items, previous, n_items, settings):
+    """A user block's rgals.topk.Refresh against every item (host arrays)."""
+    backend = _backend(settings)
+    with _thread_limit(1):
+        result = reweighting.refresh_block(
+            _on(backend, users), _on(backend, items),
+            _on(backend, global_matrix(part, n_items)), _on(backend, previous), backend)
+        return dataclasses.replace(
+            result, weights=backend.get(result.weights),
+            confidence=backend.get(result.confidence),
+            linear=None if result.linear is None else backend.get(result.linear),
+            user_sums=backend.get(result.user_sums))
+
+
+def pair_terms_of(result):
+    """(c w, g) of a block's Refresh."""
+    return result.confidence, result.linear
+
+
+def item_pair_positions(part, user_edges):
     """For each user block: (its local rows, item ids, item-major positions) of this item
     block's pairs."""
     matrix = global_matrix(part)
@@ -80,7 +190,7 @@ def _item_pair_positions(part, user_edges):
                          positions[blocks == block]) for block in np.unique(blocks)}
 
 
-def _user_pair_positions(part, *pieces):
+def user_pair_positions(part, *pieces):
     """The item-major position of each of the user block's pairs, in its own order
     (by row, then item: a canonical CSR's)."""
     pieces = [piece for piece in pieces if piece is not None]
@@ -89,41 +199,16 @@ def _user_pair_positions(part, *pieces):
     return positions[np.lexsort((items, rows))]
 
 
-def _top_k_block(loss, part, users, items, previous, sweep):
-    """A user block's refreshed top-K weights (damped by `previous`), its pairs' c w and
-    g (or None), and its rows' summed c w (RG2.begin_sweep on one block)."""
-    with _thread_limit(1):
-        matrix = global_matrix(part)
-        block_loss = copy.copy(loss)
-        block_loss.n_users, block_loss._sweeps = matrix.shape[0], sweep
-        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-        data = _BlockData(get_backend("cpu"), matrix)
-        weights, linear = block_loss._top_k_weights(own(users), own(items), data, rows)
-        if previous is not None:
-            weights = loss.top_k_damping * previous + (1.0 - loss.top_k_damping) * weights
-        confidence = matrix.data * weights
-        sums = np.bincount(rows, weights=confidence, minlength=matrix.shape[0])
-        return weights, (confidence, linear), sums
-
-
-@dataclass
-class _BlockData:
-    """What RG2's top-K weights read of PreparedData, for one user block."""
-
-    backend: object
-    user_items: object
-
-
-def _frozen_for_items(frozen, positions, item_edges):
+def terms_for_items(terms, positions, item_edges):
     """A user block's (c w, g) as pieces {item block: (positions, c w, g)}."""
-    confidence, linear = frozen
+    confidence, linear = terms
     blocks = np.searchsorted(item_edges, positions, side="right") - 1
     return {int(block): (positions[blocks == block], confidence[blocks == block],
                          None if linear is None else linear[blocks == block])
             for block in np.unique(blocks)}
 
 
-def _item_frozen(start, nnz, *pieces):
+def item_terms(start, nnz, *pieces):
     """An item block's (c w, g) in its pairs' order, from the user blocks' pieces."""
     pieces = [piece for piece in pieces if piece is not None]
     confidence = np.zeros(nnz)
@@ -135,20 +220,13 @@ def _item_frozen(start, nnz, *pieces):
     return confidence, linear
 
 
-def _column_sum(factors):
-    return own(factors).sum(axis=0, dtype=np.float64)
-
-
-def _coupling_decrease(loss, statistics, method, before, *sums):
-    return coupling_change(loss.item_coupling(statistics["gram"]), method, before["sigma"],
-                           sum(sums))
-
-
-def _frozen_pair(confidence, gradient):
+def pair(confidence, gradient):
     return confidence, gradient
 
 
-def _rows_among_range(factors, start, stop, touched):
-    """The rows of one fixed block (ids start..stop-1) among a block's touched ids."""
-    lo, hi = np.searchsorted(touched, [start, stop])
-    return factors[touched[lo:hi] - start]
+def draw(seed, side, block, rows, factors, dtype):
+    """A block's initial factors drawn on the worker from (seed, side, block): what a
+    fit of data beyond one process starts from (rgals.als._initial_factors' scale)."""
+    from ..als import _initial_factors
+    rng = np.random.default_rng([seed, side, block])
+    return _initial_factors(rng, rows, factors, dtype)
