@@ -3,6 +3,7 @@ fit on one machine without Dask, bytes moved between workers against the traffic
 and a projection to 1B interactions on 32 workers.
 
     python bench/dask_scale.py --size 10M 50M --factors 64 --sweeps 3
+    python bench/dask_scale.py --size --quality health gowalla
 
 Data: `rgals.dask.synthetic_frame` (the workers draw their own partitions; the
 approximate planted draw of `rgals.data.synthetic(candidates=8)`). Sizes: 10M = 250k
@@ -10,6 +11,11 @@ users x 100k items, 50M = 1M users x 1M items. One machine: ALSSolver on the sam
 with num_threads = the cores. Dask: a LocalCluster of 1 worker with every core, or 2
 workers of one thread each; the first sweep (JIT loading, first transfers) is reported
 apart, and the per-sweep figure is the median of the rest. Results: bench/out/dask/.
+
+`--quality`: a default DaskALSSolver (no parameters; a LocalCluster of 2 one-thread
+workers, the training split as a Dask DataFrame of pairs) against a default ALSSolver on
+the shared datasets: test NDCG@20 of each, read once, the regularization each chose and
+the wall time of each fit. Results: bench/out/dask/quality-<dataset>.json.
 """
 
 import argparse
@@ -119,6 +125,42 @@ def on_dask(frame, shape, factors, sweeps, workers, threads):
         cluster.close()
 
 
+def quality(dataset, cores):
+    """Test NDCG@20 of a default fit on Dask and on one machine (the same seed)."""
+    import dask.dataframe as dd
+    import distributed
+    import pandas as pd
+    from rgals.dask import DaskALSSolver
+    from rgals.metrics import ranking_metrics
+    from run import load
+    train, test = load(dataset)
+    rgals.ALSSolver(iterations=1, num_threads=cores).fit(train, show_progress=False)  # JIT
+    row = {"dataset": dataset, "interactions": int(train.nnz), "cores": cores}
+    start = time.perf_counter()
+    local = rgals.ALSSolver(num_threads=cores, random_state=0).fit(train, show_progress=False)
+    row["one_machine"] = {"seconds": time.perf_counter() - start}
+    pairs = train.tocoo()
+    frame = dd.from_pandas(pd.DataFrame({"user": pairs.row.astype(np.int64),
+                                         "item": pairs.col.astype(np.int64)}),
+                           npartitions=4)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        start = time.perf_counter()
+        model = DaskALSSolver(client=client, random_state=0).fit(frame, show_progress=False)
+        row["dask"] = {"seconds": time.perf_counter() - start}
+        remote = model.to_local()
+    for name, fitted in (("one_machine", local), ("dask", remote)):
+        row[name].update(
+            regularization=fitted.loss_.regularization,
+            sweeps=int(fitted.monitor_.rows[-1]["sweep"]),
+            **{"test_ndcg@20": ranking_metrics(fitted.user_factors_, fitted.item_factors_,
+                                               test, train, K=20)["ndcg@20"]})
+    row["largest_factor_difference"] = float(np.abs(
+        remote.item_factors_ - local.item_factors_).max() / np.abs(local.item_factors_).max())
+    return row
+
+
 def run(size, factors, sweeps, cores):
     from rgals.dask import synthetic_frame
     users, items, activity = SIZES[size]
@@ -159,7 +201,9 @@ def run(size, factors, sweeps, cores):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", nargs="+", choices=list(SIZES), default=["10M"])
+    parser.add_argument("--size", nargs="*", choices=list(SIZES), default=["10M"])
+    parser.add_argument("--quality", nargs="*", default=[], metavar="DATASET",
+                        help="shared datasets for the default-fit comparison")
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--sweeps", type=int, default=3, help="timed sweeps after the first")
     parser.add_argument("--cores", type=int, default=os.cpu_count())
@@ -174,6 +218,14 @@ def main(argv=None):
               f"{projection['network_seconds']:.1f} s network a sweep", flush=True)
         text = json.dumps(row, indent=1) + "\n"
         write_atomic(args.out / f"{size}.json", lambda file: file.write(text.encode()))
+    for dataset in args.quality:
+        row = quality(dataset, args.cores)
+        print(f"{dataset}: test NDCG@20 {row['dask']['test_ndcg@20']:.4f} on Dask "
+              f"({row['dask']['seconds']:.1f} s), {row['one_machine']['test_ndcg@20']:.4f} "
+              f"on one machine ({row['one_machine']['seconds']:.1f} s)", flush=True)
+        text = json.dumps(row, indent=1) + "\n"
+        write_atomic(args.out / f"quality-{dataset}.json",
+                     lambda file: file.write(text.encode()))
     return 0
 
 

@@ -141,10 +141,12 @@ def evaluate(model, test, train=None, K=(10, 20), metrics=METRICS, users=None):
     if not callable(getattr(model, "_check_fitted", None)):
         raise TypeError(f"model must be a fitted rgals.ALSSolver; got {type(model).__name__}")
     model._check_fitted()
+    if hasattr(model, "_served"):  # a DaskALSSolver: its factors gathered once
+        model = model._served("evaluate")
     if train is None and model.user_items_ is None:
-        raise ValueError("this model holds no training interactions (saved with "
-                         "interactions=False, or read from implicit's file): pass train=, "
-                         "the training matrix whose items are masked")
+        raise ValueError("this model holds no training interactions (it was saved without "
+                         "them, or read from implicit's file): pass train=, the training "
+                         "matrix whose items are masked")
     return ranking_metrics(model.user_factors_, model.item_factors_, test,
                            model.user_items_ if train is None else train, K=K,
                            metrics=metrics, users=users)

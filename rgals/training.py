@@ -1,15 +1,21 @@
-"""The functional core: `train` runs ALS sweeps on prepared data, with callbacks.
+"""The functional core: `run`, the training loop of every fit, over an executor.
 
-`ALSSolver.fit` is a facade over it (validate, prepare, initialise, train, store);
-tuning and the distributed mode call it directly. A half step is
+An executor owns where the row blocks live and offers what a sweep needs (DESIGN 6.1):
+`begin_sweep` (a reweighting's refresh), `half_step`, the exact `objective`,
+`softmax_loss` and `validation_metrics`, `snapshot` / `restore`. `LocalExecutor` holds
+every block in this process; rgals.dask's DaskExecutor holds them on workers. The loop on
+top (the monitor, tol, early stopping, callbacks, the regularization path of rgals.path)
+is the same for both. A half step is
 
     side statistics of the fixed side, per block of its rows (loss.side_statistics)
-    -> their sum (losses.add_statistics; a tree-sum on Dask)
+    -> their sum (solve.add_statistics; a tree-sum on Dask)
     -> the row systems of each block of the solved side (loss.row_systems)
     -> the solves and their decrease (solve.solve_blocks)
 
-Stopping policies and reporting are callbacks (as in XGBoost's `training.train`):
-`Tolerance`, `EarlyStopping`, `ProgressBar`, `UserCallback`, or any `Callback`.
+`ALSSolver.fit` is a facade over it (validate, prepare, initialise, run, store); `train`
+runs the loop on prepared data without the estimator. Stopping policies and reporting
+are callbacks (as in XGBoost's `training.train`): `Tolerance`, `EarlyStopping`,
+`ProgressBar`, `UserCallback`, or any `Callback`.
 """
 
 import logging

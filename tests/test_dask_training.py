@@ -2,6 +2,10 @@
 its regularization path, tol, early stopping on validation data, the monitor, callbacks,
 the softmax monitor, GPU-style workers and resume, each against the local fit."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -180,3 +184,20 @@ def test_values_that_would_overflow_are_refused_before_any_sweep(client, matrix)
     bad.data[:] = 1e30
     with pytest.raises(ValueError, match="overflow inside the solvers"):
         DaskALSSolver(client=client, factors=4, iterations=2).fit(bad, show_progress=False)
+
+
+def test_the_readme_example_runs_as_a_script(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    script = root / "examples" / "dask_fit.py"
+    source = script.read_text()
+    # the README shows the script itself, from its imports on
+    assert source[source.index("import sys"):] in (root / "README.md").read_text()
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "model")],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "regularization chosen on the holdout path: 0.01" in result.stdout
+    ndcg = float(result.stdout.split("'ndcg@20': ")[1].split(",")[0])
+    assert ndcg == pytest.approx(0.1403, abs=2e-3)  # the default ALSSolver's on Health
+    assert (tmp_path / "model" / "manifest.json").is_file()
+    loaded = rgals.load(tmp_path / "model")
+    assert loaded.recommend(0, N=5)[0].shape == (5,)
