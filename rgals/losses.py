@@ -257,6 +257,11 @@ class Loss:
 
     # -- a half step ---------------------------------------------------------------------
 
+    def shared_gram(self, side, statistics):
+        """The Gram every row system of `side` shares (RowSystems.gram), from the summed
+        side statistics: what one eigendecomposition per half step serves."""
+        return statistics["gram"]
+
     def side_statistics(self, side, fixed_factors, rows):
         """Sums over rows `rows` of the fixed side (`fixed_factors` are those rows) that
         `side`'s row systems need; a dict of arrays, added up across blocks."""
@@ -533,6 +538,9 @@ class SoftmaxExpansion(Loss):
     def user_gram(self, statistics):
         return statistics["gram"]
 
+    def shared_gram(self, side, statistics):
+        return self.user_gram(statistics) if side == "user" else statistics["gram"]
+
     def row_systems(self, side, statistics, block, others, pair_terms=None):
         """DESIGN 1.3. User: A_u = w_u G + alpha sum c q q^T + lambda_u I,
         b_u = -w_u sigma + (alpha + 1/2) sum c q. Item: A_i = G_W + alpha sum c p p^T +
@@ -546,10 +554,11 @@ class SoftmaxExpansion(Loss):
             # training rows: the loss's n_u (c w with top-K weights); others: c
             sums = block.row_sums if block.pairs is None else self.user_sums[block.rows]
             return RowSystems(block.matrix, pair_gram, pair_rhs, others,
-                              self.user_gram(statistics), -statistics["sum"],
+                              self.shared_gram(side, statistics), -statistics["sum"],
                               scale=sums / (2.0 * self.n_items), reg=self.user_reg(sums))
-        return RowSystems(block.matrix, pair_gram, pair_rhs, others, statistics["gram"],
-                          -statistics["sum"], scale=self._item_scales(block),
+        return RowSystems(block.matrix, pair_gram, pair_rhs, others,
+                          self.shared_gram(side, statistics), -statistics["sum"],
+                          scale=self._item_scales(block),
                           reg=xp.full(n_rows, self.item_reg),
                           coupling=self.item_coupling(statistics["gram"]))
 
@@ -715,8 +724,8 @@ class IALS(Loss):
         self._require_bound()
         pair_gram, pair_rhs = self.pair_weights(block.matrix.data)
         n_rows, d, xp = block.matrix.shape[0], others.shape[1], array_module(others)
-        return RowSystems(block.matrix, pair_gram, pair_rhs, others, statistics["gram"],
-                          xp.zeros(d), scale=xp.ones(n_rows),
+        return RowSystems(block.matrix, pair_gram, pair_rhs, others,
+                          self.shared_gram(side, statistics), xp.zeros(d), scale=xp.ones(n_rows),
                           reg=xp.full(n_rows, self.regularization))
 
     def objective_side(self, side, factors, rows):

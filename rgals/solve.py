@@ -145,8 +145,12 @@ def solve_blocks(systems, factors, solver="auto", cg_steps=3, backend=None,
 def shared_basis(systems, solver):
     """(the method `solver` stands for, the eigenbasis of the blocks' shared Gram or None):
     one eigendecomposition serves every block (the same on every worker)."""
-    method = resolve_solver(solver, systems.pair_gram is not None)
-    return method, (_eigenbasis(systems.gram) if method in ("eigen", "cg") else None)
+    return basis_of(systems.gram, resolve_solver(solver, systems.pair_gram is not None))
+
+
+def basis_of(gram, method):
+    """(method, the eigenbasis of `gram` when `method` solves in it, else None)."""
+    return method, (_eigenbasis(gram) if method in ("eigen", "cg") else None)
 
 
 def add_statistics(parts):

@@ -167,8 +167,13 @@ class DaskExecutor:
                             terms, settings)
                 for part, other, factors, terms in work])
             shift = self.submit(tasks.shift, loss, statistics, before, method)
-        solved = [self.submit(tasks.solve, loss, side, statistics, part, other, factors,
-                              shift, terms, settings)
+        rotated = None
+        if self.touched[side] is None and method in ("eigen", "cg"):
+            # every block reads the whole fixed side: rotate it once, not once a block
+            rotated = self.submit(tasks.rotation, loss, side, statistics, others[0], settings)
+        solved = [self.submit(tasks.solve, loss, side, statistics, part,
+                              None if rotated is not None else other, factors, shift, terms,
+                              settings, rotated)
                   for part, other, factors, terms in work]
         self.factors[side] = [self.submit(operator.itemgetter(0), result)
                               for result in solved]

@@ -17,8 +17,8 @@ from ..backend import get_backend
 from ..metrics import ranking_metrics
 from ..monitor import softmax_parts
 from ..prepared import RowBlock
-from ..solve import (check_finite_systems, coupling_change, coupling_part, coupling_shift,
-                     row_bounds, shared_basis, solve_block)
+from ..solve import (basis_of, check_finite_systems, coupling_change, coupling_part,
+                     coupling_shift, resolve_solver, row_bounds, shared_basis, solve_block)
 from .cluster import own
 from .layout import global_matrix
 
@@ -88,19 +88,42 @@ def shift(loss, statistics, parts, method):
     return coupling_shift(loss.item_coupling(statistics["gram"]), method, parts)
 
 
-def solve(loss, side, statistics, part, others, factors, shift, pair_terms, settings):
-    """One block's half step: (its new factors, the decrease, the rows' Hessian bounds
-    (lowest, highest), the shared Gram's eigenvalues or None, whether the new factors are
-    finite)."""
+def rotation(loss, side, statistics, others, settings):
+    """(the eigenbasis of the half step's shared Gram, `others` in it): computed once a
+    half step for every block that reads the whole fixed side (solver "eigen" or
+    "cg"), instead of by each block."""
     backend = _backend(settings)
     with _thread_limit(settings["threads"]):
+        gram = _loss_on(loss, backend).shared_gram(side, _on(backend, statistics))
+        _, eigen = basis_of(gram, "eigen")
+        rotated = _on(backend, others) @ eigen[1].astype(others.dtype)
+        return tuple(backend.get(value) for value in eigen), backend.get(rotated)
+
+
+def solve(loss, side, statistics, part, others, factors, shift, pair_terms, settings,
+          rotated=None):
+    """One block's half step: (its new factors, the decrease, the rows' Hessian bounds
+    (lowest, highest), the shared Gram's eigenvalues or None, whether the new factors are
+    finite). `rotated`: `rotation`'s result, when the blocks share it (then `others` is
+    not needed: the systems take the rotated fixed side, whose norms are the same)."""
+    backend = _backend(settings)
+    with _thread_limit(settings["threads"]):
+        if rotated is not None:
+            eigen, others = rotated
         systems = _systems(loss, side, statistics, part, others, pair_terms, backend)
-        method, eigen = shared_basis(systems, settings["solver"])
-        factors = _on(backend, factors)  # a copy: a task never changes its inputs
+        if rotated is None:
+            method, eigen = shared_basis(systems, settings["solver"])
+        else:
+            method = resolve_solver(settings["solver"], systems.pair_gram is not None)
+            eigen = _on(backend, eigen)
+        factors = backend.xp.array(_on(backend, factors), copy=True)  # never change inputs
         shift = backend.xp.zeros(factors.shape[1]) if shift is None else _on(backend, shift)
-        decrease, curvature = solve_block(systems, factors, method, eigen, shift,
-                                          settings["cg_steps"], backend,
-                                          cg_tolerance=settings["cg_tolerance"])
+        decrease, curvature = solve_block(
+            systems, factors, method, eigen, shift, settings["cg_steps"], backend,
+            others_rotated=None if rotated is None else systems.others,
+            cg_tolerance=settings["cg_tolerance"])
+        if rotated is not None:  # the solution came back in the eigenbasis
+            factors = factors @ eigen[1].T.astype(factors.dtype)
         eigenvalues = None if eigen is None else eigen[0]
         bounds = row_bounds(systems, backend, eigenvalues, curvature)
         finite = bool(backend.xp.isfinite(factors.sum(dtype=np.float64)))
