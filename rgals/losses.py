@@ -170,8 +170,11 @@ class Loss:
     """Base of every loss: hyperparameters, binding to data, and the shared machinery.
 
     Subclasses declare `name`, `allows_negative`, `hyperparameters` (name ->
-    Hyperparameter) and implement `_bind`, `side_statistics`, `row_systems` and
-    `objective` (with its `magnitude` option, which the monitor's check needs).
+    Hyperparameter), what an executor must know (`coupled_item_step`, `pairs_in_gram`,
+    `reweighting`) and implement `_bind`, `side_statistics`, `row_systems` and the
+    objective's parts (`objective_side`, `objective_pairs`, `objective_total`, with the
+    `magnitude` the monitor's check needs), or `objective` whole for a loss that runs
+    only in one process.
     """
 
     name = None
@@ -404,7 +407,7 @@ class SoftmaxExpansion(Loss):
     lambda_i = lam (sum_u w_u + alpha M)^nu.
 
     Top-K weights (SoftmaxLoss@K, Yang et al. 2025; DESIGN 1.6 C), with `top_k=K`: at a
-    refresh (`begin_sweep`, every `top_k_refresh` sweeps) each positive gets
+    refresh (rgals.topk.TopKWeights, every `top_k_refresh` sweeps) each positive gets
     w_ui = sigmoid((s_ui - beta_u) / tau_u) from the current scores, beta_u the K-th
     largest score of user u (`top_k_quantile`), and the loss takes c_ui w_ui as its
     confidences (n_u = sum_i c_ui w_ui) until the next refresh; the weights are scaled to
@@ -421,13 +424,6 @@ class SoftmaxExpansion(Loss):
     its mean over the user's positives, l_ui = LSE_u - s_ui the softmax term), which
     lowers badly ranked (likely noisy) positives. Fold-in (`recalculate_*`) uses
     the plain confidences: weights need the scores of the row being solved.
-
-    `popularity_exponent=gamma` (DESIGN 1.6 B) expands the softmax at a popularity prior
-    pi_j ~ n_j^gamma (n_j: the item's summed confidences) instead of the uniform one:
-    n_u LSE(log pi + s_u) ~ w_u sum_j N pi_j (s_uj + 1)^2 + const, so the user Gram is
-    Q^T diag(N pi) Q and item j's system takes the scale N pi_j. The offset log pi_j is
-    left out of the scores (measured in bench/RESULTS.md: it changes little), so popular
-    items are pushed down harder than rare ones. gamma = 0 is plain rg2.
     """
 
     allows_negative = False
@@ -638,7 +634,13 @@ class RG2(SoftmaxExpansion):
     """Second-order Taylor expansion of the softmax loss without the interactive term.
 
     See SoftmaxExpansion for the regularisation and the top-K weights; RG2 alone takes
-    the popularity prior (`popularity_exponent`).
+    the popularity prior.
+    `popularity_exponent=gamma` (DESIGN 1.6 B) expands the softmax at a popularity prior
+    pi_j ~ n_j^gamma (n_j: the item's summed confidences) instead of the uniform one:
+    n_u LSE(log pi + s_u) ~ w_u sum_j N pi_j (s_uj + 1)^2 + const, so the user Gram is
+    Q^T diag(N pi) Q and item j's system takes the scale N pi_j. The offset log pi_j is
+    left out of the scores (measured in bench/RESULTS.md: it changes little), so popular
+    items are pushed down harder than rare ones. gamma = 0 is plain rg2.
     """
 
     name = "rg2"

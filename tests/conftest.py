@@ -19,6 +19,25 @@ BACKENDS = ["cpu", "_batched", pytest.param("gpu", marks=pytest.mark.skipif(
     not HAS_GPU, reason="needs CuPy and a CUDA device"))]
 
 
+def start_cluster():
+    """A LocalCluster of two one-thread worker processes and its client (the Dask tests)."""
+    import logging
+
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+    return cluster, distributed.Client(cluster)
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A Dask client of its own cluster for each test module that takes it."""
+    cluster, client = start_cluster()
+    yield client
+    client.close()
+    cluster.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_name(request):
     """Each behavioural test that takes this runs once per backend."""

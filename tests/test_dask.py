@@ -2,7 +2,6 @@
 processes that the tests start and stop themselves."""
 
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -15,23 +14,12 @@ pd = pytest.importorskip("pandas")
 import rgals  # noqa: E402
 from rgals import dask as rgals_dask  # noqa: E402
 from rgals.dask import DaskALSSolver  # noqa: E402
+from conftest import start_cluster  # noqa: E402
 from rgals.data import synthetic  # noqa: E402
 
 PARAMS = dict(factors=6, regularization=0.02, iterations=5, random_state=0)
 
 
-def start_cluster():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
-    return cluster, distributed.Client(cluster)
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster, client = start_cluster()
-    yield client
-    client.close()
-    cluster.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ file is a clear error naming it, and an explicit value_col must exist. On a Loca
 of two worker processes, as tests/test_dask.py."""
 
 import json
-import logging
 import os
 import shutil
 
@@ -23,14 +22,6 @@ PARAMS = dict(factors=6, regularization=0.02, iterations=4, random_state=0, user
               item_blocks=2, loss="rgx", alpha=0.05)
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
 
 
 @pytest.fixture(scope="module")

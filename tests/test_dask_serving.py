@@ -7,7 +7,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
 
-from test_dask import frame_of, start_cluster
+from test_dask import frame_of
 
 import rgals
 from rgals import cli, data
@@ -19,12 +19,6 @@ SERVING = ("recommend", "similar_items", "similar_users", "recalculate_user",
            "recalculate_item")
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster, client = start_cluster()
-    yield client
-    client.close()
-    cluster.close()
 
 
 @pytest.fixture(scope="module")

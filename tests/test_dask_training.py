@@ -14,7 +14,6 @@ distributed = pytest.importorskip("distributed")
 import rgals  # noqa: E402
 from rgals.dask import DaskALSSolver  # noqa: E402
 from rgals.data import synthetic, validation_split  # noqa: E402
-from test_dask import start_cluster  # noqa: E402
 
 # enough users with two interactions or more for the default's holdout path
 DATA = dict(n_users=400, n_items=120, factors=4, mean_activity=10, seed=20261203)
@@ -23,12 +22,6 @@ HISTORY = ("sweep", "segment", "objective", "exact", "decrease", "identity_error
            "predicted_sweeps", "softmax_loss")
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster, client = start_cluster()
-    yield client
-    client.close()
-    cluster.close()
 
 
 @pytest.fixture(scope="module")

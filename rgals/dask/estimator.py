@@ -203,7 +203,7 @@ class DaskALSSolver(ALSSolver):
         client = self._client_used
         params = {name: value for name, value in self.get_params().items()
                   if name in ALSSolver._param_names()}
-        params.update(backend="cpu", tol=0.0)
+        params.update(backend="cpu")  # the factors are gathered here, as NumPy arrays
         model = ALSSolver(**params)
         model.user_factors_, model.item_factors_, model.previous_item_factors_ = (
             np.concatenate(gather(client, self._blocks[side]))
@@ -214,7 +214,8 @@ class DaskALSSolver(ALSSolver):
         model.user_items_ = user_items if interactions else None
         model.interaction_totals_ = self.interaction_totals_
         model.loss_ = self.loss_
-        model.regularization_path_ = None
+        model.monitor_ = self.monitor_
+        model.regularization_path_ = self.regularization_path_
         return model
 
     def to_cpu(self):
