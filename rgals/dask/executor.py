@@ -201,14 +201,15 @@ class DaskExecutor:
                                                     coupling, eigenvalues)
 
     def others(self, side):
-        """Per block of `side`: the fixed side's factors it reads (whole, or its rows)."""
+        """Per block of `side`: the fixed side's factors it reads: the whole side (one
+        future), or the rows it touches as pieces, one per fixed block, that the task
+        concatenates where it runs (so each piece crosses between workers once)."""
         fixed = "item" if side == "user" else "user"
         blocks = self.factors[fixed]
         if self.touched[side] is None:
             return [self.submit(concatenate, *blocks)] * len(self.layout.parts[side])
-        return [self.submit(concatenate, *[
-                    self.submit(tasks.rows_among_range, block, rows.start, rows.stop, touched)
-                    for block, rows in zip(blocks, self.ranges[fixed])])
+        return [[self.submit(tasks.rows_among_range, block, rows.start, rows.stop, touched)
+                 for block, rows in zip(blocks, self.ranges[fixed])]
                 for touched in self.touched[side]]
 
     def objective(self, magnitude=False):

@@ -28,9 +28,12 @@ def _backend(settings):
 
 
 def _on(backend, value):
-    """`value` (an array, a CSR, a dict or tuple of them, or None) on `backend`."""
+    """`value` (an array, a CSR, a dict or tuple of them, or None; a list: the pieces of
+    one array, concatenated) on `backend`."""
     if value is None or np.isscalar(value):
         return value
+    if isinstance(value, list):
+        return backend.put(np.concatenate(value))
     if isinstance(value, dict):
         return {name: _on(backend, item) for name, item in value.items()}
     if isinstance(value, tuple):
