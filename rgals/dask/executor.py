@@ -155,10 +155,14 @@ class DaskExecutor:
         statistics = tree_sum(self, [
             self.submit(tasks.statistics, loss, side, factors, rows, settings)
             for factors, rows in zip(self.factors[fixed], self.ranges[fixed])])
-        others = self.others(side)
         coupled = side == "item" and self.loss.coupled_item_step
         method = _method(self.loss, settings["solver"])
-        shift = None
+        # every block reads the whole fixed side: rotate it into the eigenbasis once (block
+        # by block, in parallel), not once a solved block
+        shared = self.touched[side] is None and method in ("eigen", "cg")
+        blocks = len(self.layout.parts[side])
+        others = [None] * blocks if shared and not coupled else self.others(side)
+        shift = rotated = None
         work = list(zip(self.layout.parts[side], others, self.factors[side],
                         self.pair_terms[side]))
         if coupled:
@@ -167,13 +171,14 @@ class DaskExecutor:
                             terms, settings)
                 for part, other, factors, terms in work])
             shift = self.submit(tasks.shift, loss, statistics, before, method)
-        rotated = None
-        if self.touched[side] is None and method in ("eigen", "cg"):
-            # every block reads the whole fixed side: rotate it once, not once a block
-            rotated = self.submit(tasks.rotation, loss, side, statistics, others[0], settings)
+        if shared:
+            eigen = self.submit(tasks.eigenbasis, loss, side, statistics, settings)
+            rotated = self.submit(tasks.rotated_side, eigen, *[
+                self.submit(tasks.rotate, block, eigen, settings)
+                for block in self.factors[fixed]])
         solved = [self.submit(tasks.solve, loss, side, statistics, part,
-                              None if rotated is not None else other, factors, shift, terms,
-                              settings, rotated)
+                              None if shared else other, factors, shift, terms, settings,
+                              rotated)
                   for part, other, factors, terms in work]
         self.factors[side] = [self.submit(operator.itemgetter(0), result)
                               for result in solved]

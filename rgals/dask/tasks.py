@@ -91,24 +91,34 @@ def shift(loss, statistics, parts, method):
     return coupling_shift(loss.item_coupling(statistics["gram"]), method, parts)
 
 
-def rotation(loss, side, statistics, others, settings):
-    """(the eigenbasis of the half step's shared Gram, `others` in it): computed once a
-    half step for every block that reads the whole fixed side (solver "eigen" or
-    "cg"), instead of by each block."""
+def eigenbasis(loss, side, statistics, settings):
+    """The eigenbasis of the half step's shared Gram (computed once for every block)."""
+    backend = _backend(settings)
+    gram = _loss_on(loss, backend).shared_gram(side, _on(backend, statistics))
+    _, eigen = basis_of(gram, "eigen")
+    return tuple(backend.get(value) for value in eigen)
+
+
+def rotate(factors, eigen, settings):
+    """One fixed block in the eigenbasis: the blocks rotate in parallel, once a half
+    step, for every solved block that reads the whole fixed side."""
     backend = _backend(settings)
     with _thread_limit(settings["threads"]):
-        gram = _loss_on(loss, backend).shared_gram(side, _on(backend, statistics))
-        _, eigen = basis_of(gram, "eigen")
-        rotated = _on(backend, others) @ eigen[1].astype(others.dtype)
-        return tuple(backend.get(value) for value in eigen), backend.get(rotated)
+        factors = _on(backend, factors)
+        return backend.get(factors @ _on(backend, eigen[1]).astype(factors.dtype))
+
+
+def rotated_side(eigen, *blocks):
+    """(the eigenbasis, the whole fixed side in it): what `solve` takes as `rotated`."""
+    return eigen, np.concatenate(blocks)
 
 
 def solve(loss, side, statistics, part, others, factors, shift, pair_terms, settings,
           rotated=None):
     """One block's half step: (its new factors, the decrease, the rows' Hessian bounds
     (lowest, highest), the shared Gram's eigenvalues or None, whether the new factors are
-    finite). `rotated`: `rotation`'s result, when the blocks share it (then `others` is
-    not needed: the systems take the rotated fixed side, whose norms are the same)."""
+    finite). `rotated`: `rotated_side`'s result, when the blocks share it (then `others`
+    is not needed: the systems take the rotated fixed side, whose norms are the same)."""
     backend = _backend(settings)
     with _thread_limit(settings["threads"]):
         if rotated is not None:
