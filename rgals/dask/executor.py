@@ -173,9 +173,12 @@ class DaskExecutor:
             shift = self.submit(tasks.shift, loss, statistics, before, method)
         if shared:
             eigen = self.submit(tasks.eigenbasis, loss, side, statistics, settings)
-            rotated = self.submit(tasks.rotated_side, eigen, *[
-                self.submit(tasks.rotate, block, eigen, settings)
-                for block in self.factors[fixed]])
+            pieces = [self.submit(tasks.rotate, block, eigen, settings)
+                      for block in self.factors[fixed]]
+            # on one worker the blocks share one concatenation; across workers each
+            # block's task joins the pieces itself, so that each crosses once
+            rotated = (self.submit(tasks.rotated_side, eigen, *pieces)
+                       if len(self.client.nthreads()) == 1 else (eigen, pieces))
         solved = [self.submit(tasks.solve, loss, side, statistics, part,
                               None if shared else other, factors, shift, terms, settings,
                               rotated)
