@@ -4,7 +4,8 @@ row blocks held by Dask workers.
 Each operation is the local fit's code (rgals.training.LocalExecutor) run per block in
 rgals.dask.tasks, plus one reduction on the client:
 
-- `half_step`: per block of the fixed side its side statistics, tree-summed; per block
+- `half_step`: per block of the fixed side its side statistics, tree-summed (and, for
+  blocks that read the whole fixed side, its rows in the Gram's eigenbasis); per block
   of the solved side its row systems and solve (RGx's coupled item step first sums
   the blocks' coupling parts); the decreases and the rows' Hessian bounds gathered;
 - `objective`: F's per-block parts (each side's sums, each user block's pairs), summed;
@@ -32,8 +33,7 @@ from .layout import SIDES, pair_slice, piece, touched_ids
 class DaskExecutor:
     """The sweep's operations on a `Layout` (rgals.dask.layout); `factors` is shared with
     the executors of other data (the regularization path's fit part); `settings`: the
-    tasks' (solver, cg_steps, cg_tolerance, threads, backend); `broadcast`: {side:
-    whether the fixed side's factors travel whole}."""
+    tasks' (solver, cg_steps, cg_tolerance, threads, backend)."""
 
     def __init__(self, layout, factors, settings, dtype):
         self.layout, self.client = layout, layout.client
