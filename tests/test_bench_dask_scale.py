@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("distributed")
@@ -27,13 +28,15 @@ def test_the_traffic_model_counts_statistics_and_factors():
 def test_a_tiny_run_writes_every_figure(tmp_path, monkeypatch):
     monkeypatch.setitem(dask_scale.SIZES, "tiny", (3000, 400, 10.0))
     assert dask_scale.main(["--size", "tiny", "--factors", "8", "--sweeps", "2",
-                            "--cores", "2", "--out", str(tmp_path)]) == 0
+                            "--cores", "2", "--repeat", "2", "--out", str(tmp_path)]) == 0
     row = json.loads((tmp_path / "tiny.json").read_text())
     assert row["interactions"] > 0 and row["one_machine"]["median_sweep_seconds"] > 0
     assert [(run["workers"], run["threads_per_worker"]) for run in row["dask"]] == \
         [(1, 2), (2, 1)]
     for run in row["dask"]:
         assert run["median_sweep_seconds"] > 0 and run["overhead"] > 0
+    assert [len(values) for values in row["overheads"].values()] == [2, 2]
+    assert row["overhead_median"]["2x1"] == pytest.approx(np.median(row["overheads"]["2x1"]))
     # one worker sends the client only per-block scalars (decreases, Hessian bounds) and
     # the Gram's eigenvalues; two exchange factors
     assert row["dask"][0]["bytes_moved_per_sweep"] < 4000
