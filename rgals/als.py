@@ -302,10 +302,11 @@ class ALSSolver:
             check_gpu_memory(*user_items.shape, user_items.nnz, params["factors"],
                              params["dtype"])
         with gpu_memory_errors("fit"), _thread_limit(params["num_threads"]):
+            # the totals of the checked inputs: every trial of tune shares them
             executor = LocalExecutor(inputs.prepared(backend), {}, solver=params["solver"],
                                      cg_steps=params["cg_steps"],
-                                     cg_tolerance=params["cg_tolerance"])
-            executor._totals = inputs.totals  # checked once: every trial of tune shares it
+                                     cg_tolerance=params["cg_tolerance"],
+                                     totals=inputs.totals)
             spec, monitor, path = self._train(params, executor, inputs.validation,
                                               show_progress, callback, started)
         factors = executor.factors

@@ -78,13 +78,15 @@ class LocalExecutor:
     """
 
     def __init__(self, data, factors, *, solver="auto", cg_steps=3, cg_tolerance=None,
-                 n_blocks=1):
+                 n_blocks=1, totals=None):
+        """totals: the data's InteractionTotals when known already (else computed once,
+        when first asked for)."""
         self.data, self.backend, self.factors = data, data.backend, factors
         self.solver, self.cg_steps, self.cg_tolerance = solver, cg_steps, cg_tolerance
         self.n_blocks = n_blocks
         self.loss = None
         self.basis = self.previous_basis = None
-        self._totals = None
+        self._totals = totals
 
     # -- data ------------------------------------------------------------------------------
 
