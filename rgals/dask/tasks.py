@@ -1,5 +1,6 @@
 """The tasks of a distributed sweep, run on the workers: pure functions of their
-arguments (which they copy before use), each the local fit's code on one block.
+arguments (which they only read, or copy before changing), each the local fit's code on
+one block.
 
 `settings` is the executor's dict of solver, cg_steps, cg_tolerance, threads (per task)
 and backend: "cpu" (Numba), "gpu" (the worker's CUDA device, one per worker as
