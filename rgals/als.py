@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import export
 from .backend import (_BATCHED, BACKENDS, backend_of, check_gpu_memory, get_backend,
@@ -718,6 +718,9 @@ def _generator(random_state):
                          f"{random_state!r}") from error
 
 
+_THREADPOOLS = None  # threadpoolctl's view of the loaded BLAS libraries, made on first use
+
+
 @contextmanager
 def _thread_limit(num_threads):
     """Run the Numba kernels on `num_threads` threads (0: all), BLAS on one, then restore.
@@ -725,12 +728,17 @@ def _thread_limit(num_threads):
     The dense products between kernels are small; OpenBLAS worker threads left spinning
     after them take the cores from the Numba kernels (measured: a sweep twice as slow).
     """
+    global _THREADPOOLS
     available = numba.config.NUMBA_NUM_THREADS
     threads = available if num_threads == 0 else min(num_threads, available)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
+    # the libraries found once: a fresh threadpool_limits scans them again, 1 ms a call
+    # (every task of a Dask fit enters this)
+    if _THREADPOOLS is None:
+        _THREADPOOLS = ThreadpoolController()
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(previous)
