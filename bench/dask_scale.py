@@ -85,7 +85,7 @@ def one_machine(matrix, factors, sweeps, threads):
         list(per_sweep.values())[1:] or list(per_sweep.values())))}
 
 
-def on_dask(frame, shape, factors, sweeps, workers, threads):
+def on_dask(frame, shape, factors, sweeps, workers, threads, blocks_per_thread=2):
     import distributed
     from rgals.dask import BROADCAST_BYTES, DaskALSSolver
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=threads,
@@ -93,7 +93,7 @@ def on_dask(frame, shape, factors, sweeps, workers, threads):
                                        memory_limit=0)
     client = distributed.Client(cluster)
     try:
-        blocks = 2 * workers * threads
+        blocks = blocks_per_thread * workers * threads
         sent = []
 
         def outgoing():  # every worker's get_data replies: to other workers and the client
@@ -161,7 +161,7 @@ def quality(dataset, cores):
     return row
 
 
-def run(size, factors, sweeps, cores, repeat=1):
+def run(size, factors, sweeps, cores, repeat=1, blocks_per_thread=2):
     from rgals.dask import synthetic_frame
     users, items, activity = SIZES[size]
     frame = synthetic_frame(users, items, factors=16, mean_activity=activity, seed=0,
@@ -183,7 +183,8 @@ def run(size, factors, sweeps, cores, repeat=1):
               flush=True)
         row["dask"] = []
         for workers, threads in ((1, cores), (2, max(1, cores // 2))):
-            result = on_dask(frame, (users, items), factors, sweeps, workers, threads)
+            result = on_dask(frame, (users, items), factors, sweeps, workers, threads,
+                             blocks_per_thread)
             result["overhead"] = (result["median_sweep_seconds"]
                                   / row["one_machine"]["median_sweep_seconds"])
             overheads.setdefault(f"{workers}x{threads}", []).append(result["overhead"])
@@ -218,6 +219,8 @@ def main(argv=None):
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--sweeps", type=int, default=3, help="timed sweeps after the first")
     parser.add_argument("--cores", type=int, default=os.cpu_count())
+    parser.add_argument("--blocks-per-thread", type=int, default=2,
+                        help="row blocks a side per worker thread (DaskALSSolver's default: 2)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of the three fits, each ratio against its own run's "
                              "one-machine fit; the median is reported")
@@ -225,7 +228,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for size in args.size:
-        row = run(size, args.factors, args.sweeps, args.cores, args.repeat)
+        row = run(size, args.factors, args.sweeps, args.cores, args.repeat,
+                  args.blocks_per_thread)
         projection = row["projection_1B_32_workers"]
         print(f"{size}: projected 1B interactions on 32 workers: "
               f"{projection['compute_seconds']:.1f} s compute + "
