@@ -27,7 +27,7 @@ from ..topk import report
 from ..training import raise_diverged
 from . import tasks
 from .cluster import RETRIES, concatenate, gather, held, tree_sum
-from .layout import SIDES, pair_slice, piece, touched_ids
+from .layout import SIDES, local_ids, pair_slice, piece, touched_ids
 
 
 class DaskExecutor:
@@ -234,24 +234,17 @@ class DaskExecutor:
         users, items, pairs = gather(self.client, [sides["user"], sides["item"], pairs])
         return self.loss.objective_total(users, items, pairs, magnitude)
 
-    def _per_user_block(self, function, users, *args):
-        """`function(part, users, items, rows, *args)` on each user block holding some
-        of `users` (sorted global ids; None: every block, rows None)."""
+    def softmax_loss(self, users):
+        """The softmax loss of `users` (sorted ids), averaged: each user block's sum."""
         items = self.submit(concatenate, *self.factors["item"])
         futures = []
         for part, factors, rows in zip(self.layout.parts["user"], self.factors["user"],
                                        self.ranges["user"]):
-            mine = None
-            if users is not None:
-                mine = users[(users >= rows.start) & (users < rows.stop)] - rows.start
-                if not mine.size:
-                    continue
-            futures.append((rows, self.submit(function, part, factors, items, mine, *args)))
-        return futures
-
-    def softmax_loss(self, users):
-        parts = gather(self.client, [future for _, future in self._per_user_block(
-            tasks.softmax_part, np.asarray(users), self.shape[1])])
+            mine = local_ids(np.asarray(users), rows)
+            if mine.size:
+                futures.append(self.submit(tasks.softmax_part, part, factors, items, mine,
+                                           self.shape[1]))
+        parts = gather(self.client, futures)
         counted = sum(count for _, count in parts)
         return sum(total for total, _ in parts) / counted if counted else float("nan")
 
@@ -267,7 +260,7 @@ class DaskExecutor:
             block = validation[rows]
             evaluated = None
             if users is not None:
-                evaluated = users[(users >= rows.start) & (users < rows.stop)] - rows.start
+                evaluated = local_ids(users, rows)
                 evaluated = evaluated[np.diff(block.indptr)[evaluated] > 0]
                 if not evaluated.size:
                     continue

@@ -241,6 +241,13 @@ def gather_matrix(client, parts, totals):
 
 # -- the layout a fit works on -----------------------------------------------------------
 
+def local_ids(ids, rows):
+    """Those of the sorted global `ids` that fall in the block `rows`, numbered from the
+    block's first row."""
+    start, stop = np.searchsorted(ids, [rows.start, rows.stop])
+    return ids[start:stop] - rows.start
+
+
 def _block_rows(part, n_columns, local_rows):
     """Rows `local_rows` of a block, with the other side's ids as columns."""
     return global_matrix(part, n_columns)[local_rows]
@@ -312,7 +319,7 @@ class Layout:
         users = np.asarray(users)
         pieces = []
         for part, rows in zip(self.parts["user"], self.ranges["user"]):
-            mine = users[(users >= rows.start) & (users < rows.stop)] - rows.start
+            mine = local_ids(users, rows)
             if mine.size:
                 pieces.append(self.submit(_block_rows, part, self.shape[1], mine))
         if not pieces:
