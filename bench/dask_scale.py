@@ -10,7 +10,10 @@ approximate planted draw of `rgals.data.synthetic(candidates=8)`). Sizes: 10M = 
 users x 100k items, 50M = 1M users x 1M items. One machine: ALSSolver on the same pairs
 with num_threads = the cores. Dask: a LocalCluster of 1 worker with every core, or 2
 workers of one thread each; the first sweep (JIT loading, first transfers) is reported
-apart, and the per-sweep figure is the median of the rest. Results: bench/out/dask/.
+apart, and the per-sweep figure is the median of the rest. Where a timed Dask sweep goes:
+each kind of task's compute seconds (summed over threads, from the task stream) against
+the threads' seconds, and the one-machine fit's CPU seconds a sweep. Results:
+bench/out/dask/.
 
 `--quality`: a default DaskALSSolver (no parameters; a LocalCluster of 2 one-thread
 workers, the training split as a Dask DataFrame of pairs) against a default ALSSolver on
@@ -75,14 +78,36 @@ def one_machine(matrix, factors, sweeps, threads):
                             num_threads=threads, random_state=0)
     model.fit(matrix, show_progress=False)  # JIT warm-up
     model.set_params(iterations=sweeps, tol=0.0)
+    cpu = []  # the process's CPU seconds (all threads) at each sweep's end
     start = time.perf_counter()
-    model.fit(matrix, show_progress=False)
+    model.fit(matrix, show_progress=False,
+              callback=lambda iteration, elapsed, record: cpu.append(time.process_time()))
     wall = time.perf_counter() - start
     per_sweep = {}
     for row in model.monitor_.rows:
         per_sweep[row["sweep"]] = per_sweep.get(row["sweep"], 0.0) + row["seconds"]
     return {"wall_seconds": wall, "median_sweep_seconds": float(np.median(
-        list(per_sweep.values())[1:] or list(per_sweep.values())))}
+        list(per_sweep.values())[1:] or list(per_sweep.values()))),
+        "median_sweep_cpu_seconds": float(np.median(np.diff(cpu))) if len(cpu) > 1 else None}
+
+
+def task_breakdown(stream, start, stop, sweeps):
+    """Per sweep, from a task stream (distributed.get_task_stream) between two times:
+    the compute seconds of each kind of task (summed over threads) and the seconds spent
+    moving data between workers."""
+    kinds, moving = {}, 0.0
+    for task in stream:
+        key = task["key"][0] if isinstance(task["key"], tuple) else task["key"]
+        kind = key.rsplit("-", 1)[0]
+        for part in task["startstops"]:
+            if start <= part["start"] and part["stop"] <= stop:
+                seconds = (part["stop"] - part["start"]) / sweeps
+                if part["action"] == "compute":
+                    kinds[kind] = kinds.get(kind, 0.0) + seconds
+                else:
+                    moving += seconds
+    return {"task_seconds": dict(sorted(kinds.items(), key=lambda item: -item[1])),
+            "moving_seconds": moving}
 
 
 def on_dask(frame, shape, factors, sweeps, workers, threads, blocks_per_thread=2):
@@ -100,24 +125,30 @@ def on_dask(frame, shape, factors, sweeps, workers, threads, blocks_per_thread=2
             return sum(client.run(lambda dask_worker: dask_worker.transfer_outgoing_bytes_total)
                        .values())
 
-        times = []
+        times, ends = [], []
 
         def after_sweep(iteration, elapsed, record):
             times.append(record["seconds"])  # the half steps, as the local figure
+            ends.append(time.time())  # the task stream's clock
             sent.append(outgoing())
 
         start = time.perf_counter()
         model = DaskALSSolver(factors=factors, regularization=0.01, iterations=sweeps + 1,
                               tol=0.0, random_state=0, client=client, user_blocks=blocks,
                               item_blocks=blocks)
-        model.fit(frame, show_progress=False, callback=after_sweep)
+        with distributed.get_task_stream(client) as stream:
+            model.fit(frame, show_progress=False, callback=after_sweep)
         wall = time.perf_counter() - start
         moved = np.diff(sent)
+        # where a timed sweep goes: the tasks' compute against the threads' time
+        breakdown = task_breakdown(stream.data, ends[0], ends[-1], len(ends) - 1)
+        breakdown["thread_seconds"] = (ends[-1] - ends[0]) / (len(ends) - 1) * workers * threads
         return {"workers": workers, "threads_per_worker": threads, "blocks": blocks,
                 "wall_seconds": wall, "first_sweep_seconds": times[0],
                 "median_sweep_seconds": float(np.median(times[1:])),
                 "layout_seconds": wall - sum(times),
                 "bytes_moved_per_sweep": float(np.median(moved)) if len(moved) else 0.0,
+                "per_sweep": breakdown,
                 "model_bytes_per_sweep": traffic_model(shape, factors, blocks, blocks,
                                                        workers, BROADCAST_BYTES)}
     finally:
@@ -194,6 +225,13 @@ def run(size, factors, sweeps, cores, repeat=1, blocks_per_thread=2):
                   f"({result['overhead']:.2f}x one machine), "
                   f"{result['bytes_moved_per_sweep'] / 1e6:.1f} MB moved a sweep "
                   f"(model {result['model_bytes_per_sweep'] / 1e6:.1f} MB)", flush=True)
+            parts = result["per_sweep"]
+            busy = sum(parts["task_seconds"].values())
+            print(f"    a sweep's {parts['thread_seconds']:.2f} thread-seconds: tasks "
+                  f"{busy:.2f} (" + ", ".join(f"{kind} {seconds:.2f}" for kind, seconds in
+                                             list(parts["task_seconds"].items())[:4])
+                  + f"), moving data {parts['moving_seconds']:.2f}; one machine's CPU "
+                  f"{row['one_machine']['median_sweep_cpu_seconds']:.2f} s", flush=True)
     # "one_machine" and "dask" hold the last run; the ratios of every run beside them
     row["overheads"] = overheads
     row["overhead_median"] = {name: float(np.median(values))
