@@ -6,12 +6,9 @@ import inspect
 import logging
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
-import numba
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from . import export
 from .backend import (_BATCHED, BACKENDS, backend_of, check_gpu_memory, get_backend,
@@ -22,6 +19,7 @@ from .path import PathStage, path_holdout, regularization_path, uses_path
 from .prepared import InteractionTotals, prepare
 from .ranking import normalized_rows, top_n
 from .solve import SOLVERS, solve_rows
+from .threads import kernel_threads
 from .training import (MONITOR_LEVELS, EarlyStopping, LocalExecutor, ProgressBar, Tolerance,
                        UserCallback, run)
 from .validation import (check_bool, check_choice, check_ids, check_integer,
@@ -301,7 +299,7 @@ class ALSSolver:
         if backend.on_device:
             check_gpu_memory(*user_items.shape, user_items.nnz, params["factors"],
                              params["dtype"])
-        with gpu_memory_errors("fit"), _thread_limit(params["num_threads"]):
+        with gpu_memory_errors("fit"), kernel_threads(params["num_threads"]):
             # the totals of the checked inputs: every trial of tune shares them
             executor = LocalExecutor(inputs.prepared(backend), {}, solver=params["solver"],
                                      cg_steps=params["cg_steps"],
@@ -718,36 +716,10 @@ def _generator(random_state):
                          f"{random_state!r}") from error
 
 
-_THREADPOOLS = None  # threadpoolctl's view of the loaded BLAS libraries, made on first use
-
-
-@contextmanager
-def _thread_limit(num_threads):
-    """Run the Numba kernels on `num_threads` threads (0: all), BLAS on one, then restore.
-
-    The dense products between kernels are small; OpenBLAS worker threads left spinning
-    after them take the cores from the Numba kernels (measured: a sweep twice as slow).
-    """
-    global _THREADPOOLS
-    available = numba.config.NUMBA_NUM_THREADS
-    threads = available if num_threads == 0 else min(num_threads, available)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    # the libraries found once: a fresh threadpool_limits scans them again, 1 ms a call
-    # (every task of a Dask fit enters this)
-    if _THREADPOOLS is None:
-        _THREADPOOLS = ThreadpoolController()
-    try:
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            yield
-    finally:
-        numba.set_num_threads(previous)
-
-
 def _parse_metric(text):
     """("ndcg", 20) from "ndcg@20"."""
     name, _, k = str(text).partition("@")
-    if name not in METRICS or not k.isdigit() or int(k) < 1:
+    if name not in METRICS or not (k.isascii() and k.isdigit()) or int(k) < 1:
         raise ValueError(f"validation_metric must look like 'ndcg@20': one of "
                          f"{', '.join(METRICS)}, '@', a cutoff >= 1; got {text!r}")
     return name, int(k)

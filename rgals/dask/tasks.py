@@ -13,13 +13,13 @@ import dataclasses
 
 import numpy as np
 
-from ..als import _thread_limit
 from ..backend import get_backend
 from ..metrics import ranking_metrics
 from ..monitor import softmax_parts
 from ..prepared import RowBlock
 from ..solve import (basis_of, check_finite_systems, coupling_change, coupling_part,
                      coupling_shift, resolve_solver, row_bounds, shared_basis, solve_block)
+from ..threads import kernel_threads
 from .cluster import own
 from .layout import global_matrix
 
@@ -62,7 +62,7 @@ def _block_on(part, backend):
 def statistics(loss, side, fixed, rows, settings):
     """One block of the fixed side's side statistics."""
     backend = _backend(settings)
-    with _thread_limit(settings["threads"]):  # BLAS on one thread, as in ALSSolver's fit
+    with kernel_threads(settings["threads"]):  # BLAS on one thread, as in ALSSolver's fit
         result = _loss_on(loss, backend).side_statistics(side, _on(backend, fixed), rows)
         return {name: backend.get(value) for name, value in result.items()}
 
@@ -80,7 +80,7 @@ def _systems(loss, side, statistics, part, others, pair_terms, backend):
 def coupling(loss, side, statistics, part, others, factors, pair_terms, settings):
     """One block's coupling_part of the coupled item step (RGx)."""
     backend = _backend(settings)
-    with _thread_limit(settings["threads"]):
+    with kernel_threads(settings["threads"]):
         systems = _systems(loss, side, statistics, part, others, pair_terms, backend)
         method, eigen = shared_basis(systems, settings["solver"])
         part = coupling_part(systems, _on(backend, factors), method, backend, eigen)
@@ -104,7 +104,7 @@ def rotate(factors, eigen, settings):
     """One fixed block in the eigenbasis: the blocks rotate in parallel, once a half
     step, for every solved block that reads the whole fixed side."""
     backend = _backend(settings)
-    with _thread_limit(settings["threads"]):
+    with kernel_threads(settings["threads"]):
         factors = _on(backend, factors)
         return backend.get(factors @ _on(backend, eigen[1]).astype(factors.dtype))
 
@@ -121,7 +121,7 @@ def solve(loss, side, statistics, part, others, factors, shift, pair_terms, sett
     finite). `rotated`: `rotated_side`'s result, when the blocks share it (then `others`
     is not needed: the systems take the rotated fixed side, whose norms are the same)."""
     backend = _backend(settings)
-    with _thread_limit(settings["threads"]):
+    with kernel_threads(settings["threads"]):
         if rotated is not None:
             eigen, others = rotated
         systems = _systems(loss, side, statistics, part, others, pair_terms, backend)
@@ -198,7 +198,7 @@ def softmax_part(part, users, items, rows, n_items):
 def refresh(reweighting, part, users, items, previous, n_items, settings):
     """A user block's rgals.topk.Refresh against every item (host arrays)."""
     backend = _backend(settings)
-    with _thread_limit(1):
+    with kernel_threads(1):
         result = reweighting.refresh_block(
             _on(backend, users), _on(backend, items),
             _on(backend, global_matrix(part, n_items)), _on(backend, previous), backend)
