@@ -36,9 +36,10 @@ def dask_setup(worker):
 
 
 def main(argv=None):
+    import dask
     import distributed
     import rgals
-    from rgals.dask import DaskALSSolver
+    from rgals.dask import DaskALSSolver, worker_settings
     from rgals.data import synthetic, validation_split
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -47,9 +48,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     matrix = synthetic(n_users=400, n_items=120, factors=4, mean_activity=10, seed=3)
     fit_part, held = validation_split(matrix, 0.2, seed=1)
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR,
-                                       preload=[__file__] if args.standin else [])
+    with dask.config.set(worker_settings()):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR,
+                                           preload=[__file__] if args.standin else [])
     client = distributed.Client(cluster)
     worst = 0.0
     try:

@@ -9,7 +9,8 @@ Data: `rgals.dask.synthetic_frame` (the workers draw their own partitions; the
 approximate planted draw of `rgals.data.synthetic(candidates=8)`). Sizes: 10M = 250k
 users x 100k items, 50M = 1M users x 1M items. One machine: ALSSolver on the same pairs
 with num_threads = the cores. Dask: a LocalCluster of 1 worker with every core, or 2
-workers of one thread each; the first sweep (JIT loading, first transfers) is reported
+workers of one thread each, started with `rgals.dask.worker_settings()` (`--dask-malloc`:
+with Dask's own malloc settings); the first sweep (JIT loading, first transfers) is reported
 apart, and the per-sweep figure is the median of the rest. Where a timed Dask sweep goes:
 each kind of task's compute seconds (summed over threads, from the task stream) against
 the threads' seconds, and the one-machine fit's CPU seconds a sweep. Results:
@@ -110,12 +111,15 @@ def task_breakdown(stream, start, stop, sweeps):
             "moving_seconds": moving}
 
 
-def on_dask(frame, shape, factors, sweeps, workers, threads, blocks_per_thread=2):
+def on_dask(frame, shape, factors, sweeps, workers, threads, blocks_per_thread=2,
+            dask_malloc=False):
+    import dask
     import distributed
-    from rgals.dask import BROADCAST_BYTES, DaskALSSolver
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=threads,
-                                       processes=True, dashboard_address=None,
-                                       memory_limit=0)
+    from rgals.dask import BROADCAST_BYTES, DaskALSSolver, worker_settings
+    with dask.config.set({} if dask_malloc else worker_settings()):
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=threads,
+                                           processes=True, dashboard_address=None,
+                                           memory_limit=0)
     client = distributed.Client(cluster)
     try:
         blocks = blocks_per_thread * workers * threads
@@ -158,10 +162,11 @@ def on_dask(frame, shape, factors, sweeps, workers, threads, blocks_per_thread=2
 
 def quality(dataset, cores):
     """Test NDCG@20 of a default fit on Dask and on one machine (the same seed)."""
+    import dask
     import dask.dataframe as dd
     import distributed
     import pandas as pd
-    from rgals.dask import DaskALSSolver
+    from rgals.dask import DaskALSSolver, worker_settings
     from rgals.metrics import ranking_metrics
     from run import load
     train, test = load(dataset)
@@ -174,8 +179,9 @@ def quality(dataset, cores):
     frame = dd.from_pandas(pd.DataFrame({"user": pairs.row.astype(np.int64),
                                          "item": pairs.col.astype(np.int64)}),
                            npartitions=4)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+    with dask.config.set(worker_settings()), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         start = time.perf_counter()
         model = DaskALSSolver(client=client, random_state=0).fit(frame, show_progress=False)
@@ -192,7 +198,7 @@ def quality(dataset, cores):
     return row
 
 
-def run(size, factors, sweeps, cores, repeat=1, blocks_per_thread=2):
+def run(size, factors, sweeps, cores, repeat=1, blocks_per_thread=2, dask_malloc=False):
     from rgals.dask import synthetic_frame
     users, items, activity = SIZES[size]
     frame = synthetic_frame(users, items, factors=16, mean_activity=activity, seed=0,
@@ -215,7 +221,7 @@ def run(size, factors, sweeps, cores, repeat=1, blocks_per_thread=2):
         row["dask"] = []
         for workers, threads in ((1, cores), (2, max(1, cores // 2))):
             result = on_dask(frame, (users, items), factors, sweeps, workers, threads,
-                             blocks_per_thread)
+                             blocks_per_thread, dask_malloc)
             result["overhead"] = (result["median_sweep_seconds"]
                                   / row["one_machine"]["median_sweep_seconds"])
             overheads.setdefault(f"{workers}x{threads}", []).append(result["overhead"])
@@ -259,6 +265,9 @@ def main(argv=None):
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--blocks-per-thread", type=int, default=2,
                         help="row blocks a side per worker thread (DaskALSSolver's default: 2)")
+    parser.add_argument("--dask-malloc", action="store_true",
+                        help="start the workers with Dask's malloc settings rather than "
+                             "rgals.dask.worker_settings() (to measure what they cost)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of the three fits, each ratio against its own run's "
                              "one-machine fit; the median is reported")
@@ -267,7 +276,7 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     for size in args.size:
         row = run(size, args.factors, args.sweeps, args.cores, args.repeat,
-                  args.blocks_per_thread)
+                  args.blocks_per_thread, args.dask_malloc)
         projection = row["projection_1B_32_workers"]
         print(f"{size}: projected 1B interactions on 32 workers: "
               f"{projection['compute_seconds']:.1f} s compute + "

@@ -11,13 +11,14 @@ fits from the same seed. Writes the model to OUT (default: dask-model/, replaced
 
 import sys
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from distributed import Client, LocalCluster
 
 from rgals import metrics
-from rgals.dask import DaskALSSolver
+from rgals.dask import DaskALSSolver, worker_settings
 from rgals.datasets import load_default
 
 
@@ -29,7 +30,10 @@ def main(out="dask-model"):
     # (confidence; without one every pair counts 1)
     frame = dd.from_pandas(pd.DataFrame({"user": pairs.row, "item": pairs.col}),
                            npartitions=4)
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+    # workers whose malloc keeps freed memory for reuse (Dask's own setting makes
+    # every task's arrays fresh pages: about 1.5x the time)
+    with dask.config.set(worker_settings()), \
+            LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         model = DaskALSSolver(client=client, random_state=0)
         model.fit(frame, user_col="user", item_col="item")

@@ -24,8 +24,12 @@ def start_cluster():
     import logging
 
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+    import dask
+
+    from rgals.dask import worker_settings
+    with dask.config.set(worker_settings()):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
     return cluster, distributed.Client(cluster)
 
 

@@ -2,6 +2,7 @@
 processes that the tests start and stop themselves."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -321,3 +322,31 @@ def test_synthetic_frame_is_drawn_by_the_workers_the_same_every_time(client):
     assert model.interaction_totals_.user_counts.sum() == len(pairs)
     with pytest.raises(ValueError, match="n_items must be an integer >= 2"):
         rgals_dask.synthetic_frame(10, 1)
+
+
+class _Workers:
+    """A client stand-in whose workers report the given malloc settings."""
+
+    def __init__(self, *settings):
+        self.settings = settings
+
+    def run(self, function):
+        return {f"tcp://worker-{k}": value for k, value in enumerate(self.settings)}
+
+
+def test_workers_without_rgals_malloc_settings_are_warned_about(client):
+    from rgals.dask.cluster import WORKER_MALLOC, _malloc_settings, check_worker_malloc
+    expected = {name: str(value) for name, value in WORKER_MALLOC.items()}
+    # the test cluster starts its workers with worker_settings()
+    assert all(found in (None, expected) for found in client.run(_malloc_settings).values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_worker_malloc(client)
+        check_worker_malloc(_Workers(expected, None))  # None: not glibc, nothing to check
+    dask_default = {"MALLOC_MMAP_THRESHOLD_": None, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    with pytest.warns(UserWarning, match="1 of 2 Dask workers run with Dask's malloc "
+                                         "settings.*worker_settings"):
+        check_worker_malloc(_Workers(expected, dask_default))
+    assert rgals_dask.worker_settings() == {
+        "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 32 << 20,
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 1 << 30}

@@ -1,7 +1,10 @@
 """Talking to the cluster: futures held as task results, gathering with a deadline,
 tree sums, and the copies every task makes of what it receives."""
 
+import os
+import platform
 import time
+import warnings
 
 import numpy as np
 
@@ -14,6 +17,54 @@ except ImportError:  # the extra is optional; require_dask says how to install i
 
 WORKERLESS_SECONDS = 60.0  # a fit fails once the cluster has had no worker this long
 RETRIES = 3
+
+
+# The malloc settings rgals's workers want (glibc, Linux): Dask's nanny starts workers
+# with MALLOC_TRIM_THRESHOLD_=65536, which also stops glibc from raising its mmap
+# threshold as a plain process does, so that every task's arrays come from fresh pages
+# the kernel zeroes on first touch. Measured (10M interactions, 2 one-thread workers,
+# bench/RESULTS.md): a sweep's solve tasks 2.2-7.0 thread-seconds with Dask's setting,
+# 1.9 with these. A worker's memory then stays near its peak between tasks.
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 32 << 20, "MALLOC_TRIM_THRESHOLD_": 1 << 30}
+
+
+def worker_settings():
+    """The dask.config settings that start workers (nannies started after, e.g. a
+    LocalCluster's) with WORKER_MALLOC:
+
+        with dask.config.set(rgals.dask.worker_settings()):
+            cluster = LocalCluster(...)
+
+    For `dask worker` on the command line, export the same settings as
+    DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_MMAP_THRESHOLD_=33554432 and
+    DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=1073741824."""
+    return {f"distributed.nanny.pre-spawn-environ.{name}": value
+            for name, value in WORKER_MALLOC.items()}
+
+
+def _malloc_settings():
+    """What a worker runs with: None where malloc is not glibc's (nothing to check)."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    return {name: os.environ.get(name) for name in WORKER_MALLOC}
+
+
+def check_worker_malloc(client):
+    """Warn, once per cluster, when Linux workers run without WORKER_MALLOC."""
+    try:
+        found = client.run(_malloc_settings)
+    except Exception:  # noqa: BLE001 - a check only; the fit reports real failures
+        return
+    expected = {name: str(value) for name, value in WORKER_MALLOC.items()}
+    slow = [worker for worker, settings in found.items()
+            if settings is not None and settings != expected]
+    if slow:
+        warnings.warn(
+            f"{len(slow)} of {len(found)} Dask workers run with Dask's malloc settings, "
+            "under which a sweep's tasks take about 1.5x as long (every array on fresh "
+            "pages). Start the workers with rgals.dask.worker_settings(): `with "
+            "dask.config.set(rgals.dask.worker_settings()): LocalCluster(...)` (see "
+            "rgals.dask.cluster.WORKER_MALLOC)", stacklevel=3)
 
 
 def require_dask():

@@ -14,7 +14,7 @@ from ..files import check_directory, prepare_directory, write_atomic
 from ..validation import check_bool, check_choice, check_integer, check_interactions
 from .checkpoints import (Checkpoint, block_ranges, check_checkpoint_dir, fit_identity,
                           read_checkpoint, write_blocks)
-from .cluster import dask_array, distributed, gather, require_dask
+from .cluster import check_worker_malloc, dask_array, distributed, gather, require_dask
 from .executor import DaskExecutor
 from .layout import Layout, gather_matrix
 
@@ -152,6 +152,7 @@ class DaskALSSolver(ALSSolver):
         if params["checkpoint_every"]:  # before the layout: not at the first checkpoint
             check_checkpoint_dir(self.checkpoint_dir)
         client = self._client()
+        check_worker_malloc(client)
         workers = max(1, sum(client.nthreads().values()))
         d, dtype = params["factors"], params["dtype"]
         blocks = (self.user_blocks or 2 * workers, self.item_blocks or 2 * workers)
