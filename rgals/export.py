@@ -8,8 +8,10 @@ file and `ALSSolver.load` reads an `implicit` one (an iALS model: its factors an
 hyperparameters, without the training data).
 """
 
+import hashlib
 import json
 import numbers
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .backend import to_host
-from .files import prepare_directory, require_files, stray_temporaries, write_atomic, \
-    write_together
+from .backend import BACKENDS, to_host
+from .files import (ChangedWhileRead, marker_changed, prepare_directory, read_together,
+                    require_files, save_lock, save_under_way, stray_temporaries,
+                    write_atomic, write_together)
 from .losses import Loss, make_loss
 from .prepared import InteractionTotals
+from .validation import check_interactions
 
 FORMAT_VERSION = 3  # 3: the training matrix optional, the previous item factors
 READABLE_VERSIONS = (1, 2, 3)
@@ -56,6 +60,8 @@ class Saved:
 def _params_for_json(solver):
     params = solver.get_params()
     params["dtype"] = np.dtype(params["dtype"]).name
+    if params["backend"] not in BACKENDS:  # the private test backend is never written
+        params["backend"] = "cpu"
     if isinstance(params["loss"], Loss):
         params["loss"] = params["loss"].to_dict()
     seed = params["random_state"]
@@ -112,7 +118,6 @@ def save(solver, target, overwrite=False, interactions=True):
         write_atomic(path, lambda file: _write_npz(file, solver, metadata, arrays,
                                                    user_items, totals))
         return
-    directory = prepare_directory(target, ALL_FILES, overwrite, marker=MARKER)
     writers = {f"{name}.npy": (lambda file, array=array: np.save(file, array,
                                                                   allow_pickle=False))
                for name, array in arrays.items()}
@@ -120,10 +125,15 @@ def save(solver, target, overwrite=False, interactions=True):
         writers[INTERACTIONS] = lambda file: sp.save_npz(file, user_items, compressed=True)
     elif totals is not None:
         writers[TOTALS] = lambda file: np.savez(file, **_totals_arrays(totals))
-    writers[MARKER] = lambda file: file.write(json.dumps(metadata, indent=2).encode() + b"\n")
+
+    def describe(digests):  # params.json: what load checks every file against
+        return json.dumps({**metadata, "files": digests}, indent=2).encode() + b"\n"
+
     # names this save does not write: an older save's would be read with the new files
-    stale = [name for name in ALL_FILES if name not in writers]
-    write_together(directory, writers, marker=MARKER, remove=stale)
+    stale = [name for name in ALL_FILES if name not in writers and name != MARKER]
+    with save_lock(target) as directory:  # the existence check too: overwrite=False holds
+        prepare_directory(directory, ALL_FILES, overwrite, marker=MARKER)
+        write_together(directory, writers, MARKER, describe, remove=stale)
 
 
 def _totals_arrays(totals, prefix=""):
@@ -152,18 +162,11 @@ def _write_npz(file, solver, metadata, arrays, user_items, totals):
     np.savez(file, **content)
 
 
-def _read_file(path, load):
-    """load(path), with damage (a truncated or corrupted file) reported by the file's name."""
-    try:
-        return load(path)
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path} cannot be read ({error}): the file is truncated or "
-                         "damaged; save the model again") from error
-
-
 def read(source):
     """A `Saved` from a directory or .npz file written by `save`, an open .npz file, or a
-    file written by implicit's `save`."""
+    file written by implicit's `save`. Every part is checked against the model's
+    description before the next is read, and nothing larger than it declares is
+    allocated; a directory is read as one save (see rgals.files)."""
     if hasattr(source, "read"):
         return _read_npz(source, getattr(source, "name", "the file object"))
     path = Path(source)
@@ -171,32 +174,252 @@ def read(source):
         path = Path(f"{path}.npz")  # as implicit's load finds "model" saved as model.npz
     if path.is_file():
         return _read_npz(path, path)
-    directory = require_files(path, (*FILES[:2], MARKER), "is not a saved rgals model")
-    metadata = _read_metadata(directory / MARKER, (directory / MARKER).read_text)
-    arrays = {name: _read_file(directory / f"{name}.npy",
-                               lambda file: np.load(file, allow_pickle=False))
-              for name in ARRAYS if (directory / f"{name}.npy").is_file()}
-    user_items = totals = None
-    kept = metadata.get("training_data", "matrix")  # formats 1 and 2 kept the matrix
-    needed = {"matrix": INTERACTIONS, "totals": TOTALS}.get(kept)
-    if needed is not None:
-        require_files(directory, [needed], "is not a complete rgals model")
-    if kept == "matrix":
-        user_items = _read_file(directory / INTERACTIONS, lambda file: sp.load_npz(file).tocsr())
-    elif kept == "totals":
-        totals = _read_file(directory / TOTALS, lambda file: dict(np.load(file)))
-    return _checked(metadata, arrays, user_items, totals, MARKER,
-                    lambda name: directory / name)
+    saved, previous = read_together(path, MARKER,
+                                    lambda name_of: _read_directory(path, name_of))
+    if previous and not save_under_way(path):
+        warnings.warn(f"{path} holds an interrupted save (no {MARKER}); loaded the model "
+                      "saved before it, which the directory still keeps. Save again to "
+                      "complete it", stacklevel=3)
+    return saved
+
+
+def _read_directory(directory, name_of):
+    """The Saved of the files `name_of(name)` (the group in place or the previous one),
+    each checked against the SHA-256 that params.json lists for it (saves since files
+    were listed)."""
+    marker = name_of(MARKER)
+    try:
+        text = marker.read_bytes()
+    except FileNotFoundError:
+        require_files(directory, (*FILES[:2], MARKER), "is not a saved rgals model")
+        raise
+    metadata = _read_metadata(directory / MARKER, text.decode)
+    digests = metadata.get("files") or {}
+    differing = []  # files whose SHA-256 is not the one params.json lists
+
+    def read_file(name, reader):
+        """reader(open file, its label) of the file `name`."""
+        try:
+            with open(name_of(name), "rb") as file:
+                value = reader(file, directory / name)
+                if name in digests:
+                    file.seek(0)
+                    if _digest(file) != digests[name]:
+                        differing.append(name)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{directory} is not a complete rgals model: missing "
+                                    f"{name}") from None
+        return value
+
+    try:
+        shapes = _factor_shapes(metadata)
+        present = [name for name in ARRAYS if f"{name}.npy" in digests
+                   or (not digests and name_of(f"{name}.npy").is_file())]
+        if not {"user_factors", "item_factors"} <= set(present):
+            require_files(directory, FILES[:2], "is not a complete rgals model")
+        arrays = {name: read_file(f"{name}.npy", lambda file, label, name=name: read_npy(
+            file, label, shapes[name])) for name in present}
+        user_items = totals = None
+        kept = metadata.get("training_data", "matrix")  # formats 1 and 2 kept the matrix
+        if kept == "matrix":
+            user_items = read_file(INTERACTIONS, lambda file, label: _with_archive(
+                file, label, lambda archive: _read_matrix(archive, metadata)))
+        elif kept == "totals":
+            totals = read_file(TOTALS, lambda file, label: _with_archive(
+                file, label, lambda archive: _read_totals(archive, metadata)))
+        saved = _checked(metadata, arrays, user_items, totals, MARKER,
+                         lambda name: directory / name)
+        if differing:
+            raise ValueError(f"{directory / differing[0]} does not match {MARKER} (its "
+                             "SHA-256 differs): the file is damaged, or was replaced by "
+                             "hand; save the model again")
+    except (ValueError, FileNotFoundError):
+        if marker_changed(marker, text):  # a save replaced files while they were read
+            raise ChangedWhileRead from None
+        raise
+    return saved
+
+
+def _digest(file):
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: file.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _factor_shapes(metadata):
+    rows = {"user_factors": metadata["n_users"], "item_factors": metadata["n_items"],
+            "previous_item_factors": metadata["n_items"]}
+    return {name: (count, metadata["factors"]) for name, count in rows.items()}
+
+
+def read_npy(file, label, shape=None):
+    """The array of an open .npy file (or .npz member) in native byte order, once its
+    header is known to declare `shape` (None: any) and no Python objects, so that
+    nothing larger than the model declares is allocated."""
+    try:
+        version = np.lib.format.read_magic(file)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f".npy format {version[0]}.{version[1]}, which rgals does not "
+                             "read")
+        declared, fortran, dtype = read_header(file)
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{label} cannot be read (not a .npy array: {error}): the file is "
+                         "truncated or damaged; save the model again") from error
+    if dtype.hasobject:
+        raise ValueError(f"{label} holds Python objects (pickled data), which rgals never "
+                         "reads; save the model again")
+    if shape is not None and tuple(declared) != tuple(shape):
+        raise ValueError(f"{label} has shape {tuple(declared)}; the model's description "
+                         f"says {tuple(shape)}")
+    try:
+        array = np.empty(declared, dtype=dtype, order="F" if fortran else "C")
+    except (MemoryError, ValueError) as error:
+        raise ValueError(f"{label} declares an array of shape {tuple(declared)} ({dtype}), "
+                         f"which cannot be allocated ({error}): the file is damaged") from error
+    view = memoryview(array.T if fortran else array).cast("B")
+    filled = 0
+    try:
+        while filled < len(view):
+            count = file.readinto(view[filled:])
+            if not count:
+                break
+            filled += count
+        extra = file.read(1)
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise ValueError(f"{label} cannot be read ({error}): the file is truncated or "
+                         "damaged; save the model again") from error
+    if filled < len(view) or extra:
+        problem = "it ends early" if filled < len(view) else "it is longer than its header says"
+        raise ValueError(f"{label} cannot be read ({problem}): the file is truncated or "
+                         "damaged; save the model again")
+    return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+
+
+class _Archive:
+    """The .npy members of an open .npz, read one at a time through `read_npy`."""
+
+    def __init__(self, archive, label):
+        self.archive, self.label = archive, label
+        self.names = {name[:-4] for name in archive.namelist() if name.endswith(".npy")}
+
+    def array(self, name, shape=None, called=None):
+        """Member `name` (None when the file has none) with the `shape` it must have;
+        errors call it `called` (default: its name)."""
+        if name not in self.names:
+            return None
+        try:
+            with self.archive.open(f"{name}.npy") as member:
+                return read_npy(member, f"{self.label} ({called or name})", shape)
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            raise ValueError(f"{self.label} ({name}) cannot be read ({error}): the file is "
+                             "truncated or damaged; save the model again") from error
+
+    def text(self, name, most=1 << 20):
+        """A 0-d string member of at most `most` bytes (the model's description)."""
+        if self.archive.getinfo(f"{name}.npy").file_size > most:
+            raise ValueError(f"{self.label} ({name}) is larger than a model description "
+                             "can be: the file is damaged; save the model again")
+        value = self.array(name, ())
+        if value.dtype.kind not in "US":
+            raise ValueError(f"{self.label} ({name}) does not hold text")
+        return str(value)
+
+
+def _with_archive(source, label, read):
+    """read(_Archive) of an .npz (path or open binary file); anything but a zip file is
+    a clear error that says what the file looks like."""
+    if hasattr(source, "read"):
+        start = source.tell()
+        head = source.read(4)
+        source.seek(start)
+    else:
+        with open(source, "rb") as file:
+            head = file.read(4)
+    if head not in (b"PK\x03\x04", b"PK\x05\x06"):
+        text = head and all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head)
+        raise ValueError(f"{label} cannot be read: it is not an .npz file (it begins like "
+                         f"{'a text file' if text else 'another kind of file'}); give a "
+                         "model directory or an .npz file that save wrote, or save the "
+                         "model again if this file is truncated or damaged")
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise ValueError(f"{label} cannot be read ({error}): the file is truncated or "
+                         "damaged; save the model again") from error
+    with archive:
+        return read(_Archive(archive, label))
+
+
+def _read_matrix(archive, metadata, prefix=""):
+    """The training CSR kept in an .npz: SciPy's save_npz members, or an rgals .npz
+    file's rgals_user_items_* (`prefix`); each part checked before the next is read."""
+    shape = (metadata["n_users"], metadata["n_items"])
+    label = f"{archive.label} (user_items)" if prefix else archive.label
+    if not prefix:
+        kind, stored = archive.array("format", ()), archive.array("shape", (2,))
+        kind = kind.item() if kind is not None else None
+        kind = kind.decode(errors="replace") if isinstance(kind, bytes) else kind
+        if kind != "csr" or stored is None or stored.dtype.kind not in "iu" or \
+                tuple(int(n) for n in stored) != shape:
+            raise ValueError(f"{label} does not hold a {shape[0]} x {shape[1]} CSR matrix "
+                             f"(format {kind}, shape {stored}); the model's description says "
+                             "so: save the model again")
+    indptr = archive.array(f"{prefix}indptr", (shape[0] + 1,))
+    if indptr is None:
+        raise ValueError(f"{label} is damaged (its indptr is missing); save the model again")
+    counts = np.diff(indptr)
+    if indptr.dtype.kind not in "iu" or indptr[0] != 0 or (counts < 0).any() or \
+            (counts > shape[1]).any():
+        raise ValueError(f"{label} is damaged (its indptr is not the row starts of a "
+                         f"{shape[0]} x {shape[1]} matrix); save the model again")
+    nnz = int(indptr[-1])
+    indices = archive.array(f"{prefix}indices", (nnz,))
+    data = archive.array(f"{prefix}data", (nnz,))
+    try:
+        if indices is None or data is None:
+            raise ValueError("a part of it is missing")
+        matrix = sp.csr_matrix((data, indices, indptr), shape=shape)
+        matrix.check_format(full_check=True)
+        return check_interactions(matrix, name=str(label), shape=shape, allow_empty=True,
+                                  allow_negative=metadata["loss"]["name"] == "ials")
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{label} is damaged ({error}); save the model again") from error
+
+
+def _read_totals(archive, metadata, prefix=""):
+    """{field: array} of the training totals kept in an .npz, each of its length, with
+    counts that are non-negative integers and finite sums."""
+    lengths = {"user_counts": metadata["n_users"], "user_sums": metadata["n_users"],
+               "item_counts": metadata["n_items"], "item_sums": metadata["n_items"]}
+    totals = {}
+    for name, length in lengths.items():
+        value = archive.array(prefix + name, (length,))
+        counts = name.endswith("counts")
+        if value is None or value.dtype.kind not in ("iu" if counts else "iuf") or \
+                (counts and (value < 0).any()) or not np.isfinite(value).all():
+            label = f"{archive.label} (interaction_totals)" if prefix else archive.label
+            raise ValueError(f"{label} is damaged ({name} is missing, or not "
+                             f"{'non-negative integers' if counts else 'finite numbers'} "
+                             f"of length {length}); save the model again")
+        totals[name] = value.astype(np.int64 if counts else np.float64)
+    return totals
 
 
 def _read_metadata(where, text):
     """params.json's content as a dict, with its params and loss checked."""
     try:
-        metadata = json.loads(text())
+        metadata = json.loads(text(), parse_constant=_refuse_constant)
         if not isinstance(metadata, dict) or not isinstance(metadata.get("params"), dict):
             raise ValueError("it holds no 'params' object")
-        params = metadata["params"] = dict(metadata["params"])
         version = metadata.get("format_version")
+        if not (isinstance(version, int) and not isinstance(version, bool)):
+            raise ValueError(f"format_version must be an integer; got {version!r}")
+        if version not in READABLE_VERSIONS:
+            raise _UnknownVersion(version)
+        params = metadata["params"] = dict(metadata["params"])
         # format 1 kept no fitted loss: the estimator's parameters define it, with the
         # defaults of its time where they are None (RG2/RGx: alpha 0.01, lam 0.001)
         if version == 1:
@@ -208,9 +431,19 @@ def _read_metadata(where, text):
                                 for name, value in loss.items()}
         make_loss(metadata["loss"])  # a known loss with valid hyperparameters
         for key in ("n_users", "n_items", "factors"):
-            metadata[key] = int(metadata[key])
+            metadata[key] = _count(metadata.get(key), key)
+        if metadata.get("dtype") not in FACTOR_DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(FACTOR_DTYPES)}; got "
+                             f"{metadata.get('dtype')!r}")
         if metadata.get("training_data", "matrix") not in ("matrix", "totals", "none"):
             raise ValueError(f"unknown training_data {metadata['training_data']!r}")
+        metadata["value_range"] = _value_range(metadata.get("value_range"))
+        files = metadata.get("files")
+        if files is not None and not (isinstance(files, dict) and all(
+                isinstance(name, str) and isinstance(digest, str)
+                for name, digest in files.items())):
+            raise ValueError("'files' must map file names to their SHA-256")
+        _check_params_agree(params, metadata)
         spec = params.get("loss")
         if isinstance(spec, dict):
             built = make_loss(spec)
@@ -218,38 +451,83 @@ def _read_metadata(where, text):
             # (options beside the estimator's alpha and regularization) stays that dict
             if set(spec) - {"name"} == set(built.hyperparameters):
                 params["loss"] = built
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+    except _UnknownVersion as error:
+        raise ValueError(f"{where} was saved in format {error.args[0]}; this rgals reads "
+                         f"formats {', '.join(map(str, READABLE_VERSIONS))} (a newer rgals "
+                         "wrote it: upgrade rgals)") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError) as error:
         raise ValueError(f"{where} is not a valid rgals model description: {error}") from error
-    if version not in READABLE_VERSIONS:
-        raise ValueError(f"{where} was saved in format {version}; this rgals reads formats "
-                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     return metadata
 
 
-def _read_npz(source, where):
-    def arrays_of(file):
-        with np.load(file, allow_pickle=False) as content:
-            return {key: content[key] for key in content.files}
+class _UnknownVersion(Exception):
+    pass
 
-    content = _read_file(source, arrays_of)
-    missing = [name for name in ARRAYS[:2] if name not in content]
-    if missing:
-        raise ValueError(f"{where} holds no {missing[0]}: not a fitted model (an unfitted "
-                         "implicit model is saved without factors)")
-    arrays = {name: content.pop(key) for name, key in (
-        ("user_factors", "user_factors"), ("item_factors", "item_factors"),
-        ("previous_item_factors", "rgals_previous_item_factors")) if key in content}
-    if "rgals_metadata" not in content:
-        return _from_implicit(content, arrays, where)
-    metadata = _read_metadata(where, lambda: str(content["rgals_metadata"]))
-    user_items = totals = None
-    kept = metadata.get("training_data")
-    if kept == "matrix":
-        user_items = tuple(content.get(f"rgals_user_items_{name}")
-                           for name in ("data", "indices", "indptr"))
-    elif kept == "totals":
-        totals = {name: content.get(f"rgals_{name}") for name in InteractionTotals.FIELDS}
-    return _checked(metadata, arrays, user_items, totals, "its metadata", _inside(where))
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a number a model description may hold")
+
+
+def _count(value, key):
+    """A JSON count: an integer >= 0 (not a bool, not 60.9)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key} must be an integer >= 0; got {value!r}")
+    return value
+
+
+def _value_range(value):
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(
+            isinstance(end, (int, float)) and not isinstance(end, bool) for end in value)
+            and 0 <= value[0] <= value[1] < float("inf")):
+        raise ValueError(f"value_range must be null or [smallest, largest] |value| stored; "
+                         f"got {value!r}")
+    return tuple(float(end) for end in value)
+
+
+def _check_params_agree(params, metadata):
+    """The estimator's parameters describe the model they were saved with: its factors,
+    dtype, loss and a public backend."""
+    if params.get("factors") is not None and params["factors"] != metadata["factors"]:
+        raise ValueError(f"params say factors={params['factors']!r} but the model has "
+                         f"{metadata['factors']}")
+    if params.get("dtype") is not None and params["dtype"] != metadata["dtype"]:
+        raise ValueError(f"params say dtype={params['dtype']!r} but the model's factors are "
+                         f"{metadata['dtype']}")
+    loss = params.get("loss")
+    name = loss.get("name") if isinstance(loss, dict) else loss
+    if isinstance(name, str) and make_loss(name).name != metadata["loss"]["name"]:
+        raise ValueError(f"params say loss={name!r} but the model was fitted with "
+                         f"{metadata['loss']['name']!r}")
+    if params.get("backend", "cpu") not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got "
+                         f"{params['backend']!r}")
+
+
+def _read_npz(source, where):
+    def read(archive):
+        missing = [name for name in ARRAYS[:2] if name not in archive.names]
+        if missing:
+            raise ValueError(f"{where} holds no {missing[0]}: not a fitted model (an "
+                             "unfitted implicit model is saved without factors)")
+        if "rgals_metadata" not in archive.names:
+            return _from_implicit(archive, where)
+        metadata = _read_metadata(where, lambda: archive.text("rgals_metadata"))
+        shapes = _factor_shapes(metadata)
+        arrays = {name: archive.array(key, shapes[name], name) for name, key in (
+            ("user_factors", "user_factors"), ("item_factors", "item_factors"),
+            ("previous_item_factors", "rgals_previous_item_factors"))
+            if key in archive.names}
+        user_items = totals = None
+        kept = metadata.get("training_data")
+        if kept == "matrix":
+            user_items = _read_matrix(archive, metadata, prefix="rgals_user_items_")
+        elif kept == "totals":
+            totals = _read_totals(archive, metadata, prefix="rgals_")
+        return _checked(metadata, arrays, user_items, totals, "its metadata", _inside(where))
+
+    return _with_archive(source, where, read)
 
 
 def _inside(where):
@@ -257,12 +535,25 @@ def _inside(where):
     return lambda name: f"{where} ({name.split('.')[0]})"
 
 
-def _from_implicit(content, arrays, where):
+# keys that only implicit's other models (BPR, LMF) save: their factors mean something else
+IMPLICIT_OTHER_MODELS = ("learning_rate", "verify_negative_samples", "neg_prop")
+
+
+def _from_implicit(archive, where):
     """A Saved of an `implicit` ALS model: iALS with its hyperparameters, no training data."""
+    other = [key for key in IMPLICIT_OTHER_MODELS if key in archive.names]
+    if other:
+        raise ValueError(f"{where} is not an implicit ALS model (it holds {other[0]!r}, "
+                         "which implicit's BPR and LMF models save): rgals reads implicit's "
+                         "AlternatingLeastSquares files only")
+
     def value(key):
-        item = content[key].item() if key in content else IMPLICIT_ALS_DEFAULTS[key]
+        if key not in archive.names:
+            return IMPLICIT_ALS_DEFAULTS[key]
+        item = archive.array(key, ()).item()
         return str(item) if key == "dtype" else item
 
+    arrays = {name: archive.array(name) for name in ARRAYS[:2]}
     n_users, factors = arrays["user_factors"].shape if arrays["user_factors"].ndim == 2 \
         else (0, 0)
     metadata = {"n_users": n_users, "n_items": len(arrays["item_factors"]),
@@ -280,11 +571,10 @@ def _from_implicit(content, arrays, where):
 
 def _checked(metadata, arrays, user_items, totals, description, locate):
     """A Saved once every array agrees with the metadata; `description` names where the
-    metadata lives, `locate(file name)` where each part does."""
+    metadata lives, `locate(file name)` where each part does. `user_items` (a checked
+    CSR) and `totals` ({field: array} of checked lengths) are what the reader found."""
     n_users, n_items = metadata["n_users"], metadata["n_items"]
-    shapes = {"user_factors": (n_users, metadata["factors"]),
-              "item_factors": (n_items, metadata["factors"]),
-              "previous_item_factors": (n_items, metadata["factors"])}
+    shapes = _factor_shapes(metadata)
     for name, array in arrays.items():
         label = locate(f"{name}.npy")
         if array.shape != shapes[name]:
@@ -297,32 +587,10 @@ def _checked(metadata, arrays, user_items, totals, description, locate):
             raise ValueError(f"{label} holds NaN or infinite factors: the file is damaged, or "
                              "the model diverged before it was saved")
     shape = (n_users, n_items)
-    if isinstance(user_items, tuple):  # the arrays of an .npz file
-        try:
-            if any(part is None for part in user_items):
-                raise ValueError("a part of it is missing")
-            user_items = sp.csr_matrix(user_items, shape=shape)
-            user_items.check_format(full_check=True)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"{locate(INTERACTIONS)} is damaged ({error}); save the model "
-                             "again") from error
     if user_items is not None:
-        if user_items.shape != shape:
-            raise ValueError(f"{locate(INTERACTIONS)} has shape {user_items.shape}; "
-                             f"{description} says {shape}")
         totals = InteractionTotals.of(user_items)
     elif totals is not None:
-        lengths = {"user_counts": n_users, "user_sums": n_users, "item_counts": n_items,
-                   "item_sums": n_items}
-        wrong = [name for name in InteractionTotals.FIELDS if totals.get(name) is None
-                 or np.shape(totals[name]) != (lengths[name],)]
-        if wrong:
-            raise ValueError(f"{locate(TOTALS)} is damaged ({wrong[0]} is missing or not "
-                             f"of length {lengths[wrong[0]]}); save the model again")
-        value_range = metadata.get("value_range")
-        totals = InteractionTotals(shape, **totals,
-                                   value_range=None if value_range is None
-                                   else tuple(value_range))
+        totals = InteractionTotals(shape, **totals, value_range=metadata.get("value_range"))
     else:
         totals = InteractionTotals.unknown(shape)
     return Saved(metadata["params"], arrays["user_factors"], arrays["item_factors"],

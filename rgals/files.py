@@ -3,13 +3,28 @@
 Every file is written to a temporary name beside its target (`.NAME.XXXXXXXX.tmp`) and
 renamed into place, with the mode an ordinary `open()` gives (0666 less the umask). A
 group of files that belong together (a saved model) is written by `write_together`, with
-a marker renamed into place last: a directory holding some of the files without the
-marker is an interrupted save.
+a marker renamed into place last that holds every other file's SHA-256: a reader checks
+each file against it, so that it never takes files of two saves for one (`read_together`).
+While the new files replace the old ones, the old group stays readable under
+`.NAME.previous` (hard links): an interrupted save leaves the model saved before it.
+One save at a time per directory: `save_lock` (a `.rgals.lock` file, locked while saving).
 """
 
+import contextlib
+import hashlib
 import os
 import secrets
+import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one writer at a time is then up to the user
+    fcntl = None
+
+LOCK = ".rgals.lock"
+PREVIOUS = ".{}.previous"  # the name of a file of the group a save is replacing
+READ_ATTEMPTS = 50  # a read that met a save under way tries again, 0.1 s apart
 
 
 def write_atomic(path, write):
@@ -23,29 +38,168 @@ def write_atomic(path, write):
         raise
 
 
-def write_together(directory, writers, marker, remove=()):
-    """Write the files {name: write(file)} of `writers` as one group: each into its
-    temporary first; only once every one is written, the old `marker` is removed, the
-    others are renamed into place, the files named in `remove` deleted (an older group's
-    that this one replaces) and the marker renamed last. A failed write leaves the
-    previous files as they were; a crash among the renames leaves no marker (an
-    interrupted save)."""
+def write_together(directory, writers, marker, describe, remove=()):
+    """Write the files {name: write(file)} of `writers` and the marker, whose content is
+    `describe({name: its SHA-256})`, as one group (call it holding `save_lock`).
+
+    Each file goes into its temporary first. Only once all are written: the group in
+    place (the marker and the files of `writers` and `remove`) is linked to its
+    `.NAME.previous` names, the old marker removed, the new files renamed into place,
+    the names in `remove` deleted (an older group's that this one replaces), the marker
+    renamed last and the previous links removed. A failed write leaves the old group as
+    it was; a crash among the renames leaves no marker, and the old group readable
+    under its previous names (`read_together` takes it)."""
     directory = Path(directory)
     staged = {}
     try:
         for name, write in writers.items():
             staged[name] = _staged(directory / name, write)
+        digests = {name: file_digest(path) for name, path in staged.items()}
+        staged[marker] = _staged(directory / marker,
+                                 lambda file: file.write(describe(digests)))
     except BaseException:
         for temporary in staged.values():
-            temporary.unlink()
+            temporary.unlink(missing_ok=True)
         raise
-    if (directory / marker).exists():
-        (directory / marker).unlink()
-    for name in sorted(staged, key=lambda name: name == marker):
-        if name == marker:
-            for stale in remove:
-                (directory / stale).unlink(missing_ok=True)
+    group = [marker, *writers, *remove]
+    if (directory / marker).exists():  # else the previous links (if any) are the last model
+        _link_previous(directory, group)
+    (directory / marker).unlink(missing_ok=True)
+    for name in writers:
         os.replace(staged[name], directory / name)
+    for stale in remove:
+        (directory / stale).unlink(missing_ok=True)
+    os.replace(staged[marker], directory / marker)
+    for name in group:  # the previous marker first: its files stay until it is gone
+        (directory / PREVIOUS.format(name)).unlink(missing_ok=True)
+
+
+def _link_previous(directory, names):
+    """Hard links .NAME.previous to the files `names` in place, the marker (`names[0]`)
+    last, so that a previous marker always comes with its files. Where the file system
+    has no hard links the old group is not kept during the renames."""
+    (directory / PREVIOUS.format(names[0])).unlink(missing_ok=True)
+    for name in [*names[1:], names[0]]:
+        link = directory / PREVIOUS.format(name)
+        link.unlink(missing_ok=True)
+        try:
+            os.link(directory / name, link)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
+
+
+@contextlib.contextmanager
+def save_lock(directory):
+    """Hold `directory`'s save lock (creating the directory): a second save into it,
+    from any process, fails at once with a clear error instead of mixing its files
+    with this one's. The lock goes with the process, also when it is killed; its file
+    is removed when the save is done."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{directory} exists and is not a directory; choose a "
+                                 "directory path for the output files")
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield directory
+        return
+    lock = directory / LOCK
+    while True:
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # the lock file a finished save removed meanwhile would lock nothing: again
+            if os.path.samestat(os.fstat(handle), os.stat(lock)):
+                break
+        except BlockingIOError:
+            os.close(handle)
+            raise BlockingIOError(
+                f"another save into {directory} is under way (it holds {lock}); wait "
+                "until it is done, or save into another directory") from None
+        except FileNotFoundError:
+            pass
+        os.close(handle)
+    try:
+        yield directory
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(handle)
+
+
+def save_under_way(directory):
+    """Whether a save into `directory` holds its lock now."""
+    if fcntl is None:
+        return False
+    try:
+        handle = os.open(Path(directory) / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)
+
+
+def file_digest(path):
+    """The SHA-256 of a file, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ChangedWhileRead(Exception):
+    """A file did not match the marker read with it, and the marker has changed since:
+    a save replaced the group while it was read."""
+
+
+def read_together(directory, marker, read):
+    """`read(name_of)` of the group whose marker is `marker`, where `name_of(name)` is
+    the path to read the file `name` from: the group in place, or, while a save is
+    replacing it (or after a save was interrupted), the previous group it keeps. It is
+    read again (up to READ_ATTEMPTS times) when `read` raises ChangedWhileRead (what it
+    read does not match the marker, which has changed since: see `marker_changed`), or
+    a file was missing while a save was under way or the marker changed meanwhile.
+    Returns (the result, whether it came from the previous group)."""
+    directory = Path(directory)
+    for _ in range(READ_ATTEMPTS):
+        before = _stamp(directory / marker)
+        try:
+            if before is not None:
+                return read(lambda name: directory / name), False
+            if (directory / PREVIOUS.format(marker)).is_file():
+                return read(lambda name: directory / PREVIOUS.format(name)), True
+            return read(lambda name: directory / name), False  # the caller's missing-files error
+        except ChangedWhileRead:
+            pass
+        except FileNotFoundError:
+            if not save_under_way(directory) and _stamp(directory / marker) == before:
+                raise
+        time.sleep(0.1)
+    raise RuntimeError(f"{directory} changed each of the {READ_ATTEMPTS} times it was read: "
+                       "saves into it keep replacing the model; load it once they are done")
+
+
+def _stamp(path):
+    """(inode, modification time) of a file, None when it is not there."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
+def marker_changed(path, text):
+    """Whether the marker at `path` no longer holds `text` (or is gone)."""
+    try:
+        return path.read_bytes() != text
+    except FileNotFoundError:
+        return True
 
 
 def _staged(path, write):
@@ -118,12 +272,17 @@ def prepare_directory(directory, names, overwrite, marker=None):
 
 
 def check_writable(directory):
-    """Create `directory` if needed and make sure a file can be written there, before any
-    long work whose result goes there."""
+    """Make sure `directory` can be written (or created: its nearest existing parent can
+    be written), before any long work whose result goes there; nothing is created, so
+    that work interrupted before its save leaves no empty directory behind."""
     directory = Path(directory)
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe, handle = _temporary(directory / "write-test")
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a directory")
+        probe, handle = _temporary(existing / "write-test")
         os.close(handle)
         os.unlink(probe)
     except OSError as error:

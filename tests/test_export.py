@@ -3,9 +3,15 @@
 import json
 import os
 import stat
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import rgals
 from conftest import random_interactions
@@ -28,7 +34,9 @@ def test_round_trip(model, tmp_path):
     metadata = json.loads((tmp_path / "model" / "params.json").read_text())
     assert metadata["params"]["loss"] == "rgx" and metadata["dtype"] == "float32"
     loaded = rgals.load(tmp_path / "model")
-    assert loaded.get_params() == {**model.get_params(), "dtype": "float32"}
+    # the private test backend is saved as "cpu"
+    assert loaded.get_params() == {**model.get_params(), "dtype": "float32",
+                                   "backend": "gpu" if model.backend == "gpu" else "cpu"}
     for a, b in zip(loaded.recommend([0, 1, 2], N=4), model.recommend([0, 1, 2], N=4)):
         np.testing.assert_array_equal(a, b)
     assert not [path for path in (tmp_path / "model").iterdir() if path.name.startswith(".")]
@@ -314,7 +322,8 @@ def test_one_npz_file_by_path_or_file_object(rng, tmp_path, interactions, umask)
     assert stat.S_IMODE((tmp_path / "model.npz").stat().st_mode) == 0o644
     for source in (tmp_path / "model.npz", str(tmp_path / "model")):  # implicit adds .npz
         loaded = rgals.ALSSolver.load(source)
-        assert loaded.get_params() == {**model.get_params(), "dtype": "float32"}
+        assert loaded.get_params() == {**model.get_params(), "dtype": "float32",
+                                       "backend": "gpu" if model.backend == "gpu" else "cpu"}
         assert (loaded.user_items_ is not None) == interactions
         same_answers(loaded, model, user_items)
     with open(tmp_path / "other.npz", "wb+") as file:  # as implicit's test does it
@@ -392,3 +401,255 @@ def test_implicit_reads_an_rgals_ials_file_and_rgals_reads_implicits(rng, tmp_pa
         assert reloaded.interaction_totals_.item_counts is None
         assert reloaded.loss_ == loaded.loss_ and not reloaded.loss_.unit_confidences
         np.testing.assert_array_equal(reloaded.item_factors_, peer.item_factors)
+
+
+# -- a model read while it is written, and what a damaged directory may hold -------------
+
+def other_model(model):
+    """A model of the same shape with other factors (a second save to tell apart)."""
+    twin = model.to_cpu()
+    twin.user_factors_ = twin.user_factors_ + 1
+    twin.item_factors_ = twin.item_factors_ - 1
+    return twin
+
+
+def same_factors(loaded, model):
+    return (np.array_equal(loaded.user_factors_, to_host(model.user_factors_))
+            and np.array_equal(loaded.item_factors_, to_host(model.item_factors_)))
+
+
+def during_renames(monkeypatch, after, action):
+    """Run `action()` once inside the next save, after `after` renames into place."""
+    real_replace, done = os.replace, []
+
+    def replace(source, target):
+        real_replace(source, target)
+        if not str(Path(target).name).startswith(".") and len(done) < after:
+            done.append(target)
+            if len(done) == after:
+                action()
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_a_load_during_an_overwrite_gets_the_previous_model_whole(model, tmp_path,
+                                                                  monkeypatch):
+    model.save(tmp_path)
+    twin = other_model(model)
+    seen = []
+
+    def load_now():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a save under way is no interrupted save
+            seen.append(rgals.load(tmp_path))
+
+    during_renames(monkeypatch, after=1, action=load_now)  # new user factors, old items
+    twin.save(tmp_path, overwrite=True)
+    assert len(seen) == 1 and same_factors(seen[0], model)
+    assert same_factors(rgals.load(tmp_path), twin)
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
+def test_an_interrupted_overwrite_leaves_the_previous_model_loadable(model, tmp_path,
+                                                                     monkeypatch):
+    model.save(tmp_path)
+    twin = other_model(model)
+
+    def interrupt():
+        raise KeyboardInterrupt  # Ctrl-C between the renames
+
+    during_renames(monkeypatch, after=2, action=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        twin.save(tmp_path, overwrite=True)
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match="interrupted save.*loaded the model saved before"):
+        assert same_factors(rgals.load(tmp_path), model)
+    with pytest.raises(FileExistsError, match="interrupted save"):
+        twin.save(tmp_path)
+    twin.save(tmp_path, overwrite=True)
+    assert same_factors(rgals.load(tmp_path), twin)
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
+def test_a_second_save_into_a_directory_being_saved_fails_clearly(model, tmp_path,
+                                                                  monkeypatch):
+    twin, refused = other_model(model), []
+
+    def second_save():
+        for overwrite in (False, True):
+            with pytest.raises(BlockingIOError, match="another save into .* is under way"):
+                twin.save(tmp_path, overwrite=overwrite)
+            refused.append(overwrite)
+
+    during_renames(monkeypatch, after=1, action=second_save)
+    model.save(tmp_path)  # into a new directory: overwrite=False holds for the second
+    assert refused == [False, True] and same_factors(rgals.load(tmp_path), model)
+
+
+def test_a_file_that_does_not_match_params_json_is_named(model, tmp_path):
+    model.save(tmp_path / "a")
+    other_model(model).save(tmp_path / "b")
+    (tmp_path / "a" / "item_factors.npy").write_bytes(
+        (tmp_path / "b" / "item_factors.npy").read_bytes())  # a valid file of another save
+    with pytest.raises(ValueError, match="item_factors.npy does not match params.json"):
+        rgals.load(tmp_path / "a")
+
+
+SAVER = """
+import sys, numpy as np, rgals
+first, second = rgals.load(sys.argv[1]), rgals.load(sys.argv[2])
+for k in range(int(sys.argv[4])):
+    (first if k % 2 else second).save(sys.argv[3], overwrite=True)
+"""
+
+
+def test_loads_beside_a_process_that_keeps_saving_are_never_mixed(rng, tmp_path):
+    user_items = random_interactions(rng, n_users=400, n_items=300)
+    model = rgals.ALSSolver(factors=16, iterations=1, random_state=0).fit(
+        user_items, show_progress=False)
+    twin = other_model(model)
+    model.save(tmp_path / "first.npz")
+    twin.save(tmp_path / "second.npz")
+    model.save(tmp_path / "served")
+    saver = subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path / "first.npz"),
+                              str(tmp_path / "second.npz"), str(tmp_path / "served"), "60"])
+    loads = 0
+    try:
+        while saver.poll() is None:
+            loaded = rgals.load(tmp_path / "served")
+            assert same_factors(loaded, model) or same_factors(loaded, twin)
+            loads += 1
+    finally:
+        saver.wait(timeout=120)
+    assert saver.returncode == 0 and loads > 0
+
+
+def rewrite(path, array, directory):
+    """Replace a model file by hand, listing its new SHA-256 in params.json (as a save
+    on another machine would have written it)."""
+    if path.suffix == ".npy":
+        np.save(path, array, allow_pickle=False)
+    else:
+        sp.save_npz(path, array, compressed=True)
+    metadata = json.loads((directory / "params.json").read_text())
+    with open(path, "rb") as file:
+        metadata["files"][path.name] = rgals.export._digest(file)
+    (directory / "params.json").write_text(json.dumps(metadata))
+
+
+def test_big_endian_factor_files_load_in_native_order(model, tmp_path):
+    model.save(tmp_path)
+    factors = np.load(tmp_path / "user_factors.npy")
+    rewrite(tmp_path / "user_factors.npy", factors.astype(factors.dtype.newbyteorder(">")),
+            tmp_path)
+    loaded = rgals.load(tmp_path)
+    assert loaded.user_factors_.dtype.isnative and same_factors(loaded, model)
+    rows = model.user_items_[[1, 4]]
+    np.testing.assert_allclose(loaded.recalculate_user([1, 4], rows),
+                               to_host(model.recalculate_user([1, 4], rows)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("index, message", [(1000, "indices must be < 17"),
+                                            (-1, "indices must be >= 0")])
+def test_training_rows_with_ids_outside_the_model_are_refused(model, tmp_path, index,
+                                                              message):
+    model.save(tmp_path)
+    matrix = sp.load_npz(tmp_path / "user_items.npz").tocsr()
+    matrix.indices[3] = index
+    rewrite(tmp_path / "user_items.npz", matrix, tmp_path)
+    with pytest.raises(ValueError, match=f"user_items.npz is damaged.*{message}"):
+        rgals.load(tmp_path)
+
+
+@pytest.mark.parametrize("field, value", [("item_counts", -1), ("user_sums", np.nan),
+                                          ("item_counts", "7")])
+def test_damaged_totals_are_refused(model, tmp_path, field, value):
+    model.save(tmp_path, interactions=False)
+    totals = dict(np.load(tmp_path / "interaction_totals.npz"))
+    totals[field] = totals[field].astype(object if isinstance(value, str) else float)
+    totals[field][2] = value
+    totals[field] = totals[field].astype(str) if isinstance(value, str) else totals[field]
+    with open(tmp_path / "interaction_totals.npz", "wb") as file:
+        np.savez(file, **totals)
+    metadata = json.loads((tmp_path / "params.json").read_text())
+    metadata.pop("files")  # as an older save wrote it: the content checks alone
+    (tmp_path / "params.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match=f"interaction_totals.npz is damaged \\({field}"):
+        rgals.load(tmp_path)
+
+
+def huge_header(path, shape, descr="<f4"):
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, {"descr": descr, "fortran_order": False,
+                                                    "shape": shape})
+
+
+def test_a_header_claiming_a_huge_array_allocates_nothing(model, tmp_path):
+    model.save(tmp_path)
+    huge_header(tmp_path / "user_factors.npy", (2 ** 40, 3))
+    with pytest.raises(ValueError, match=r"user_factors.npy has shape \(1099511627776, 3\); "
+                                         r"the model's description says \(23, 3\)"):
+        rgals.load(tmp_path)
+    # inside an .npz: the member's header is refused before its array is allocated
+    model.save(tmp_path / "model.npz")
+    content = dict(np.load(tmp_path / "model.npz"))
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as archive:
+        for key, value in content.items():
+            with archive.open(f"{key}.npy", "w") as member:
+                if key == "rgals_user_items_indices":
+                    np.lib.format.write_array_header_1_0(member, {
+                        "descr": "<i4", "fortran_order": False, "shape": (2 ** 40,)})
+                else:
+                    np.lib.format.write_array(member, value)
+    with pytest.raises(ValueError, match=r"bad.npz \(rgals_user_items_indices\) has shape"):
+        rgals.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("before, after, message", [
+    ('"n_users": 23', '"n_users": Infinity', "Infinity is not a number"),
+    ('"n_users": 23', '"n_users": 22.9', "n_users must be an integer"),
+    ('"format_version": 3', '"format_version": "3"', "format_version must be an integer"),
+    ('"format_version": 3', '"format_version": true', "format_version must be an integer"),
+    ('"format_version": 3', '"format_version": 9', "saved in format 9.*upgrade rgals"),
+    ('"value_range": [', '"value_range": 5, "was": [', "value_range must be"),
+    ('"factors": 3,', '"factors": 99,', "params say factors=99 but the model has 3"),
+    ('"dtype": "float32"', '"dtype": "float64"', "dtype"),
+    ('"backend": "', '"backend": "_batched", "was": "', "backend must be one of cpu, gpu"),
+])
+def test_a_model_description_that_cannot_be_right_is_a_clear_error(model, tmp_path, before,
+                                                                   after, message):
+    model.save(tmp_path)
+    text = (tmp_path / "params.json").read_text()
+    text = json.dumps(json.loads(text), indent=2)  # one spelling of each key
+    assert before in text
+    (tmp_path / "params.json").write_text(text.replace(before, after, 1))
+    with pytest.raises(ValueError, match=f"params.json .*{message}"):
+        rgals.load(tmp_path)
+
+
+def test_a_loss_in_params_other_than_the_fitted_one_is_refused(model, tmp_path):
+    model.save(tmp_path)
+    metadata = json.loads((tmp_path / "params.json").read_text())
+    metadata["params"]["loss"] = "ials"
+    (tmp_path / "params.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="params say loss='ials' but the model was fitted "
+                                         "with 'rgx'"):
+        rgals.load(tmp_path)
+
+
+def test_a_text_file_given_as_a_model_says_what_it_is(tmp_path):
+    (tmp_path / "train.tsv").write_text("user\titem\n1\t2\n")
+    (tmp_path / "link").symlink_to(tmp_path / "train.tsv")
+    for path in (tmp_path / "train.tsv", tmp_path / "link"):
+        with pytest.raises(ValueError, match="not an .npz file \\(it begins like a text "
+                                             "file\\)"):
+            rgals.load(path)
+
+
+def test_an_implicit_bpr_file_is_not_read_as_als(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "bpr.npz", user_factors=rng.random((5, 9), dtype=np.float32),
+             item_factors=rng.random((4, 9), dtype=np.float32), factors=8,
+             learning_rate=0.01, verify_negative_samples=True, dtype="float32")
+    with pytest.raises(ValueError, match="not an implicit ALS model.*learning_rate"):
+        rgals.load(tmp_path / "bpr.npz")
