@@ -196,8 +196,9 @@ def _parser():
     search.add_argument("--seed", type=int, default=0, help=_DEFAULT)
     fixed = tune.add_argument_group("fixed model parameters")
     fixed.add_argument("--loss", default=_default("loss"), choices=list(LOSSES), help=_DEFAULT)
-    fixed.add_argument("--factors", type=positive_integer, default=_default("factors"),
-                       help=_DEFAULT)
+    fixed.add_argument("--factors", type=positive_integer, default=None,
+                       help=f"(default: {_default('factors')}; leave it out to search it "
+                            "with --space)")
     _add_run_options(fixed)
     tune.add_argument("--out", default="rgals-tune",
                       help="directory for best_params.json, search.png and, with "
@@ -269,6 +270,9 @@ def _read_params(path):
     if unknown:
         raise ValueError(f"{path}: unknown ALSSolver parameter {unknown[0]!r}; valid: "
                          f"{', '.join(valid)}")
+    if params.get("backend", "cpu") not in BACKENDS:  # not the private test backend
+        raise ValueError(f"{path}: backend must be one of {', '.join(BACKENDS)}; got "
+                         f"{params['backend']!r}")
     return params
 
 
@@ -404,8 +408,10 @@ def _tune(args):
     from .tuning import search_space, tune
 
     # the space and the fixed parameters are checked before the data is read
-    fixed = dict(loss=args.loss, factors=args.factors, dtype=np.dtype(args.dtype),
-                 backend=args.backend, num_threads=args.threads)
+    fixed = dict(loss=args.loss, dtype=np.dtype(args.dtype), backend=args.backend,
+                 num_threads=args.threads)
+    if args.factors is not None:  # else the default, unless --space searches it
+        fixed["factors"] = args.factors
     ALSSolver(**fixed)._validated_params()
     space = _parse_space(args.space)
     search_space(args.loss, space)
@@ -433,11 +439,20 @@ def _tune(args):
         _say("no plot: it needs matplotlib (pip install 'rgals[plot]')")
     if result.model is not None:
         _save(result.model, train, model_dir, args.overwrite, True)
-    _say(f"{len(result.trials)} trials in {result.seconds:.1f} s ({result.search} search); "
-         f"saved {', '.join(saved)}")
+    ended = {"timeout": f", ended by --timeout {args.timeout} s",
+             "interrupted": ", interrupted: the trials completed so far"}.get(
+        result.stopped, "")
+    _say(f"{len(result.trials)} trials in {result.seconds:.1f} s ({result.search} search"
+         f"{ended}); saved {', '.join(saved)}")
     print(result.table())
-    print(f"best validation {result.metric}: {result.best_value:.4f} with "
-          f"{json.dumps(result.best_params)}")
+    best = result.best_trial()
+    print(f"best validation {result.metric}: {result.best_value:.4f} (trial {best.number}) "
+          f"with {json.dumps(result.best_params)}")
+    if best.defaults:
+        print("trial 0 (the defaults) won: on the training data without the validation "
+              f"interactions they resolved to {json.dumps(best.params)}; `rgals fit "
+              "--params best_params.json` keeps the defaults, which choose again on the "
+              "data it fits")
 
 
 TUNE_FILES = ("best_params.json", "search.png")
@@ -551,6 +566,9 @@ def _check_output(out, overwrite):
     overwriting) or that cannot be written."""
     if out is None:
         return None
+    if not str(out).strip():
+        raise ValueError("--out needs a directory name (an empty one would write the model "
+                         "into the current directory)")
     files.check_directory(out, export.ALL_FILES + data.ID_FILES, overwrite,
                           marker=export.MARKER)
     return files.check_writable(out)

@@ -11,6 +11,7 @@ over the same domains. Trial 0 is the estimator's own default setting.
 import dataclasses
 import importlib.util
 import math
+import numbers
 import time
 import warnings
 
@@ -19,12 +20,19 @@ import numpy as np
 from .als import ALSSolver, FitInputs, _parse_metric
 from .data import validation_split
 from .losses import Hyperparameter, Loss, make_loss
+from .solve import SOLVERS
 from .validation import check_interactions
 
 SEARCHES = ("auto", "optuna", "random")
 # estimator parameters a space may search (given with their ranges; the loss's own
 # hyperparameters come with declared domains)
 ESTIMATOR_SPACE = ("factors", "cg_steps", "cg_tolerance", "solver")
+# what their values may be, as the losses declare theirs (no default range: give one)
+ESTIMATOR_DOMAINS = {
+    "factors": Hyperparameter(64, "embedding dimension", kind="integer", minimum=1),
+    "cg_steps": Hyperparameter(3, "CG steps per row", kind="integer", minimum=1),
+    "cg_tolerance": Hyperparameter(1e-4, "CG's relative residual", minimum=0.0),
+    "solver": Hyperparameter("auto", "solver", kind="choice", choices=SOLVERS)}
 # what tune itself decides for every trial
 CONTROLLED = ("iterations", "tol", "early_stopping", "patience", "validation_metric",
               "eval_every", "random_state")
@@ -70,6 +78,11 @@ class TuneResult:
     log_scale: dict = dataclasses.field(default_factory=dict)  # searched name -> log axis
     fixed: dict = dataclasses.field(default_factory=dict)  # the fixed ALSSolver parameters
     model: object = None
+    stopped: str = "trials"  # what ended the search: "trials", "timeout" or "interrupted"
+
+    def best_trial(self):
+        """The Trial whose setting best_params holds."""
+        return _best(self.trials)
 
     def params_of(self, trial):
         """ALSSolver keyword arguments of a trial's setting: the fixed parameters (those
@@ -147,7 +160,7 @@ class TuneResult:
         """JSON-ready: what `rgals tune` writes to best_params.json."""
         return {"params": self.best_params, "metric": self.metric,
                 "validation": self.best_value, "search": self.search,
-                "seconds": self.seconds,
+                "seconds": self.seconds, "stopped": self.stopped,
                 "trials": [dataclasses.asdict(trial) for trial in self.trials]}
 
 
@@ -208,14 +221,17 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
     else:
         fit_part = user_items
     inputs = FitInputs.checked(fit_part, validation, base["loss"])
+    _check_held_out(inputs.validation, inputs.user_items)
     searcher = (_OptunaSearch if search == "optuna" else _RandomSearch)(
         dimensions, int(random_state))
-    trials = []
+    trials, stopped = [], "trials"
     progress = _progress(n_trials, show_progress)
     try:
         # the first trial (the defaults) always runs
-        while not trials or (n_trials is None or len(trials) < n_trials) and \
-                (timeout is None or time.perf_counter() - started < timeout):
+        while not trials or n_trials is None or len(trials) < n_trials:
+            if trials and timeout is not None and time.perf_counter() - started >= timeout:
+                stopped = "timeout"
+                break
             proposal = {} if not trials else searcher.propose()
             trial = _run_trial(len(trials), template, proposal, inputs, searcher)
             if not trials:  # the defaults: record and tell the search what they are
@@ -227,6 +243,10 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
             best = _best(trials)
             if best is not None:
                 progress.set_postfix_str(f"best {metric} {best.value:.4f} (trial {best.number})")
+    except KeyboardInterrupt:  # Ctrl-C: the trials completed so far are the result
+        if _best(trials) is None:
+            raise
+        stopped, refit = "interrupted", False
     finally:
         progress.close()
     best = _best(trials)
@@ -236,7 +256,8 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
                                                for trial in trials[:3])
             + ". Check the data and narrow the space (e.g. a smaller regularization range)")
     result = TuneResult({}, best.value, metric, trials, search, time.perf_counter() - started,
-                        {name: domain.log for name, domain in dimensions.items()}, params)
+                        {name: domain.log for name, domain in dimensions.items()}, params,
+                        stopped=stopped)
     result.best_params = {**result.params_of(best), "iterations": max(best.best_sweep, 1),
                           "tol": 0.0, "random_state": int(random_state)}
     if refit:
@@ -248,6 +269,23 @@ def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
     return result
 
 
+def _check_held_out(validation, fit_part):
+    """Refuse validation data that is all training pairs (every trial would score 0: the
+    metrics mask training items), and warn when part of it is."""
+    shared = validation.multiply(fit_part != 0).nnz
+    if shared == validation.nnz:
+        raise ValueError(f"every validation interaction ({shared}) is also a training "
+                         "interaction: the metrics leave training items out, so every "
+                         "trial would score 0. Hold out interactions the training data "
+                         "does not have (rgals.data.validation_split), or pass "
+                         "validation=None")
+    if shared:
+        warnings.warn(f"{shared} of {validation.nnz} validation interactions are also "
+                      "training interactions; the metrics leave them out, so they score "
+                      "nothing. Hold out interactions the training data does not have",
+                      UserWarning, stacklevel=3)
+
+
 def search_space(loss="rg2", space=None):
     """name -> Hyperparameter: the domains a search draws from (see `tune`)."""
     declared = make_loss(loss).hyperparameters
@@ -255,8 +293,12 @@ def search_space(loss="rg2", space=None):
         return {name: domain for name, domain in declared.items() if domain.searched}
     if isinstance(space, str):
         space = [space]
-    if not isinstance(space, dict):
+    if isinstance(space, (list, tuple)) and all(isinstance(name, str) for name in space):
         space = {name: None for name in space}
+    if not isinstance(space, dict):
+        raise ValueError(f"space must be None, a hyperparameter name, a list of names or a "
+                         f"dict name -> (low, high), (low, high, 'log') or [choices]; got "
+                         f"{space!r}")
     dimensions = {}
     for name, given in space.items():
         if name in CONTROLLED:
@@ -265,7 +307,8 @@ def search_space(loss="rg2", space=None):
             raise ValueError(f"unknown hyperparameter {name!r} to search: the loss takes "
                              f"{', '.join(declared)}, and the estimator's "
                              f"{', '.join(ESTIMATOR_SPACE)} may be searched")
-        dimensions[name] = _dimension(name, given, declared.get(name))
+        dimensions[name] = _dimension(name, given, declared.get(name) or
+                                      ESTIMATOR_DOMAINS.get(name))
     if not dimensions:
         raise ValueError("the search space is empty: name at least one hyperparameter")
     return dimensions
@@ -274,7 +317,7 @@ def search_space(loss="rg2", space=None):
 def _dimension(name, given, declared):
     """A Hyperparameter to draw `name` from, its ends checked as values."""
     if given is None:
-        if declared is None:
+        if declared is None or (declared.kind in ("real", "integer") and declared.low is None):
             raise ValueError(f"{name!r} has no declared domain: give its range, e.g. "
                              f"space={{{name!r}: (low, high)}}")
         given = declared
@@ -287,9 +330,17 @@ def _dimension(name, given, declared):
     elif isinstance(given, tuple) and len(given) in (2, 3) and \
             (len(given) == 2 or given[2] == "log"):
         low, high = given[:2]
-        integer = all(isinstance(end, (int, np.integer)) and not isinstance(end, bool)
-                      for end in (low, high)) and (declared is None or
-                                                   declared.kind == "integer")
+        if declared is not None:
+            integer = declared.kind == "integer"
+        else:
+            integer = all(isinstance(end, (int, np.integer)) and not isinstance(end, bool)
+                          for end in (low, high))
+        if integer and not all(isinstance(end, numbers.Real) and float(end).is_integer()
+                               for end in (low, high)):
+            raise ValueError(f"{name!r} takes integers: its range needs integer ends; got "
+                             f"{given!r}")
+        if integer:
+            low, high = int(low), int(high)
         domain = Hyperparameter(low, "", kind="integer" if integer else "real",
                                 minimum=-math.inf, low=low, high=high, log=len(given) == 3)
     else:
@@ -541,10 +592,11 @@ def _check_count(n_trials, timeout):
                                  isinstance(n_trials, bool) or n_trials < 1):
         raise ValueError(f"n_trials must be an integer >= 1 (or None with a timeout); "
                          f"got {n_trials!r}")
-    if timeout is not None and not (isinstance(timeout, (int, float)) and
+    if timeout is not None and not (isinstance(timeout, numbers.Real) and
                                     not isinstance(timeout, bool) and timeout > 0 and
                                     math.isfinite(timeout)):
-        raise ValueError(f"timeout must be a number of seconds > 0; got {timeout!r}")
+        raise ValueError(f"timeout must be a finite number of seconds > 0 (None: no time "
+                         f"limit, with n_trials); got {timeout!r}")
 
 
 def _progress(total, show):

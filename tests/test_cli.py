@@ -442,3 +442,73 @@ def test_tune_space_parsing():
                              "top_k_quantile=exact,sampled", "reg_exponent=0:1"]) == {
         "alpha": (1e-3, 1, "log"), "regularization": None, "cg_steps": [2, 3],
         "top_k_quantile": ["exact", "sampled"], "reg_exponent": (0, 1)}
+
+
+def test_tune_searches_factors_when_not_given(files, tmp_path, capsys):
+    train_path, _ = files
+    at = TUNE.index("--factors")
+    options = TUNE[:at] + TUNE[at + 2:]
+    status, stdout, stderr = run(["tune", str(train_path), *options, "--out",
+                                  str(tmp_path / "o"), "--space", "factors=2:6"], capsys)
+    assert status == 0, stderr
+    saved = json.loads((tmp_path / "o" / "best_params.json").read_text())
+    assert all(2 <= trial["params"].get("factors", 2) <= 6 for trial in saved["trials"][1:])
+    assert "best validation" in stdout
+
+
+def test_tune_says_what_the_winning_defaults_resolved_to(files, tmp_path, capsys,
+                                                         monkeypatch):
+    from rgals import tuning
+    real = tuning._run_trial
+
+    def defaults_win(number, *args):  # every other trial fails
+        run_ = real(number, *args)
+        if number:
+            run_.record.state, run_.record.error = "failed", "made to fail"
+        return run_
+
+    monkeypatch.setattr(tuning, "_run_trial", defaults_win)
+    train_path, _ = files
+    status, stdout, stderr = run(["tune", str(train_path), *TUNE, "--out",
+                                  str(tmp_path / "o")], capsys)
+    assert status == 0, stderr
+    assert "trial 0 (the defaults) won" in stdout and '"regularization":' in stdout
+    assert "choose again" in stdout
+
+
+def test_an_interrupted_tune_keeps_the_completed_trials(files, tmp_path, capsys,
+                                                        monkeypatch):
+    from rgals import tuning
+    real = tuning._run_trial
+
+    def interrupted(number, *args):
+        if number == 2:
+            raise KeyboardInterrupt
+        return real(number, *args)
+
+    monkeypatch.setattr(tuning, "_run_trial", interrupted)
+    train_path, _ = files
+    status, stdout, stderr = run(["tune", str(train_path), *TUNE, "--out",
+                                  str(tmp_path / "o"), "--export-model"], capsys)
+    assert status == 0, stderr
+    assert "interrupted" in stderr and "| 1 |" in stdout
+    assert json.loads((tmp_path / "o" / "best_params.json").read_text())["stopped"] == \
+        "interrupted"
+    assert not (tmp_path / "o" / "model").exists()  # no refit, and no empty directory
+
+
+def test_fit_out_is_not_created_before_the_save_and_cannot_be_empty(files, tmp_path,
+                                                                    capsys):
+    train_path, _ = files
+    status, _, stderr = run(["fit", str(train_path), *FIT, "--out", ""], capsys)
+    assert status == 1 and "--out needs a directory name" in stderr
+    assert cli._check_output(tmp_path / "a" / "b", False) == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_params_file_cannot_choose_the_private_backend(files, tmp_path, capsys):
+    train_path, _ = files
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"backend": "_batched"}))
+    status, _, stderr = run(["fit", str(train_path), "--params", str(params)], capsys)
+    assert status == 1 and "backend must be one of cpu, gpu" in stderr

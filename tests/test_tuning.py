@@ -21,6 +21,8 @@ def quick(matrix, **options):
     settings = dict(n_trials=6, factors=8, max_sweeps=8, patience=3, num_threads=1,
                     show_progress=False, refit=False, search="random", random_state=3)
     settings.update(options)
+    if settings["factors"] is None:  # searched, or the default
+        del settings["factors"]
     return rgals.tune(matrix, **settings)
 
 
@@ -164,7 +166,7 @@ def test_bad_spaces_are_clear_errors(space, message):
 @pytest.mark.parametrize("options, error, message", [
     (dict(n_trials=0), ValueError, "n_trials must be an integer >= 1"),
     (dict(n_trials=None), ValueError, "give n_trials, timeout or both"),
-    (dict(timeout=-1), ValueError, "timeout must be a number of seconds > 0"),
+    (dict(timeout=-1), ValueError, "timeout must be a finite number of seconds > 0"),
     (dict(iterations=5), ValueError, "tune sets iterations itself"),
     (dict(random_state=None), ValueError, "random_state must be an integer seed"),
     (dict(search="grid"), ValueError, "search must be one of"),
@@ -213,3 +215,63 @@ def test_trial_0_records_the_lam_its_path_chose_and_refits_as_the_defaults(plant
     assert "regularization" not in result.params_of(default)
     assert result.params_of(result.trials[1])["regularization"] == \
         result.trials[1].params["regularization"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(timeout=math.inf), "timeout must be a finite number of seconds"),
+    (dict(metric="ndcg@²"), "must look like 'ndcg@20'"),
+    (dict(space=5), "space must be None, a hyperparameter name"),
+    (dict(factors=None, space={"factors": (0, 4)}), "factors must be a finite number >= 1"),
+    (dict(factors=None, space={"factors": (2.0, 4.5)}), "'factors' takes integers"),
+    (dict(space={"cg_tolerance": (-1, 1)}), "cg_tolerance must be a finite number >= 0"),
+    (dict(space={"solver": ["cg", "qr"]}), "solver must be one of"),
+])
+def test_more_bad_arguments_fail_before_any_trial(planted, options, message):
+    with pytest.raises(ValueError, match=message):
+        quick(planted, **options)
+
+
+def test_numpy_numbers_are_numbers(planted):
+    result = quick(planted, n_trials=None, timeout=np.int64(1), space={"factors": (2.0, 6.0)},
+                   factors=None)
+    assert result.trials and result.stopped in ("timeout", "trials")
+    assert all(isinstance(trial.params.get("factors", 8), int) for trial in result.trials)
+
+
+def test_cg_tolerance_is_searched_as_a_real_number():
+    domain = tuning.search_space("rg2", {"cg_tolerance": (0, 1)})["cg_tolerance"]
+    assert domain.kind == "real"
+    rng = np.random.default_rng(0)
+    drawn = [tuning._draw(rng, domain) for _ in range(20)]
+    assert all(0 <= value <= 1 for value in drawn) and len(set(drawn)) == 20
+    assert any(not float(value).is_integer() for value in drawn)
+
+
+def test_validation_inside_the_training_data_is_refused_or_warned(planted):
+    with pytest.raises(ValueError, match="every validation interaction .* is also a training"):
+        quick(planted, validation=planted)
+    fit_part, held = data.validation_split(planted, ratio=0.2, seed=0)
+    overlapping = held + fit_part[:, :].multiply(
+        (np.arange(planted.shape[0]) < 10)[:, None]).tocsr()
+    with pytest.warns(UserWarning, match="validation interactions are also training"):
+        quick(fit_part, validation=overlapping, n_trials=1)
+
+
+def test_a_timeout_and_an_interrupt_say_how_the_search_ended(planted, monkeypatch):
+    assert quick(planted, n_trials=None, timeout=1e-9).stopped == "timeout"
+    assert quick(planted, n_trials=2).stopped == "trials"
+    real = tuning._run_trial
+
+    def interrupted_at_trial_2(number, *args):
+        if number == 2:
+            raise KeyboardInterrupt
+        return real(number, *args)
+
+    monkeypatch.setattr(tuning, "_run_trial", interrupted_at_trial_2)
+    result = quick(planted, n_trials=5, refit=True)
+    assert result.stopped == "interrupted" and len(result.trials) == 2
+    assert result.model is None and result.best_params  # no refit after Ctrl-C
+    monkeypatch.setattr(tuning, "_run_trial", lambda *args: (_ for _ in ()).throw(
+        KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):  # nothing completed: nothing to keep
+        quick(planted)
