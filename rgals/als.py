@@ -422,6 +422,11 @@ class ALSSolver:
             return self.user_items_[ids] if other == "item" else self.user_items_.T.tocsr()[ids]
         rows = check_interactions(rows, name, allow_negative=self.loss_.allows_negative,
                                   loss_name=self.loss_.name, allow_empty=True)
+        if rows.nnz:  # values the fit would refuse fold in to nothing, as they fit to nothing
+            values = abs(rows.data)
+            check_value_range((float(values.min()), float(values.max())),
+                              self.item_factors_.dtype,
+                              max(1.0, getattr(self.loss_, "alpha", 0.0) + 0.5), name)
         if rows.shape != (len(ids), n_columns):
             raise ValueError(
                 f"{name} has shape {rows.shape}; expected ({len(ids)}, {n_columns}): one row "
@@ -443,7 +448,7 @@ class ALSSolver:
         items = getattr(self, "previous_item_factors_", None)
         items = self.item_factors_ if items is None else items
         factors = self._fold_in(self.loss_.user_systems(to_host(items), rows))
-        return factors[0] if np.isscalar(userid) else factors
+        return factors[0] if _one(userid) else factors
 
     def recalculate_item(self, itemid, item_users):
         """Factors of items (new ones too) from their users, by the exact item step.
@@ -460,7 +465,7 @@ class ALSSolver:
             systems = dataclasses.replace(systems, coupling=None,
                                           rhs=systems.rhs + systems.coupling @ item_sum)
         factors = self._fold_in(systems)
-        return factors[0] if np.isscalar(itemid) else factors
+        return factors[0] if _one(itemid) else factors
 
     def _fold_in(self, systems):
         factors = np.zeros((systems.interactions.shape[0], self.item_factors_.shape[1]),
@@ -518,7 +523,7 @@ class ALSSolver:
             result = self._most_popular(
                 result, cold, N, filter_items, items,
                 exclude=rows[cold] if filter_already_liked_items else None)
-        return _single(result) if np.isscalar(userid) else result
+        return _single(result) if _one(userid) else result
 
     def _item_counts(self):
         """Training interactions of each item (popularity, and which items have none);
@@ -568,8 +573,9 @@ class ALSSolver:
             cold_queries = np.flatnonzero(counts[ids] == 0) if items is None else []
             if len(cold_queries):
                 result = self._most_popular(result, cold_queries, N, removed, None)
-            result = _itself_first(result, ids, n_items, filter_items, items)
-        return _single(result) if np.isscalar(itemid) else result
+        # a fitted item leads its own list, also when its factors are folded in again
+        result = _itself_first(result, ids, n_items, filter_items, items)
+        return _single(result) if _one(itemid) else result
 
     def similar_users(self, userid, N=10, filter_users=None, users=None):
         """The N users most similar (cosine of factors) to each given user, itself included."""
@@ -580,7 +586,7 @@ class ALSSolver:
                        normalized_rows(self.user_factors_), check_integer(N, "N", 1),
                        filter_ids=filter_users, candidates=users)
         result = _itself_first(result, ids, n_users, filter_users, users)
-        return _single(result) if np.isscalar(userid) else result
+        return _single(result) if _one(userid) else result
 
     # -- export ------------------------------------------------------------------------
 
@@ -633,6 +639,7 @@ class ALSSolver:
         model.user_items_ = saved.user_items
         model.interaction_totals_ = saved.totals
         model.loss_ = make_loss(saved.loss).bind(saved.totals)
+        _warn_if_collapsed(model.user_factors_, model.item_factors_, model.loss_)
         return model.to_gpu() if model.backend == "gpu" else model
 
     # -- moving between backends -------------------------------------------------------
@@ -679,7 +686,8 @@ def _itself_first(result, own, n_targets, filtered, candidates):
     """`result` of a cosine search with each query's own id `own` first, score 1 (where
     the filter and candidates allow it): near-parallel neighbours can round above a
     factor's cosine with itself, or crowd it out of the list on equal rounded scores."""
-    allowed = np.ones(own.size, dtype=bool)
+    allowed = own < n_targets  # a new item folded in is not among the targets
+    own = np.minimum(own, n_targets - 1)
     if filtered is not None:
         allowed &= ~np.isin(own, check_ids(filtered, n_targets, "filter ids"))
     if candidates is not None:
@@ -692,6 +700,11 @@ def _itself_first(result, own, n_targets, filtered, candidates):
     scores[rows, 1:] = np.take_along_axis(scores[rows], order, axis=1)
     ids[rows, 0], scores[rows, 0] = own[rows], 1.0
     return ids, scores
+
+
+def _one(ids):
+    """Whether a query names one id (a number, or a 0-d array): a single answer."""
+    return np.ndim(ids) == 0
 
 
 def _single(result):

@@ -360,6 +360,31 @@ def test_similar_lists_start_with_the_query_itself_despite_rounding(loss):
     assert sorted(ids.tolist()) == [6, 8, 10]
     ids, scores = model.similar_users(6, N=3, users=[6, 8, 10])
     assert ids[0] == 6 and scores[0] == 1.0
+    # also when the items' factors are folded in again (implicit's batch check)
+    ids, _ = model.similar_items(queries, N=10, recalculate_item=True,
+                                 item_users=user_items.T.tocsr()[queries])
+    assert ids[:, 0].tolist() == queries.tolist()
+    assert np.all(ids % 2 == queries[:, None] % 2)
+
+
+def test_a_zero_d_array_id_is_one_query(rng):
+    user_items = random_interactions(rng)
+    model = fit(user_items, factors=3)
+    for method in (model.recommend, model.similar_items, model.similar_users):
+        one, batch = method(np.array(2), N=4), method(2, N=4)
+        assert one[0].ndim == 1
+        np.testing.assert_array_equal(one[0], batch[0])
+    rows = user_items[[2]]
+    assert model.recalculate_user(np.array(2), rows).ndim == 1
+
+
+def test_folding_in_values_a_fit_refuses_is_refused(rng):
+    user_items = random_interactions(rng)
+    model = fit(user_items, factors=3)
+    with pytest.raises(ValueError, match="user_items holds values only up to"):
+        model.recalculate_user([0, 1], user_items[[0, 1]] * 1e-300)
+    with pytest.raises(ValueError, match="user_items holds values only up to"):
+        model.recommend([0, 1], user_items[[0, 1]] * 1e-300, recalculate_user=True)
 
 
 @pytest.mark.parametrize("alpha", [0.01, 0.3])

@@ -653,3 +653,11 @@ def test_an_implicit_bpr_file_is_not_read_as_als(tmp_path):
              learning_rate=0.01, verify_negative_samples=True, dtype="float32")
     with pytest.raises(ValueError, match="not an implicit ALS model.*learning_rate"):
         rgals.load(tmp_path / "bpr.npz")
+
+
+def test_loading_a_model_of_zero_factors_warns(model, tmp_path):
+    model.save(tmp_path)
+    for name in ("user_factors.npy", "item_factors.npy"):
+        rewrite(tmp_path / name, np.zeros_like(np.load(tmp_path / name)), tmp_path)
+    with pytest.warns(RuntimeWarning, match="every factor shrank to about zero"):
+        rgals.load(tmp_path)
