@@ -1,6 +1,6 @@
 """Serve top-N recommendations from exported embeddings, with numpy alone.
 
-    python examples/serve_top_n.py out/health 0 17 42
+    python examples/serve_top_n.py example-model 0 17 42
 
 Reads user_factors.npy, item_factors.npy, the id maps and the training interactions
 (to leave out what each user already has) written by `rgals fit --out` or

@@ -336,13 +336,17 @@ class ALSSolver:
         # the hyperparameters the data decides
         spec = params["loss"].resolve(executor.operator, totals)
         # the largest pair weight per unit of value: (alpha + 1/2) c for RG2, alpha c iALS
+        alpha = getattr(spec, "alpha", None)
         check_value_range(totals.value_range, params["dtype"],
-                          max(1.0, getattr(spec, "alpha", 0.0) + 0.5))
+                          max(1.0, (alpha or 0.0) + 0.5),
+                          weight_name=None if alpha is None else f"alpha={alpha:g}")
         if validation is None and params["early_stopping"]:
             raise ValueError("early_stopping=True needs validation data: pass "
                              "fit(user_items, validation=held_out), e.g. from "
                              "rgals.data.validation_split(user_items)")
         rng = _generator(self.random_state)
+        # one bar for the fit, the regularization path's sweeps included
+        progress = ProgressBar(params["iterations"], show_progress, f"rgals {spec.name}")
         n_users, n_items = executor.shape
         if draw_on_workers:
             executor.draw(int(rng.integers(2 ** 63)), params["factors"])
@@ -368,7 +372,7 @@ class ALSSolver:
                 held, users = holdout
                 regularization, path_sweeps, path = regularization_path(
                     spec, executor.without(held), held, users, params["iterations"],
-                    identity_tolerance=identity_tolerance, show_progress=show_progress)
+                    identity_tolerance=identity_tolerance, progress=progress)
                 spec = copy.copy(spec)
                 spec.regularization = regularization
         self.regularization_path_ = path
@@ -378,8 +382,7 @@ class ALSSolver:
             first_sweep = done + 1
             if reweighting is not None:
                 executor.restore_reweighting(*reweighting)
-        callbacks = [ProgressBar(params["iterations"], show_progress, f"rgals {spec.name}"),
-                     Tolerance(params["tol"]), *callbacks]
+        callbacks = [progress, Tolerance(params["tol"]), *callbacks]
         if params["early_stopping"]:
             callbacks.append(EarlyStopping(params["patience"]))
         if callback is not None:

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -49,7 +50,9 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        status = args.run(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _warn_in_one_line
+            status = args.run(args) or 0
         sys.stdout.flush()  # here, so that a closed stdout is seen inside the handler
         return status
     except BrokenPipeError:
@@ -517,23 +520,33 @@ def _training_rows(model, args, user_ids, item_ids, remedy):
 def _recommend(args):
     model, user_ids, item_ids = _load(args.model)
     rows = {str(user): row for row, user in enumerate(user_ids)}
-    unknown = [user for user in args.users if user not in rows]
-    if unknown:
-        raise ValueError(f"{len(unknown)} user ids are not in the model: "
-                         f"{', '.join(unknown[:5])}; the model knows {len(rows)} users "
-                         f"(for example {', '.join(map(str, user_ids[:3]))})")
     if args.top < 1:
         raise ValueError(f"--top must be at least 1; got {args.top}")
-    users = np.array([rows[user] for user in args.users])
+    known = [user for user in args.users if user in rows]
+    unknown = [user for user in args.users if user not in rows]
+    if not known:
+        raise ValueError(f"{_unknown_users(unknown, user_ids)}: nothing to recommend")
+    users = np.array([rows[user] for user in known])
     seen = None if args.keep_seen else _training_rows(
         model, args, user_ids, item_ids, "--train FILE to filter them, or --keep-seen")[users]
     ids, scores = model.recommend(users, seen, N=args.top,
                                   filter_already_liked_items=not args.keep_seen)
     print("user\trank\titem\tscore")
-    for user, user_items, user_scores in zip(args.users, ids, scores):
+    for user, user_items, user_scores in zip(known, ids, scores):
         for rank, (item, score) in enumerate(zip(user_items, user_scores), start=1):
             if item >= 0:  # -1 pads users with fewer than N unseen items
                 print(f"{user}\t{rank}\t{item_ids[item]}\t{score:.6g}")
+    if unknown:  # the known users' lists are printed; the command still fails
+        _say(f"rgals: error: {_unknown_users(unknown, user_ids)}")
+        return 1
+    return 0
+
+
+def _unknown_users(unknown, user_ids):
+    count = len(unknown)
+    return (f"{count} user id{'' if count == 1 else 's'} not in the model: "
+            f"{', '.join(unknown[:5])}{', ...' if count > 5 else ''} (the model knows "
+            f"{len(user_ids)} users, for example {', '.join(map(str, user_ids[:3]))})")
 
 
 def _demo(args):
@@ -600,14 +613,16 @@ def _print_metrics(rows):
     first = next(iter(rows.values()))
     columns = [key for key in first if key != "users"]
     if len(rows) == 1:
+        cell = max(14, max(len(column) for column in columns) + 2)
         for column in columns:
-            print(f"{column:<14}{first[column]:.4f}")
+            print(f"{column:<{cell}}{first[column]:.4f}")
     else:
         width = max(len(name) for name in rows)
-        print(f"{'':{width}}" + "".join(f"{column:>11}" for column in columns))
+        cell = max(11, max(len(column) for column in columns) + 2)
+        print(f"{'':{width}}" + "".join(f"{column:>{cell}}" for column in columns))
         for name, values in rows.items():
             print(f"{name:{width}}" + "".join(
-                f"{values[column]:11.4f}" if column in values else f"{'-':>11}"
+                f"{values[column]:{cell}.4f}" if column in values else f"{'-':>{cell}}"
                 for column in columns))
     print(f"({first['users']} users with test items; full ranking, training items masked)")
 
@@ -629,6 +644,11 @@ def _compiled_note(before):
 
 def _say(message):
     print(message, file=sys.stderr)
+
+
+def _warn_in_one_line(message, category, filename, lineno, file=None, line=None):
+    """A warning as the command line's other messages: one line, no source location."""
+    _say(f"rgals: warning: {message}")
 
 
 if __name__ == "__main__":

@@ -79,19 +79,21 @@ def path_holdout(user_counts, rows_of, rng):
 
 
 def regularization_path(spec, executor, held, users, iterations, *, identity_tolerance,
-                        show_progress=True):
+                        show_progress=True, progress=None):
     """Run the path on `executor` (one of the fit part: the data less `held`) from
     `spec`'s lam (resolved by the rule), updating the factors it shares with the whole
     data's executor; returns (the chosen lam, the sweeps run, the PathStages). The path
     fits the plain loss: top-K weights need scores of a fit on the whole data, and come
-    with the remaining sweeps."""
+    with the remaining sweeps. `progress`: the fit's rgals.training.ProgressBar, which
+    the path's sweeps move (else a bar of its own)."""
     plain = copy.copy(spec)
     if getattr(plain, "top_k", None) is not None:
         plain.top_k = None
     budget = iterations - FINAL_SWEEPS
     planned = min(budget, FIRST_SWEEPS + MAX_STEPS * STAGE_SWEEPS)
-    bar = tqdm(total=planned, disable=not show_progress, unit="sweep",
-               desc=f"rgals {spec.name}: choosing regularization")
+    bar = (progress.open("choosing regularization") if progress is not None else
+           tqdm(total=planned, disable=not show_progress, unit="sweep",
+                desc=f"rgals {spec.name}: choosing regularization"))
     lam, done, sweeps = spec.regularization, 0, FIRST_SWEEPS
     stages, best = [], None
     try:
@@ -112,6 +114,7 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
             best = stages[-1]
             lam, sweeps = lam / STEP, STAGE_SWEEPS
     finally:
-        bar.total = done  # the path may stop before the stages planned
-        bar.close()
+        if progress is None:
+            bar.total = done  # the path may stop before the stages planned
+            bar.close()
     return best.regularization, done, stages

@@ -287,15 +287,29 @@ class UserCallback(Callback):
 
 class ProgressBar(Callback):
     """F, the rate and the validation metric per sweep on a tqdm bar, or in the log when
-    the bar is off."""
+    the bar is off. One bar for the whole fit: the regularization path's sweeps (they
+    count toward `iterations`) move it too, under their own stage name (`open`)."""
 
     def __init__(self, total, show=True, description="rgals"):
         self.total, self.show, self.description = total, show, description
         self.bar = None
 
+    def open(self, stage=None):
+        """The bar, opened on the first call; `stage` names what its sweeps do for now."""
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, disable=not self.show, unit="sweep",
+                            desc=self.description)
+            # the first sweep of a new install waits for Numba to compile the kernels
+            self.bar.set_postfix_str("first sweep (a new install compiles its kernels "
+                                     "first, about 10 s)")
+        self.bar.set_description(self.description if stage is None
+                                 else f"{self.description}: {stage}")
+        return self.bar
+
     def before_training(self, state):
-        self.bar = tqdm(total=self.total, initial=state.sweep, disable=not self.show,
-                        unit="sweep", desc=self.description)
+        bar = self.open()
+        bar.n = state.sweep  # the path's sweeps, or a resumed fit's
+        bar.refresh()
 
     def after_sweep(self, state, record):
         metric = state.monitor.metric
@@ -430,6 +444,8 @@ def run(executor, iterations, *, monitor="sweep", tol=1e-4, identity_tolerance=1
             if stop:
                 log.info("%s", recorder.stop_reason)
                 break
+        else:
+            recorder.stop_reason = f"ran every sweep ({iterations})"
         executor.finish()  # before the last measurement: F of the factors returned
         if recorder.rows and not recorder.rows[-1]["exact"]:
             # a fit stopped between evaluations

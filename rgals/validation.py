@@ -46,18 +46,25 @@ def check_interactions(matrix, name="user_items", allow_negative=False, shape=No
     return matrix
 
 
-def check_value_range(value_range, dtype, weight=1.0, name="user_items"):
+def check_value_range(value_range, dtype, weight=1.0, name="user_items", weight_name=None):
     """Refuse values whose squares (times the loss's pair `weight`) leave the range of
     `dtype` inside the solvers: CG squares its residuals, which grow with the values, and
     an overflow there gives a fit that stops after one sweep and ranks at random.
     `value_range`: (smallest, largest) |value| stored (InteractionTotals.value_range),
-    None with no values."""
+    None with no values. `weight_name`: the hyperparameter the weight comes from (e.g.
+    "alpha=1e+38"), blamed when the values alone would fit."""
     if value_range is None:
         return
     dtype = np.dtype(dtype)
     largest = float(value_range[1])
     # sqrt of the type's range, less 4 digits for the sums over a row's pairs and factors
-    limit = math.sqrt(float(np.finfo(dtype).max)) / 1e4 / weight
+    room = math.sqrt(float(np.finfo(dtype).max)) / 1e4
+    limit = room / weight
+    if largest > limit and weight_name is not None and largest <= room:
+        raise ValueError(f"{weight_name} is too large for {dtype.name} factors: the pair "
+                         f"weights it gives (about {weight:.3g} times each value, values up "
+                         f"to {largest:.3g}) overflow inside the solvers, and the fit would "
+                         f"rank at random. Keep it below {room / largest:.3g}")
     if largest > limit:
         wider = " or use dtype=np.float64" if dtype == np.float32 else ""
         raise ValueError(f"{name} holds values up to {largest:.3g}: with {dtype.name} "

@@ -408,3 +408,14 @@ def test_cg_fits_rank_health_as_well_as_exact_solves(alpha):
     assert scores["cg"] > 1.2 * ranking_metrics(np.ones((train.shape[0], 1)), popularity,
                                                 validation, fit_part, K=20,
                                                 metrics=("ndcg",))["ndcg@20"]
+
+
+def test_a_huge_alpha_is_blamed_rather_than_the_data(rng):
+    user_items = random_interactions(rng)
+    with pytest.raises(ValueError, match=r"alpha=1e\+38 is too large for float32 factors"):
+        fit(user_items, loss="ials", alpha=1e38, iterations=1, dtype=np.float32)
+
+
+def test_a_fit_that_ran_every_sweep_says_so(rng):
+    model = fit(random_interactions(rng), factors=3, iterations=3, tol=0.0)
+    assert model.monitor_.stop_reason == "ran every sweep (3)"

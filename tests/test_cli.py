@@ -162,11 +162,14 @@ def test_unknown_test_ids_fail_or_drop(files, tmp_path, capsys):
     extra = test_path.read_text() + "stranger\ti0\n"
     test_path.write_text(extra)
     status, _, stderr = run(["fit", str(train_path), "--test", str(test_path), *FIT], capsys)
-    assert status == 1 and "drop" in stderr
-    with pytest.warns(UserWarning, match="1"):
-        status, stdout, _ = run(["fit", str(train_path), "--test", str(test_path), *FIT,
-                                 "--unknown", "drop"], capsys)
+    assert status == 1 and "--unknown drop" in stderr and "1 user id (" in stderr
+    status, stdout, stderr = run(["fit", str(train_path), "--test", str(test_path), *FIT,
+                                  "--unknown", "drop"], capsys)
     assert status == 0 and "ndcg@20" in stdout
+    # a warning is one line of the command line's own, without a source location
+    warning = [line for line in stderr.splitlines() if "dropped 1 of" in line]
+    assert len(warning) == 1 and warning[0].startswith("rgals: warning: ")
+    assert ".py:" not in stderr
 
 
 def test_module_entry_point():
@@ -512,3 +515,27 @@ def test_a_params_file_cannot_choose_the_private_backend(files, tmp_path, capsys
     params.write_text(json.dumps({"backend": "_batched"}))
     status, _, stderr = run(["fit", str(train_path), "--params", str(params)], capsys)
     assert status == 1 and "backend must be one of cpu, gpu" in stderr
+
+
+def test_recommend_prints_the_known_users_and_reports_the_others(files, tmp_path, capsys):
+    train_path, _ = files
+    out = tmp_path / "model"
+    assert run(["fit", str(train_path), *FIT, "--out", str(out)], capsys)[0] == 0
+    user = data.read(train_path).user_ids[1]
+    status, stdout, stderr = run(["recommend", str(out), str(user), "nobody", "-n", "3"],
+                                 capsys)
+    assert status == 1
+    assert [line.split("\t")[0] for line in stdout.splitlines()[1:]] == [str(user)] * 3
+    assert "1 user id not in the model: nobody" in stderr
+    status, stdout, stderr = run(["recommend", str(out), "nobody", "ghost"], capsys)
+    assert status == 1 and "2 user ids not in the model" in stderr and not stdout
+
+
+def test_wide_metric_names_keep_their_columns_apart(files, capsys):
+    train_path, test_path = files
+    status, stdout, _ = run(["fit", str(train_path), "--test", str(test_path), *FIT,
+                             "--k", "1000"], capsys)
+    assert status == 0
+    for line in stdout.splitlines():
+        if line.startswith("precision@1000"):
+            assert len(line.split()) == 2  # the name, then the value

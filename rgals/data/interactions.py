@@ -54,6 +54,11 @@ class Interactions:
                           lambda file, array=array: np.save(file, array, allow_pickle=False))
 
 
+def _counted(count, noun):
+    """"1 user id", "2 user ids"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _saveable(ids, name):
     array = np.asarray(ids)
     if array.dtype.kind == "O":  # e.g. ids set by hand from a list of strings
@@ -304,13 +309,14 @@ def from_pairs(user_ids, item_ids, values=None, *, min_value=None, binary=False,
         new_users = np.unique(user_ids[rows < 0])
         new_items = np.unique(item_ids[columns < 0])
         parts = [f"{what} ({_examples(ids)})" for what, ids in
-                 ((f"{new_users.size} user ids", new_users),
-                  (f"{new_items.size} item ids", new_items)) if ids.size]
+                 ((_counted(new_users.size, "user id"), new_users),
+                  (_counted(new_items.size, "item id"), new_items)) if ids.size]
         count = int(unseen.sum())
         if unknown == "error":
             raise ValueError(f"{source}: {' and '.join(parts)} were never seen in training; "
                              f"{count} of {total} interactions involve them. Pass "
-                             "unknown='drop' to skip those interactions")
+                             "unknown='drop' (--unknown drop on the command line) to skip "
+                             "those interactions")
         if count == total:
             raise ValueError(f"{source}: none of the {total} interactions has a user and an item "
                              f"seen in training ({' and '.join(parts)} are new); are the ids "
