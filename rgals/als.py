@@ -629,19 +629,23 @@ class ALSSolver:
             params = {**params, "backend": check_choice(backend, "backend", BACKENDS)}
         unknown = sorted(set(params) - set(cls._param_names()))
         model = cls(**{name: value for name, value in params.items() if name not in unknown})
+        where = path if hasattr(path, "read") or str(path).endswith(".npz") else \
+            Path(path) / export.MARKER
         try:
             if unknown:
                 raise ValueError(f"unknown parameter {unknown[0]!r}")
             model._validated_params()
         except (ValueError, TypeError) as error:
-            where = path if hasattr(path, "read") or str(path).endswith(".npz") else \
-                Path(path) / export.MARKER
             raise ValueError(f"{where} does not describe an ALSSolver: {error}") from error
         model.user_factors_, model.item_factors_ = saved.user_factors, saved.item_factors
         model.previous_item_factors_ = saved.previous_item_factors
         model.user_items_ = saved.user_items
         model.interaction_totals_ = saved.totals
-        model.loss_ = make_loss(saved.loss).bind(saved.totals)
+        try:
+            model.loss_ = make_loss(saved.loss).bind(saved.totals)
+        except (ValueError, FloatingPointError) as error:
+            raise ValueError(f"{where} holds a fitted loss that cannot serve this model: "
+                             f"{error}") from error
         _warn_if_collapsed(model.user_factors_, model.item_factors_, model.loss_)
         return model.to_gpu() if model.backend == "gpu" else model
 

@@ -13,6 +13,7 @@ import json
 import numbers
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,6 +212,15 @@ def _read_directory(directory, name_of):
                                     f"{name}") from None
         return value
 
+    kept = metadata.get("training_data", "matrix")  # formats 1 and 2 kept the matrix
+    if digests:  # a save that lists its files lists these
+        needed = [f"{name}.npy" for name in ARRAYS[:2]] + \
+            [{"matrix": INTERACTIONS, "totals": TOTALS}.get(kept)]
+        unlisted = [name for name in needed if name is not None and name not in digests]
+        if unlisted:
+            raise ValueError(f"{directory / MARKER} does not list {unlisted[0]} among the "
+                             "model's files: it is damaged or was edited; save the model "
+                             "again")
     try:
         shapes = _factor_shapes(metadata)
         present = [name for name in ARRAYS if f"{name}.npy" in digests
@@ -220,7 +230,6 @@ def _read_directory(directory, name_of):
         arrays = {name: read_file(f"{name}.npy", lambda file, label, name=name: read_npy(
             file, label, shapes[name])) for name in present}
         user_items = totals = None
-        kept = metadata.get("training_data", "matrix")  # formats 1 and 2 kept the matrix
         if kept == "matrix":
             user_items = read_file(INTERACTIONS, lambda file, label: _with_archive(
                 file, label, lambda archive: _read_matrix(archive, metadata)))
@@ -253,6 +262,12 @@ def _factor_shapes(metadata):
     return {name: (count, metadata["factors"]) for name, count in rows.items()}
 
 
+# what reading a damaged zip file or .npy raises, besides our own errors: zipfile's zoo
+# (an unknown compression method, an encrypted member, a bad CRC) and the decompressor's
+_DAMAGE = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error,
+           NotImplementedError, RuntimeError)
+
+
 def read_npy(file, label, shape=None):
     """The array of an open .npy file (or .npz member) in native byte order, once its
     header is known to declare `shape` (None: any) and no Python objects, so that
@@ -265,7 +280,9 @@ def read_npy(file, label, shape=None):
             raise ValueError(f".npy format {version[0]}.{version[1]}, which rgals does not "
                              "read")
         declared, fortran, dtype = read_header(file)
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
+    # numpy parses the header as a Python literal: damage there raises whatever its
+    # tokenizer and parser raise (SyntaxError, TokenError, ...)
+    except Exception as error:  # noqa: BLE001 - every one means a damaged header
         raise ValueError(f"{label} cannot be read (not a .npy array: {error}): the file is "
                          "truncated or damaged; save the model again") from error
     if dtype.hasobject:
@@ -288,7 +305,7 @@ def read_npy(file, label, shape=None):
                 break
             filled += count
         extra = file.read(1)
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
+    except _DAMAGE as error:
         raise ValueError(f"{label} cannot be read ({error}): the file is truncated or "
                          "damaged; save the model again") from error
     if filled < len(view) or extra:
@@ -310,12 +327,14 @@ class _Archive:
         errors call it `called` (default: its name)."""
         if name not in self.names:
             return None
+        label = f"{self.label} ({called or name})"
         try:
-            with self.archive.open(f"{name}.npy") as member:
-                return read_npy(member, f"{self.label} ({called or name})", shape)
-        except (zipfile.BadZipFile, OSError, EOFError) as error:
-            raise ValueError(f"{self.label} ({name}) cannot be read ({error}): the file is "
-                             "truncated or damaged; save the model again") from error
+            member = self.archive.open(f"{name}.npy")
+        except _DAMAGE as error:
+            raise ValueError(f"{label} cannot be read ({error}): the file is truncated or "
+                             "damaged; save the model again") from error
+        with member:
+            return read_npy(member, label, shape)
 
     def text(self, name, most=1 << 20):
         """A 0-d string member of at most `most` bytes (the model's description)."""
@@ -346,7 +365,7 @@ def _with_archive(source, label, read):
                          "model again if this file is truncated or damaged")
     try:
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    except _DAMAGE as error:
         raise ValueError(f"{label} cannot be read ({error}): the file is truncated or "
                          "damaged; save the model again") from error
     with archive:
@@ -429,7 +448,12 @@ def _read_metadata(where, text):
             metadata["loss"] = {name: FORMAT_1_DEFAULTS.get(name) if value is None and
                                 name in FORMAT_1_DEFAULTS else value
                                 for name, value in loss.items()}
-        make_loss(metadata["loss"])  # a known loss with valid hyperparameters
+        fitted = make_loss(metadata["loss"])  # a known loss with valid hyperparameters
+        unresolved = [name for name, domain in fitted.hyperparameters.items()
+                      if domain.from_data and getattr(fitted, name) is None]
+        if unresolved:
+            raise ValueError(f"the fitted loss's {unresolved[0]} is null: a saved model "
+                             "keeps every value its fit resolved")
         for key in ("n_users", "n_items", "factors"):
             metadata[key] = _count(metadata.get(key), key)
         if metadata.get("dtype") not in FACTOR_DTYPES:
