@@ -190,10 +190,21 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
         if not exclude.has_canonical_format:  # the kernel needs sorted, unique columns
             exclude = exclude.copy()
             exclude.sum_duplicates()
-    scores, ids = top_lists(queries, targets, min(N, targets.shape[0]), exclude, removed)
+    depth = min(N, targets.shape[0])
+    # a few more than asked, rescored exactly: which of two near-equal targets makes the
+    # list must not depend on how BLAS summed this query's batch
+    wide = min(depth + _MARGIN, targets.shape[0])
+    rough, ids = top_lists(queries, targets, wide, exclude, removed)
+    crowded = _crowded_boundary(queries, targets, rough, depth)
     if candidates is not None:
         ids = np.where(ids >= 0, candidates[ids], -1)
-    scores, ids = _exact_order(queries, all_targets, ids, scores.dtype)
+    scores, ids = _exact_order(queries, all_targets, ids, rough.dtype)
+    if crowded.size:
+        ids[crowded], scores[crowded] = _exact_rows(queries[crowded], targets, wide,
+                                                    None if exclude is None else
+                                                    exclude[crowded], removed, candidates,
+                                                    rough.dtype)
+    scores, ids = scores[:, :depth], ids[:, :depth]
     if candidates is not None and exclude is not None:
         _fill_with_excluded(ids, exclude, candidates)
     # int32 ids, as implicit returns them (its evaluation code takes no other type)
@@ -215,6 +226,44 @@ def _fill_with_excluded(ids, exclude, candidates):
 
 
 _PAIRS = 1 << 16  # chosen pairs rescored at a time (bounded memory)
+_MARGIN = 8  # targets ranked beyond the N asked, for the exact rescoring to choose among
+# a float32 score a . b is within about d * 2^-24 |a||b| of the exact one (d <= ~1000)
+_ROUGH = 1e-4
+
+
+def _crowded_boundary(queries, targets, rough, depth):
+    """Rows whose rough (BLAS) list may have left out a target whose exact score belongs
+    in the top `depth`: the list is full, and its last score is within the rounding of
+    BLAS's sums of the depth-th (so more near-ties than _MARGIN crowd the boundary)."""
+    if rough.shape[1] <= depth or not np.isfinite(rough[:, -1]).any():
+        return np.empty(0, dtype=np.int64)
+    host = to_host(queries)
+    largest = float(np.sqrt(to_host(
+        (targets * targets).sum(axis=1, dtype=np.float64)).max(initial=0.0)))
+    error = _ROUGH * np.sqrt((host.astype(np.float64) ** 2).sum(axis=1)) * largest
+    return np.flatnonzero(np.isfinite(rough[:, -1]) &
+                          (rough[:, -1] >= rough[:, depth - 1] - 2 * error - 1e-300))
+
+
+def _exact_rows(queries, targets, depth, exclude, removed, candidates, dtype):
+    """(ids, scores) of the `depth` best targets of a few rows, every score in float64
+    (ties: lower id first); for rows whose boundary is crowded with near-ties."""
+    queries = to_host(queries).astype(np.float64)
+    scores = np.empty((queries.shape[0], targets.shape[0]))
+    for start in range(0, targets.shape[0], _PAIRS):
+        block = to_host(targets[start:start + _PAIRS]).astype(np.float64)
+        scores[:, start:start + block.shape[0]] = queries @ block.T
+    if removed is not None:
+        scores[:, removed] = -np.inf
+    if exclude is not None:
+        rows, columns = exclude.nonzero()
+        scores[rows, columns] = -np.inf
+    positions = np.broadcast_to(np.arange(targets.shape[0]), scores.shape)
+    ids = positions if candidates is None else candidates[positions]
+    order = np.lexsort((ids, -scores), axis=-1)[:, :depth]
+    best = np.take_along_axis(scores, order, axis=-1)
+    chosen = np.where(np.isfinite(best), np.take_along_axis(ids, order, axis=-1), -1)
+    return chosen, best.astype(dtype)
 
 
 def _exact_order(queries, targets, ids, dtype):

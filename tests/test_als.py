@@ -307,6 +307,23 @@ def test_the_checker_board_behaviour_implicit_users_rely_on(loss):
         assert all(other % 2 == item % 2 for other in ids)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_batch_and_single_recommend_agree_on_the_checker_board(seed):
+    """implicit's test_recommend_batch: its items are near-ties within float32 rounding,
+    where BLAS sums a batch and a single query differently."""
+    user_items = checker_board(50)
+    model = ALSSolver(random_state=seed).fit(user_items, show_progress=False)
+    users = np.arange(50)
+    for filtered in (True, False):
+        ids, scores = model.recommend(users, user_items, N=5,
+                                      filter_already_liked_items=filtered)
+        for user in users:
+            one_ids, one_scores = model.recommend(user, user_items[user], N=5,
+                                                  filter_already_liked_items=filtered)
+            np.testing.assert_array_equal(one_ids, ids[user])
+            np.testing.assert_array_equal(one_scores, scores[user])
+
+
 @pytest.mark.parametrize("loss", ["rg2", "rgx", "ials"])
 def test_recalculate_user_gives_the_fitted_users_scores_on_the_checker_board(loss):
     """implicit's check (places=3): folding a user's own row back in with the default

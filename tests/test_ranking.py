@@ -3,10 +3,12 @@ on every backend."""
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from conftest import random_interactions
 from rgals import ALSSolver
 from rgals.backend import to_host as host
+from rgals.ranking import top_n
 
 
 @pytest.fixture
@@ -172,3 +174,32 @@ def test_merge_top_ranks_equal_scores_by_id_in_any_tile_order():
         cpu.merge_top(np.array([values]), offset, np.array(tile_ids, np.int64), none.copy(),
                       none.copy(), np.empty(0, np.int64), best, ids)
     assert ids.tolist() == [[7, 8, 1]] and best.tolist() == [[2.0, 2.0, 1.0]]
+
+
+def test_a_query_gets_the_same_list_alone_and_in_a_batch():
+    """Near-ties decided by how BLAS summed a batch (implicit's batch check): the list
+    is chosen on exact scores, among more targets than asked, and from every target
+    where more near-ties crowd the boundary than that margin holds."""
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal(16)
+    # 40 targets within 1e-7 of each other (30 of them more than the margin) and 20 far
+    targets = np.vstack([base + 1e-7 * rng.standard_normal((40, 16)),
+                         rng.standard_normal((20, 16))]).astype(np.float32)
+    queries = (base + 0.01 * rng.standard_normal((60, 16))).astype(np.float32)
+    for N in (1, 5, 12):
+        ids, scores = top_n(queries, targets, N)
+        for row in range(len(queries)):
+            alone_ids, alone_scores = top_n(queries[row:row + 1], targets, N)
+            np.testing.assert_array_equal(alone_ids[0], ids[row])
+            np.testing.assert_array_equal(alone_scores[0], scores[row])
+        exact = queries.astype(np.float64) @ targets.astype(np.float64).T
+        best = np.lexsort((np.broadcast_to(np.arange(60), exact.shape), -exact))[:, :N]
+        np.testing.assert_array_equal(ids, best)
+
+
+def test_exact_ties_beyond_the_margin_rank_the_lower_ids_first():
+    targets = np.ones((30, 4), dtype=np.float32)  # 30 equal targets
+    ids, scores = top_n(np.ones((3, 4), dtype=np.float32), targets, 5,
+                        exclude=sp.csr_matrix(([1.0], ([1], [0])), shape=(3, 30)))
+    assert ids.tolist() == [[0, 1, 2, 3, 4], [1, 2, 3, 4, 5], [0, 1, 2, 3, 4]]
+    np.testing.assert_array_equal(scores, 4.0)
