@@ -200,7 +200,7 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
         ids = np.where(ids >= 0, candidates[ids], -1)
     scores, ids = _exact_order(queries, all_targets, ids, rough.dtype)
     if crowded.size:
-        ids[crowded], scores[crowded] = _exact_rows(queries[crowded], targets, wide,
+        ids[crowded], scores[crowded] = _exact_rows(to_host(queries)[crowded], targets, wide,
                                                     None if exclude is None else
                                                     exclude[crowded], removed, candidates,
                                                     rough.dtype)

@@ -105,7 +105,7 @@ def test_refuses_to_overwrite_unless_asked(model, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "item_factors.npy"), before)
     model.save(tmp_path, overwrite=True)
     np.testing.assert_array_equal(np.load(tmp_path / "item_factors.npy"),
-                                  model.item_factors_)
+                                  to_host(model.item_factors_))
 
 
 def test_failed_write_leaves_previous_file_and_no_temporary(model, tmp_path, monkeypatch):
@@ -176,7 +176,7 @@ def test_a_save_killed_among_its_renames_never_blocks_the_rerun(model, tmp_path,
         model.save(tmp_path)
     model.save(tmp_path, overwrite=True)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(rgals.export.FILES)
-    np.testing.assert_array_equal(rgals.load(tmp_path).item_factors_,
+    np.testing.assert_array_equal(to_host(rgals.load(tmp_path).item_factors_),
                                   to_host(model.item_factors_))
 
 
@@ -414,8 +414,8 @@ def other_model(model):
 
 
 def same_factors(loaded, model):
-    return (np.array_equal(loaded.user_factors_, to_host(model.user_factors_))
-            and np.array_equal(loaded.item_factors_, to_host(model.item_factors_)))
+    return (np.array_equal(to_host(loaded.user_factors_), to_host(model.user_factors_))
+            and np.array_equal(to_host(loaded.item_factors_), to_host(model.item_factors_)))
 
 
 def during_renames(monkeypatch, after, action):
@@ -545,7 +545,7 @@ def test_big_endian_factor_files_load_in_native_order(model, tmp_path):
     loaded = rgals.load(tmp_path)
     assert loaded.user_factors_.dtype.isnative and same_factors(loaded, model)
     rows = model.user_items_[[1, 4]]
-    np.testing.assert_allclose(loaded.recalculate_user([1, 4], rows),
+    np.testing.assert_allclose(to_host(loaded.recalculate_user([1, 4], rows)),
                                to_host(model.recalculate_user([1, 4], rows)), rtol=1e-6)
 
 
