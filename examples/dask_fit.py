@@ -1,6 +1,6 @@
 """Fit rgals on a Dask cluster from a Dask DataFrame, then evaluate, serve and save.
 
-    pip install "rgals[dask]"
+    pip install ".[dask]"
     python examples/dask_fit.py [OUT]
 
 Starts a local cluster of two worker processes (point `Client` at your scheduler's

@@ -8,6 +8,7 @@ import argparse
 import inspect
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -67,7 +68,7 @@ def main(argv=None):
     except Exception as error:  # one clear line for users; --debug for developers
         if getattr(args, "debug", False):  # absent unless given (see _parser)
             raise
-        print(f"rgals: error: {error}", file=sys.stderr)
+        print(f"rgals: error: {_command_line_terms(str(error))}", file=sys.stderr)
         return 1
 
 
@@ -648,7 +649,13 @@ def _say(message):
 
 def _warn_in_one_line(message, category, filename, lineno, file=None, line=None):
     """A warning as the command line's other messages: one line, no source location."""
-    _say(f"rgals: warning: {message}")
+    _say(f"rgals: warning: {_command_line_terms(str(message))}")
+
+
+def _command_line_terms(message):
+    """A message for both audiences ("pass overwrite=True (--overwrite on the command
+    line)") in the command line's terms alone ("pass --overwrite")."""
+    return re.sub(r"\S+=\S+ \((--[^()]*?) on the command line\)", r"\1", message)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,8 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
                 break
             best = stages[-1]
             lam, sweeps = lam / STEP, STAGE_SWEEPS
+        bar.set_postfix({"lam chosen": f"{best.regularization:.3g}",
+                         f"holdout ndcg@{METRIC_K}": f"{best.holdout_ndcg:.4f}"})
     finally:
         if progress is None:
             bar.total = done  # the path may stop before the stages planned

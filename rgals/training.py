@@ -300,8 +300,8 @@ class ProgressBar(Callback):
             self.bar = tqdm(total=self.total, disable=not self.show, unit="sweep",
                             desc=self.description)
             # the first sweep of a new install waits for Numba to compile the kernels
-            self.bar.set_postfix_str("first sweep (a new install compiles its kernels "
-                                     "first, about 10 s)")
+            self.bar.set_postfix_str("first sweep (after an install it compiles the "
+                                     "kernels, about 10 s; later runs load them)")
         self.bar.set_description(self.description if stage is None
                                  else f"{self.description}: {stage}")
         return self.bar
@@ -444,8 +444,8 @@ def run(executor, iterations, *, monitor="sweep", tol=1e-4, identity_tolerance=1
             if stop:
                 log.info("%s", recorder.stop_reason)
                 break
-        else:
-            recorder.stop_reason = f"ran every sweep ({iterations})"
+        else:  # numbered from the fit's first sweep (the path's included)
+            recorder.stop_reason = f"ran every sweep ({last})"
         executor.finish()  # before the last measurement: F of the factors returned
         if recorder.rows and not recorder.rows[-1]["exact"]:
             # a fit stopped between evaluations

@@ -162,7 +162,8 @@ def test_unknown_test_ids_fail_or_drop(files, tmp_path, capsys):
     extra = test_path.read_text() + "stranger\ti0\n"
     test_path.write_text(extra)
     status, _, stderr = run(["fit", str(train_path), "--test", str(test_path), *FIT], capsys)
-    assert status == 1 and "--unknown drop" in stderr and "1 user id (" in stderr
+    assert status == 1 and "Pass --unknown drop to skip" in stderr and "1 user id (" in stderr
+    assert "unknown='drop'" not in stderr
     status, stdout, stderr = run(["fit", str(train_path), "--test", str(test_path), *FIT,
                                   "--unknown", "drop"], capsys)
     assert status == 0 and "ndcg@20" in stdout
@@ -539,3 +540,12 @@ def test_wide_metric_names_keep_their_columns_apart(files, capsys):
     for line in stdout.splitlines():
         if line.startswith("precision@1000"):
             assert len(line.split()) == 2  # the name, then the value
+
+
+def test_an_existing_output_is_refused_in_command_line_terms(files, tmp_path, capsys):
+    train_path, _ = files
+    out = tmp_path / "model"
+    assert run(["fit", str(train_path), *FIT, "--out", str(out)], capsys)[0] == 0
+    status, _, stderr = run(["fit", str(train_path), *FIT, "--out", str(out)], capsys)
+    assert status == 1 and "pass --overwrite to replace them" in stderr
+    assert "overwrite=True" not in stderr
