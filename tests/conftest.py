@@ -161,3 +161,16 @@ class BruteForce:
 @pytest.fixture(params=[0, 1, 2])
 def rng(request):
     return np.random.default_rng(1000 + request.param)
+
+
+def interrupt_tune_at(monkeypatch, trial):
+    """Make rgals.tune meet a Ctrl-C as trial number `trial` starts."""
+    from rgals import tuning
+    real = tuning._run_trial
+
+    def interrupted(number, *args):
+        if number == trial:
+            raise KeyboardInterrupt
+        return real(number, *args)
+
+    monkeypatch.setattr(tuning, "_run_trial", interrupted)

@@ -482,15 +482,8 @@ def test_tune_says_what_the_winning_defaults_resolved_to(files, tmp_path, capsys
 
 def test_an_interrupted_tune_keeps_the_completed_trials(files, tmp_path, capsys,
                                                         monkeypatch):
-    from rgals import tuning
-    real = tuning._run_trial
-
-    def interrupted(number, *args):
-        if number == 2:
-            raise KeyboardInterrupt
-        return real(number, *args)
-
-    monkeypatch.setattr(tuning, "_run_trial", interrupted)
+    from conftest import interrupt_tune_at
+    interrupt_tune_at(monkeypatch, 2)
     train_path, _ = files
     status, stdout, stderr = run(["tune", str(train_path), *TUNE, "--out",
                                   str(tmp_path / "o"), "--export-model"], capsys)

@@ -8,6 +8,7 @@ import pytest
 
 import rgals
 from rgals import data, tuning
+from conftest import interrupt_tune_at
 from rgals.losses import Hyperparameter
 
 
@@ -260,14 +261,7 @@ def test_validation_inside_the_training_data_is_refused_or_warned(planted):
 def test_a_timeout_and_an_interrupt_say_how_the_search_ended(planted, monkeypatch):
     assert quick(planted, n_trials=None, timeout=1e-9).stopped == "timeout"
     assert quick(planted, n_trials=2).stopped == "trials"
-    real = tuning._run_trial
-
-    def interrupted_at_trial_2(number, *args):
-        if number == 2:
-            raise KeyboardInterrupt
-        return real(number, *args)
-
-    monkeypatch.setattr(tuning, "_run_trial", interrupted_at_trial_2)
+    interrupt_tune_at(monkeypatch, 2)
     result = quick(planted, n_trials=5, refit=True)
     assert result.stopped == "interrupted" and len(result.trials) == 2
     assert result.model is None and result.best_params  # no refit after Ctrl-C

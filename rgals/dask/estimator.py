@@ -66,6 +66,10 @@ class DaskALSSolver(ALSSolver):
         not fit in one process; a different start from ALSSolver's (and so a different
         model, of the same quality).
 
+    Workers should be started with `rgals.dask.worker_settings()` (glibc's malloc keeping
+    freed blocks for reuse; under Dask's own setting a sweep takes about 1.5x as long);
+    a fit on workers without it warns.
+
     Top-K weights (RG2/RGx `top_k`) are refreshed per user block: scores against the
     whole item side, the weights kept per block for damping, the pairs' c w shuffled to
     the item blocks, the refreshed user sums sent with the loss.
