@@ -8,7 +8,6 @@ file and `ALSSolver.load` reads an `implicit` one (an iALS model: its factors an
 hyperparameters, without the training data).
 """
 
-import hashlib
 import json
 import numbers
 import warnings
@@ -21,9 +20,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .backend import BACKENDS, to_host
-from .files import (ChangedWhileRead, marker_changed, prepare_directory, read_together,
-                    require_files, save_lock, save_under_way, stray_temporaries,
-                    write_atomic, write_together)
+from .files import (ChangedWhileRead, file_digest, marker_changed, prepare_directory,
+                    read_together, require_files, save_lock, save_under_way,
+                    stray_temporaries, write_atomic, write_together)
 from .losses import Loss, make_loss
 from .prepared import InteractionTotals
 from .validation import check_interactions
@@ -205,7 +204,7 @@ def _read_directory(directory, name_of):
                 value = reader(file, directory / name)
                 if name in digests:
                     file.seek(0)
-                    if _digest(file) != digests[name]:
+                    if file_digest(file) != digests[name]:
                         differing.append(name)
         except FileNotFoundError:
             raise FileNotFoundError(f"{directory} is not a complete rgals model: missing "
@@ -247,13 +246,6 @@ def _read_directory(directory, name_of):
             raise ChangedWhileRead from None
         raise
     return saved
-
-
-def _digest(file):
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: file.read(1 << 20), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _factor_shapes(metadata):

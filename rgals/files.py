@@ -144,12 +144,15 @@ def save_under_way(directory):
         os.close(handle)
 
 
-def file_digest(path):
-    """The SHA-256 of a file, as hex."""
+def file_digest(source):
+    """The SHA-256 of a file (a path, or an open binary file from where it stands), as
+    hex."""
+    if not hasattr(source, "read"):
+        with open(source, "rb") as file:
+            return file_digest(file)
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
+    for chunk in iter(lambda: source.read(1 << 20), b""):
+        digest.update(chunk)
     return digest.hexdigest()
 
 

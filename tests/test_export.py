@@ -533,7 +533,7 @@ def rewrite(path, array, directory):
         sp.save_npz(path, array, compressed=True)
     metadata = json.loads((directory / "params.json").read_text())
     with open(path, "rb") as file:
-        metadata["files"][path.name] = rgals.export._digest(file)
+        metadata["files"][path.name] = rgals.files.file_digest(file)
     (directory / "params.json").write_text(json.dumps(metadata))
 
 
