@@ -44,6 +44,7 @@ class DaskExecutor:
                         for side in SIDES}
         self.loss = None
         self._positions = None
+        self._ahead = None  # (key, prelude) of the next half step, submitted early
 
     def submit(self, function, *args):
         return self.client.submit(function, *args, retries=RETRIES)
@@ -150,19 +151,13 @@ class DaskExecutor:
     def half_step(self, side, sweep):
         """Solve `side`'s blocks given the other side's; returns (the decrease, the
         Hessian's bounds) as LocalExecutor.half_step does."""
-        fixed = "item" if side == "user" else "user"
         loss, settings = self.loss_future, self.settings
-        statistics = tree_sum(self, [
-            self.submit(tasks.statistics, loss, side, factors, rows, settings)
-            for factors, rows in zip(self.factors[fixed], self.ranges[fixed])])
+        statistics, shared, rotated = self._prelude(side)
         coupled = side == "item" and self.loss.coupled_item_step
         method = _method(self.loss, settings["solver"])
-        # every block reads the whole fixed side: rotate it into the eigenbasis once (block
-        # by block, in parallel), not once a solved block
-        shared = self.touched[side] is None and method in ("eigen", "cg")
         blocks = len(self.layout.parts[side])
         others = [None] * blocks if shared and not coupled else self.others(side)
-        shift = rotated = None
+        shift = None
         work = list(zip(self.layout.parts[side], others, self.factors[side],
                         self.pair_terms[side]))
         if coupled:
@@ -171,20 +166,17 @@ class DaskExecutor:
                             terms, settings)
                 for part, other, factors, terms in work])
             shift = self.submit(tasks.shift, loss, statistics, before, method)
-        if shared:
-            eigen = self.submit(tasks.eigenbasis, loss, side, statistics, settings)
-            pieces = [self.submit(tasks.rotate, block, eigen, settings)
-                      for block in self.factors[fixed]]
-            # on one worker the blocks share one concatenation; across workers each
-            # block's task joins the pieces itself, so that each crosses once
-            rotated = (self.submit(tasks.rotated_side, eigen, *pieces)
-                       if len(self.client.nthreads()) == 1 else (eigen, pieces))
         solved = [self.submit(tasks.solve, loss, side, statistics, part,
                               None if shared else other, factors, shift, terms, settings,
                               rotated)
                   for part, other, factors, terms in work]
         self.factors[side] = [self.submit(operator.itemgetter(0), result)
                               for result in solved]
+        if side == "user":
+            # the item step's prelude waits on the new user blocks, not on this process:
+            # each block's statistics start as its solve ends, beside the others' solves
+            # (the loss may change between sweeps, so only within one)
+            self._ahead = self._prelude_key("item"), self._prelude("item")
         # per block: the decrease, the rows' Hessian bounds, whether all is finite; the
         # shared Gram's eigenvalues (the same in every block) from the first
         results = gather(self.client, [self.submit(operator.itemgetter(1, 2, 4), result)
@@ -207,6 +199,38 @@ class DaskExecutor:
         rows = self.shape[0 if side == "user" else 1]
         return decrease, self.loss.half_step_bounds(side, lowest, highest, rows, gram,
                                                     coupling, eigenvalues)
+
+    def _prelude_key(self, side):
+        """What a half step's prelude depends on: the loss and the fixed side's blocks."""
+        fixed = "item" if side == "user" else "user"
+        return side, self.loss_future.key, tuple(block.key for block in self.factors[fixed])
+
+    def _prelude(self, side):
+        """(the side statistics, whether the blocks share the rotated fixed side, that
+        rotated side or None) of `side`'s half step, as futures: the fixed blocks'
+        statistics tree-summed, and, when every block reads the whole fixed side, the
+        Gram's eigenbasis once and each fixed block rotated into it in parallel (not once
+        a solved block). Taken from the previous half step when it submitted them."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == self._prelude_key(side):
+            return ahead[1]
+        fixed = "item" if side == "user" else "user"
+        loss, settings = self.loss_future, self.settings
+        statistics = tree_sum(self, [
+            self.submit(tasks.statistics, loss, side, factors, rows, settings)
+            for factors, rows in zip(self.factors[fixed], self.ranges[fixed])])
+        method = _method(self.loss, settings["solver"])
+        shared = self.touched[side] is None and method in ("eigen", "cg")
+        rotated = None
+        if shared:
+            eigen = self.submit(tasks.eigenbasis, loss, side, statistics, settings)
+            pieces = [self.submit(tasks.rotate, block, eigen, settings)
+                      for block in self.factors[fixed]]
+            # on one worker the blocks share one concatenation; across workers each
+            # block's task joins the pieces itself, so that each crosses once
+            rotated = (self.submit(tasks.rotated_side, eigen, *pieces)
+                       if len(self.client.nthreads()) == 1 else (eigen, pieces))
+        return statistics, shared, rotated
 
     def others(self, side):
         """Per block of `side`: the fixed side's factors it reads: the whole side (one
