@@ -172,11 +172,12 @@ class DaskExecutor:
                   for part, other, factors, terms in work]
         self.factors[side] = [self.submit(operator.itemgetter(0), result)
                               for result in solved]
-        if side == "user":
-            # the item step's prelude waits on the new user blocks, not on this process:
+        if side == "user" or self.reweighting is None:
+            # the next step's prelude waits on these new blocks, not on this process:
             # each block's statistics start as its solve ends, beside the others' solves
-            # (the loss may change between sweeps, so only within one)
-            self._ahead = self._prelude_key("item"), self._prelude("item")
+            # (a top-K refresh changes the loss between sweeps: then within one only)
+            following = "item" if side == "user" else "user"
+            self._ahead = self._prelude_key(following), self._prelude(following)
         # per block: the decrease, the rows' Hessian bounds, whether all is finite; the
         # shared Gram's eigenvalues (the same in every block) from the first
         results = gather(self.client, [self.submit(operator.itemgetter(1, 2, 4), result)
