@@ -152,24 +152,26 @@ class DaskExecutor:
         """Solve `side`'s blocks given the other side's; returns (the decrease, the
         Hessian's bounds) as LocalExecutor.half_step does."""
         loss, settings = self.loss_future, self.settings
-        statistics, shared, rotated = self._prelude(side)
+        statistics, rotated = self._prelude(side)
         coupled = side == "item" and self.loss.coupled_item_step
         method = _method(self.loss, settings["solver"])
         blocks = len(self.layout.parts[side])
-        others = [None] * blocks if shared and not coupled else self.others(side)
+        others = ([None] * blocks if rotated is not None and not coupled
+                  else self.others(side))
+        rotated = rotated or [None] * blocks
         shift = None
         work = list(zip(self.layout.parts[side], others, self.factors[side],
-                        self.pair_terms[side]))
+                        self.pair_terms[side], rotated))
         if coupled:
             before = tree_sum(self, [
                 self.submit(tasks.coupling, loss, side, statistics, part, other, factors,
                             terms, settings)
-                for part, other, factors, terms in work])
+                for part, other, factors, terms, _ in work])
             shift = self.submit(tasks.shift, loss, statistics, before, method)
         solved = [self.submit(tasks.solve, loss, side, statistics, part,
-                              None if shared else other, factors, shift, terms, settings,
-                              rotated)
-                  for part, other, factors, terms in work]
+                              None if mine is not None else other, factors, shift, terms,
+                              settings, mine)
+                  for part, other, factors, terms, mine in work]
         self.factors[side] = [self.submit(operator.itemgetter(0), result)
                               for result in solved]
         if side == "user" or self.reweighting is None:
@@ -207,11 +209,12 @@ class DaskExecutor:
         return side, self.loss_future.key, tuple(block.key for block in self.factors[fixed])
 
     def _prelude(self, side):
-        """(the side statistics, whether the blocks share the rotated fixed side, that
-        rotated side or None) of `side`'s half step, as futures: the fixed blocks'
-        statistics tree-summed, and, when every block reads the whole fixed side, the
-        Gram's eigenbasis once and each fixed block rotated into it in parallel (not once
-        a solved block). Taken from the previous half step when it submitted them."""
+        """(the side statistics, per solved block the fixed side it reads in the Gram's
+        eigenbasis or None) of `side`'s half step, as futures: the fixed blocks'
+        statistics tree-summed; for the eigen and CG methods, the eigenbasis once and
+        each fixed block rotated into it in parallel, each solved block then reading the
+        whole rotated side or the rotated rows it touches (not rotating its own copy).
+        Taken from the previous half step when it submitted them."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == self._prelude_key(side):
             return ahead[1]
@@ -220,18 +223,22 @@ class DaskExecutor:
         statistics = tree_sum(self, [
             self.submit(tasks.statistics, loss, side, factors, rows, settings)
             for factors, rows in zip(self.factors[fixed], self.ranges[fixed])])
-        method = _method(self.loss, settings["solver"])
-        shared = self.touched[side] is None and method in ("eigen", "cg")
-        rotated = None
-        if shared:
-            eigen = self.submit(tasks.eigenbasis, loss, side, statistics, settings)
-            pieces = [self.submit(tasks.rotate, block, eigen, settings)
-                      for block in self.factors[fixed]]
-            # on one worker the blocks share one concatenation; across workers each
-            # block's task joins the pieces itself, so that each crosses once
-            rotated = (self.submit(tasks.rotated_side, eigen, *pieces)
-                       if len(self.client.nthreads()) == 1 else (eigen, pieces))
-        return statistics, shared, rotated
+        if _method(self.loss, settings["solver"]) not in ("eigen", "cg"):
+            return statistics, None
+        eigen = self.submit(tasks.eigenbasis, loss, side, statistics, settings)
+        pieces = [self.submit(tasks.rotate, block, eigen, settings)
+                  for block in self.factors[fixed]]
+        if self.touched[side] is not None:  # each block's touched rows, in the basis
+            return statistics, [
+                (eigen, [self.submit(tasks.rows_among_range, piece, rows.start, rows.stop,
+                                     touched)
+                         for piece, rows in zip(pieces, self.ranges[fixed])])
+                for touched in self.touched[side]]
+        # on one worker the blocks share one concatenation; across workers each block's
+        # task joins the pieces itself, so that each crosses once
+        whole = (self.submit(tasks.rotated_side, eigen, *pieces)
+                 if len(self.client.nthreads()) == 1 else (eigen, pieces))
+        return statistics, [whole] * len(self.layout.parts[side])
 
     def others(self, side):
         """Per block of `side`: the fixed side's factors it reads: the whole side (one

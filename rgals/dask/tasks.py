@@ -118,8 +118,10 @@ def solve(loss, side, statistics, part, others, factors, shift, pair_terms, sett
           rotated=None):
     """One block's half step: (its new factors, the decrease, the rows' Hessian bounds
     (lowest, highest), the shared Gram's eigenvalues or None, whether the new factors are
-    finite). `rotated`: `rotated_side`'s result, when the blocks share it (then `others`
-    is not needed: the systems take the rotated fixed side, whose norms are the same)."""
+    finite). `rotated`: (the shared Gram's eigenbasis, the fixed side this block reads in
+    it: the whole side, or the rows it touches, as one array or pieces), rotated once a
+    half step for every block (then `others` is not needed: the systems take the rotated
+    rows, whose norms are the same)."""
     backend = _backend(settings)
     with kernel_threads(settings["threads"]):
         if rotated is not None:
