@@ -316,7 +316,9 @@ class DaskExecutor:
         self.factors.update({name: list(blocks) for name, blocks in snapshot.items()})
 
     def finish(self):
-        """Nothing to undo: the blocks are never left rotated."""
+        """The blocks are never left rotated; a prelude submitted ahead for a half step
+        that will not come is released (its futures hold rotated blocks on the workers)."""
+        self._ahead = None
 
     # -- what a checkpoint keeps -----------------------------------------------------------
 
