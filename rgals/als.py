@@ -17,7 +17,7 @@ from .losses import make_loss
 from .metrics import METRICS
 from .path import PathStage, path_holdout, regularization_path, uses_path
 from .prepared import InteractionTotals, prepare
-from .ranking import normalized_rows, top_n
+from .ranking import normalized_rows, row_norm_bound, top_n
 from .solve import SOLVERS, solve_rows
 from .threads import kernel_threads
 from .training import (MONITOR_LEVELS, EarlyStopping, LocalExecutor, ProgressBar, Tolerance,
@@ -513,9 +513,10 @@ class ALSSolver:
             rows = self._rows(ids, user_items, n_items, "user_items", "item")
         queries = (self.recalculate_user(ids, rows) if recalculate_user
                    else self._factor_rows(self.user_factors_, ids))
-        result = top_n(queries, self.item_factors_, N,
-                       exclude=rows if filter_already_liked_items else None,
-                       filter_ids=filter_items, candidates=items)
+        result = top_n(queries, self.item_factors_, N, exclude=rows if
+                       filter_already_liked_items else None,
+                       filter_ids=filter_items, candidates=items,
+                       largest_norm=self._largest_item_norm())
         # cold: zero factors, from no interactions in the rows folded in or in training
         counts = self.interaction_totals_.user_counts
         counts = np.diff(rows.indptr) if recalculate_user else (
@@ -527,6 +528,15 @@ class ALSSolver:
                 result, cold, N, filter_items, items,
                 exclude=rows[cold] if filter_already_liked_items else None)
         return _single(result) if _one(userid) else result
+
+    def _largest_item_norm(self):
+        """The item factors' largest norm, computed once per factor array (a pass over
+        every item would cost as much again as scoring a single user)."""
+        cached = getattr(self, "_item_norm", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            cached = self._item_norm = (self.item_factors_,
+                                        row_norm_bound(self.item_factors_))
+        return cached[1]
 
     def _item_counts(self):
         """Training interactions of each item (popularity, and which items have none);
@@ -571,7 +581,7 @@ class ALSSolver:
             removed = cold if filter_items is None else np.union1d(
                 check_ids(filter_items, n_items, "filter_items"), cold)
         result = top_n(normalized_rows(queries), normalized_rows(self.item_factors_), N,
-                       filter_ids=removed, candidates=items)
+                       filter_ids=removed, candidates=items, largest_norm=1.0)
         if not recalculate_item:
             cold_queries = np.flatnonzero(counts[ids] == 0) if items is None else []
             if len(cold_queries):
@@ -587,7 +597,7 @@ class ALSSolver:
         ids = check_ids(userid, n_users, "userid")
         result = top_n(normalized_rows(self._factor_rows(self.user_factors_, ids)),
                        normalized_rows(self.user_factors_), check_integer(N, "N", 1),
-                       filter_ids=filter_users, candidates=users)
+                       filter_ids=filter_users, candidates=users, largest_norm=1.0)
         result = _itself_first(result, ids, n_users, filter_users, users)
         return _single(result) if _one(userid) else result
 

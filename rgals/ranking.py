@@ -148,7 +148,8 @@ def for_each_batch(n_queries, batch, work, progress=None):
             report(min(batch, n_queries - start))
 
 
-def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
+def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None,
+          largest_norm=None):
     """The N targets with the largest score queries[r] . targets[j], for each query row.
 
     exclude: CSR with one row per query; its stored columns are removed for that row.
@@ -158,7 +159,9 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
     (lower id first), as `implicit` ranks the liked items among the given ones last.
     Returns (ids, scores) of shape (rows, min(N, candidates)), best first, ids as int32
     (as `implicit`'s) below 2^31 targets; slots left without a target hold id -1 and
-    score -inf.
+    score -inf. largest_norm: the largest norm among `targets` when the caller knows it
+    (1 for unit rows; None: computed here, a pass over the targets as long as the
+    scoring of one query).
     """
     n_targets = targets.shape[0]
     all_targets = targets
@@ -195,7 +198,8 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None):
     # list must not depend on how BLAS summed this query's batch
     wide = min(depth + _MARGIN, targets.shape[0])
     rough, ids = top_lists(queries, targets, wide, exclude, removed)
-    crowded = _crowded_boundary(queries, targets, rough, depth)
+    crowded = _crowded_boundary(queries, rough, depth, lambda: largest_norm
+                                if largest_norm is not None else row_norm_bound(targets))
     if candidates is not None:
         ids = np.where(ids >= 0, candidates[ids], -1)
     scores, ids = _exact_order(queries, all_targets, ids, rough.dtype)
@@ -231,18 +235,23 @@ _MARGIN = 8  # targets ranked beyond the N asked, for the exact rescoring to cho
 _ROUGH = 1e-4
 
 
-def _crowded_boundary(queries, targets, rough, depth):
+def row_norm_bound(rows):
+    """The largest norm among `rows` (NumPy or CuPy), in float64."""
+    return float(np.sqrt(to_host((rows * rows).sum(axis=1, dtype=np.float64)).max(
+        initial=0.0)))
+
+
+def _crowded_boundary(queries, rough, depth, largest_norm):
     """Rows whose rough (BLAS) list may have left out a target whose exact score belongs
     in the top `depth`: the list is full, and its last score is within the rounding of
-    BLAS's sums of the depth-th (so more near-ties than _MARGIN crowd the boundary)."""
-    if rough.shape[1] <= depth or not np.isfinite(rough[:, -1]).any():
+    BLAS's sums of the depth-th (so more near-ties than _MARGIN crowd the boundary).
+    `largest_norm()`: the targets' largest norm (asked only when a list is full)."""
+    full = np.isfinite(rough[:, -1]) if rough.shape[1] > depth else np.zeros(0, bool)
+    if not full.any():
         return np.empty(0, dtype=np.int64)
-    host = to_host(queries)
-    largest = float(np.sqrt(to_host(
-        (targets * targets).sum(axis=1, dtype=np.float64)).max(initial=0.0)))
-    error = _ROUGH * np.sqrt((host.astype(np.float64) ** 2).sum(axis=1)) * largest
-    return np.flatnonzero(np.isfinite(rough[:, -1]) &
-                          (rough[:, -1] >= rough[:, depth - 1] - 2 * error - 1e-300))
+    norms = np.sqrt((to_host(queries).astype(np.float64) ** 2).sum(axis=1))
+    error = _ROUGH * norms * largest_norm()
+    return np.flatnonzero(full & (rough[:, -1] >= rough[:, depth - 1] - 2 * error - 1e-300))
 
 
 def _exact_rows(queries, targets, depth, exclude, removed, candidates, dtype):
