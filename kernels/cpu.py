@@ -218,8 +218,13 @@ def _cholesky_solve(L, b):
 ROW_CHUNKS = 256
 
 
-def _on_one_thread():
-    return numba.get_num_threads() == 1
+def _over_rows(body, driver, n_units, *arrays):
+    """body(0, n_units, *arrays) on this thread when Numba has one here, else
+    driver(n_units, *arrays) on Numba's threads."""
+    if numba.get_num_threads() == 1:
+        body(0, n_units, *arrays)
+    else:
+        driver(n_units, *arrays)
 
 
 @njit(nogil=True, cache=True)
@@ -268,10 +273,7 @@ def cholesky_rows(indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift
     decrease = np.empty(n_rows)
     arrays = (indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift, scale, reg,
               factors, decrease)
-    if _on_one_thread():
-        _cholesky_range(0, n_rows, *arrays)
-    else:
-        _cholesky_chunks(n_rows, *arrays)
+    _over_rows(_cholesky_range, _cholesky_chunks, n_rows, *arrays)
     return decrease
 
 
@@ -320,7 +322,7 @@ def cholesky_inverse_sum(indptr, indices, pair_gram, pair_rhs, others, gram, rhs
     bad_parts = np.zeros(n_chunks, dtype=np.int64)
     arrays = (indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift, scale, reg,
               S_parts, t_parts, bad_parts)
-    if _on_one_thread():
+    if numba.get_num_threads() == 1:  # as _over_rows, with the chunks as its units
         _inverse_sum_range(0, n_chunks, n_chunks, *arrays)
     else:
         _inverse_sum_chunks(n_chunks, *arrays)
@@ -373,10 +375,7 @@ def cg_rows(indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues, r
     arrays = (indptr, indices, pair_gram, pair_rhs, others_rotated, eigenvalues, rhs_rotated,
               shift_rotated, scale, reg, factors_rotated, max_steps, tolerance, decrease,
               curvature)
-    if _on_one_thread():
-        _cg_range(0, n_rows, *arrays)
-    else:
-        _cg_chunks(n_rows, *arrays)
+    _over_rows(_cg_range, _cg_chunks, n_rows, *arrays)
     return decrease, curvature
 
 
@@ -458,10 +457,7 @@ def pair_scores(indptr, indices, row_factors, column_factors):
     n_rows = indptr.shape[0] - 1
     scores = np.empty(indices.shape[0])
     arrays = (indptr, indices, row_factors, column_factors, scores)
-    if _on_one_thread():
-        _scores_range(0, n_rows, *arrays)
-    else:
-        _scores_chunks(n_rows, *arrays)
+    _over_rows(_scores_range, _scores_chunks, n_rows, *arrays)
     return scores
 
 
@@ -494,10 +490,7 @@ def weighted_row_sums(indptr, indices, weights, others):
     n_rows = indptr.shape[0] - 1
     out = np.zeros((n_rows, others.shape[1]), dtype=others.dtype)
     arrays = (indptr, indices, weights, others, out)
-    if _on_one_thread():
-        _row_sums_range(0, n_rows, *arrays)
-    else:
-        _row_sums_chunks(n_rows, *arrays)
+    _over_rows(_row_sums_range, _row_sums_chunks, n_rows, *arrays)
     return out
 
 
@@ -538,10 +531,7 @@ def diagonal_solve(pair_rotated, rhs_rotated, shift_rotated, old_rotated, eigenv
     decrease = np.empty(n_rows)
     arrays = (pair_rotated, rhs_rotated, shift_rotated, old_rotated, eigenvalues, scale, reg,
               decrease)
-    if _on_one_thread():
-        _diagonal_range(0, n_rows, *arrays)
-    else:
-        _diagonal_chunks(n_rows, *arrays)
+    _over_rows(_diagonal_range, _diagonal_chunks, n_rows, *arrays)
     return decrease
 
 
