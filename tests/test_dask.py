@@ -88,7 +88,8 @@ TOP_K = [{"name": "rg2", "top_k": 5},
 @pytest.mark.parametrize("loss", TOP_K, ids=["exact", "sampled-damped-gradient",
                                              "rgx-warmup-refresh"])
 def test_the_per_sweep_top_k_weights_are_computed_per_block(client, matrix, loss, grid,
-                                                            broadcast):
+                                                            broadcast, monkeypatch):
+    monkeypatch.setattr(rgals_dask.layout, "TOUCHED_AT_MOST", 1.0)  # every block local
     params = dict(loss=loss, alpha=0.05, dtype=np.float64)
     model = dask_fit(client, matrix, user_blocks=grid[0], item_blocks=grid[1],
                      broadcast_bytes=broadcast, **params)
@@ -105,7 +106,8 @@ def test_more_blocks_than_rows(client):
     assert_same_model(model, local_fit(small, **params), rtol=1e-9)
 
 
-def test_blocks_that_receive_only_the_rows_they_touch(client, matrix):
+def test_blocks_that_receive_only_the_rows_they_touch(client, matrix, monkeypatch):
+    monkeypatch.setattr(rgals_dask.layout, "TOUCHED_AT_MOST", 1.0)  # every block local
     params = dict(loss="rgx", alpha=0.05, dtype=np.float64)
     whole = dask_fit(client, matrix, user_blocks=3, item_blocks=3, **params)
     touched = dask_fit(client, matrix, user_blocks=3, item_blocks=3, broadcast_bytes=0,
@@ -113,6 +115,32 @@ def test_blocks_that_receive_only_the_rows_they_touch(client, matrix):
     np.testing.assert_allclose(touched.user_factors_.compute(), whole.user_factors_.compute(),
                                rtol=0, atol=1e-12)
     assert_same_model(touched, local_fit(matrix, **params), rtol=1e-9)
+
+
+def sparse_first_users(matrix, items=5):
+    """`matrix` with its first third of users' pairs moved to the first `items` items:
+    that user block touches few items, the others most."""
+    dense = matrix.toarray()
+    third = matrix.shape[0] // 3
+    dense[:third] = 0
+    rng = np.random.default_rng(7)
+    for user in range(third):
+        dense[user, rng.choice(items, size=rng.integers(1, items + 1), replace=False)] = 1
+    return sp.csr_matrix(dense)
+
+
+def test_a_block_that_touches_most_of_the_other_side_receives_it_whole(client, matrix):
+    from rgals.dask.layout import Layout
+    mixed = sparse_first_users(matrix)
+    loss = rgals.ALSSolver()._validated_params()["loss"]
+    layout = Layout.build(client, mixed, loss, (3, 3), (None, None, None), 8, 0)
+    assert layout.local_columns["user"] == [True, False, False]
+    assert layout.local_columns["item"] == [False, False, False]
+    params = dict(loss="rgx", alpha=0.05, dtype=np.float64)
+    for solver in ("auto", "cholesky"):  # the rotated side, and the plain one
+        model = dask_fit(client, mixed, user_blocks=3, item_blocks=3, broadcast_bytes=0,
+                         solver=solver, **params)
+        assert_same_model(model, local_fit(mixed, solver=solver, **params), rtol=1e-9)
 
 
 def frame_of(matrix, user_ids, item_ids, partitions=4, values=True):

@@ -15,7 +15,7 @@ dd = pytest.importorskip("dask.dataframe")
 pd = pytest.importorskip("pandas")
 
 from rgals.dask import DaskALSSolver  # noqa: E402
-from rgals.dask import checkpoints  # noqa: E402
+from rgals.dask import checkpoints, layout  # noqa: E402
 from rgals.data import synthetic  # noqa: E402
 
 PARAMS = dict(factors=6, regularization=0.02, iterations=4, random_state=0, user_blocks=3,
@@ -65,7 +65,8 @@ def factors(model):
 
 # -- resume refuses other data and other parameters -------------------------------------
 
-def test_resume_continues_the_same_fit_exactly(client, matrix, saved, tmp_path):
+def test_resume_continues_the_same_fit_exactly(client, matrix, saved, tmp_path,
+                                               monkeypatch):
     manifest = json.loads((saved / "checkpoint.json").read_text())
     assert manifest["data"]["nnz"] == matrix.nnz
     assert manifest["cg_steps"] == 3 and manifest["solver"] == "auto"
@@ -76,6 +77,7 @@ def test_resume_continues_the_same_fit_exactly(client, matrix, saved, tmp_path):
         np.testing.assert_array_equal(got, expected)
     # the same data as a DataFrame, or with blocks of local columns, hashes alike
     dask_fit(client, frame_of(matrix), resume=saved)
+    monkeypatch.setattr(layout, "TOUCHED_AT_MOST", 1.0)
     dask_fit(client, matrix, checkpoint_every=2, checkpoint_dir=tmp_path / "local",
              broadcast_bytes=0, iterations=2)
     local = json.loads((tmp_path / "local" / "checkpoint.json").read_text())

@@ -53,7 +53,9 @@ class DaskALSSolver(ALSSolver):
         ranges of ids; more blocks than rows leaves the extra ones out.
     broadcast_bytes : int
         The fixed side's factors travel whole to every block while they take at most
-        this many bytes; above it each block receives only the rows it touches.
+        this many bytes; above it each block receives only the rows it touches, unless
+        those are more than half the side (then it receives the whole side, which the
+        blocks on a worker share).
     checkpoint_every : int
         Every this many sweeps the factors are written to `checkpoint_dir` (0: never);
         `fit(..., resume=checkpoint_dir)` continues from the last complete one.

@@ -39,8 +39,11 @@ class DaskExecutor:
         self.layout, self.client = layout, layout.client
         self.factors, self.settings, self.dtype = factors, settings, np.dtype(dtype)
         self.ranges = layout.ranges
-        self.touched = {side: None if layout.whole[side] else
-                        [self.submit(touched_ids, part) for part in layout.parts[side]]
+        # per block: the fixed side's ids it touches (it receives those rows), or None
+        # (it receives the whole side)
+        self.touched = {side: [self.submit(touched_ids, part) if local else None
+                               for part, local in zip(layout.parts[side],
+                                                      layout.local_columns[side])]
                         for side in SIDES}
         self.loss = None
         self._positions = None
@@ -228,28 +231,33 @@ class DaskExecutor:
         eigen = self.submit(tasks.eigenbasis, loss, side, statistics, settings)
         pieces = [self.submit(tasks.rotate, block, eigen, settings)
                   for block in self.factors[fixed]]
-        if self.touched[side] is not None:  # each block's touched rows, in the basis
-            return statistics, [
-                (eigen, [self.submit(tasks.rows_among_range, piece, rows.start, rows.stop,
-                                     touched)
-                         for piece, rows in zip(pieces, self.ranges[fixed])])
-                for touched in self.touched[side]]
         # on one worker the blocks share one concatenation; across workers each block's
         # task joins the pieces itself, so that each crosses once
-        whole = (self.submit(tasks.rotated_side, eigen, *pieces)
-                 if len(self.client.nthreads()) == 1 else (eigen, pieces))
-        return statistics, [whole] * len(self.layout.parts[side])
+        whole = None
+        if any(touched is None for touched in self.touched[side]):
+            whole = (self.submit(tasks.rotated_side, eigen, *pieces)
+                     if len(self.client.nthreads()) == 1 else (eigen, pieces))
+        return statistics, [whole if rows is None else (eigen, rows)
+                            for rows in self._rows_touched(side, pieces)]
 
     def others(self, side):
         """Per block of `side`: the fixed side's factors it reads: the whole side (one
         future), or the rows it touches as pieces, one per fixed block, that the task
         concatenates where it runs (so each piece crosses between workers once)."""
         fixed = "item" if side == "user" else "user"
-        blocks = self.factors[fixed]
-        if self.touched[side] is None:
-            return [self.submit(concatenate, *blocks)] * len(self.layout.parts[side])
-        return [[self.submit(tasks.rows_among_range, block, rows.start, rows.stop, touched)
-                 for block, rows in zip(blocks, self.ranges[fixed])]
+        whole = None
+        if any(touched is None for touched in self.touched[side]):
+            whole = self.submit(concatenate, *self.factors[fixed])
+        return [whole if rows is None else rows
+                for rows in self._rows_touched(side, self.factors[fixed])]
+
+    def _rows_touched(self, side, pieces):
+        """Per block of `side`: the rows of the fixed side's `pieces` (one per fixed
+        block) that it touches, as pieces; None for a block that reads the whole side."""
+        fixed = "item" if side == "user" else "user"
+        return [None if touched is None else
+                [self.submit(tasks.rows_among_range, piece, rows.start, rows.stop, touched)
+                 for piece, rows in zip(pieces, self.ranges[fixed])]
                 for touched in self.touched[side]]
 
     def objective(self, magnitude=False):

@@ -14,6 +14,9 @@ from ..validation import check_interactions
 from .cluster import RETRIES, gather, held
 
 SIDES = ("user", "item")
+# a block receives only the other side's rows it touches when they are at most this
+# fraction of the side (read at each build: tests patch it)
+TOUCHED_AT_MOST = 0.5
 
 
 @dataclass
@@ -100,8 +103,17 @@ def _with_offset(part, offset):
                            slice(offset, offset + block.matrix.nnz), block.row_sums))
 
 
-def localised(part):
-    """The block with its columns renumbered to the other side's ids it touches."""
+def localised(part, n_columns, most):
+    """The block with its columns renumbered to the other side's ids it touches, when
+    they are at most the fraction `most` of that side's `n_columns` ids; else as it is.
+    Past that, its rows would cost more to gather each half step than the whole side's
+    extra bytes, which a worker's blocks share."""
+    if np.unique(part.block.matrix.indices).size > most * n_columns:
+        return part
+    return _renumbered(part)
+
+
+def _renumbered(part):
     matrix = part.block.matrix
     touched, local = np.unique(matrix.indices, return_inverse=True)
     renumbered = sp.csr_matrix((matrix.data, local.astype(matrix.indices.dtype),
@@ -112,6 +124,10 @@ def localised(part):
 
 def touched_ids(part):
     return part.touched
+
+
+def has_local_columns(part):
+    return part.touched is not None
 
 
 def pair_slice(part):
@@ -262,7 +278,7 @@ def _without(part, removed, n_columns):
     matrix.sort_indices()
     rest = Block(RowBlock(block.side, block.rows, matrix, slice(0, matrix.nnz),
                           np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()))
-    return rest if part.touched is None else localised(rest)
+    return rest if part.touched is None else _renumbered(rest)
 
 
 def _product(part, n_columns, vector):
@@ -279,32 +295,39 @@ def _transposed_product(part, n_columns, vector):
 class Layout:
     """The blocks of one fit's data on the cluster: `parts` {side: futures of Block},
     their `totals`, and the checked matrix when the fit was given one (None for a
-    DataFrame). `whole` {side: bool}: whether the fixed side's factors travel whole to
-    the blocks of `side` (else each block has local columns and receives its rows)."""
+    DataFrame). `local_columns` {side: a bool per block}: whether the block's columns
+    are local (it receives the fixed side's rows it touches) or the other side's ids (it
+    receives the whole fixed side)."""
 
     client: object
     shape: tuple
     parts: dict
     totals: InteractionTotals
     user_items: object
-    whole: dict
+    local_columns: dict
 
     @classmethod
     def build(cls, client, interactions, loss, blocks, columns, row_bytes, broadcast_bytes):
         """Lay `interactions` out in `blocks` = (user blocks, item blocks); `columns`:
         (user_col, item_col, value_col) of a DataFrame; `row_bytes`: the bytes of one
-        row of factors, so that the factors of a side take rows x row_bytes."""
+        row of factors, so that the factors of a side take rows x row_bytes. The fixed
+        side travels whole when its factors take at most `broadcast_bytes`; past that,
+        each block that touches at most TOUCHED_AT_MOST of it receives only those rows."""
         shape, parts, user_items = lay_out(client, interactions, loss, *blocks, *columns)
         totals = gather_totals(client, parts, shape)
         if totals.user_counts.sum() == 0:
             raise ValueError("the interactions are empty: nothing to fit")
-        whole = {side: shape[1 - index] * row_bytes <= broadcast_bytes
-                 for index, side in enumerate(SIDES)}
-        for side in SIDES:
-            if not whole[side]:
-                parts[side] = [client.submit(localised, part, retries=RETRIES)
-                               for part in parts[side]]
-        return cls(client, shape, parts, totals, user_items, whole)
+        local_columns = {}
+        for index, side in enumerate(SIDES):
+            n_columns = shape[1 - index]
+            if n_columns * row_bytes > broadcast_bytes:
+                parts[side] = [client.submit(localised, part, n_columns, TOUCHED_AT_MOST,
+                                             retries=RETRIES) for part in parts[side]]
+                local_columns[side] = gather(client, [client.submit(has_local_columns, part)
+                                                      for part in parts[side]])
+            else:
+                local_columns[side] = [False] * len(parts[side])
+        return cls(client, shape, parts, totals, user_items, local_columns)
 
     @property
     def ranges(self):
@@ -344,7 +367,8 @@ class Layout:
         if self.user_items is not None:
             user_items = (self.user_items - removed).tocsr()
             user_items.eliminate_zeros()
-        return Layout(self.client, self.shape, parts, totals, user_items, self.whole)
+        return Layout(self.client, self.shape, parts, totals, user_items,
+                      self.local_columns)
 
     @property
     def operator(self):
