@@ -82,14 +82,28 @@ def held(value):
 ALIGNMENT = 64  # bytes: a cache line, and the widest SIMD register BLAS uses
 
 
-def own(array):
+def aligned_empty(shape, dtype):
+    """An uninitialised C-ordered array starting on an ALIGNMENT-byte boundary (NumPy's
+    own large arrays start 16 bytes past a page: `own` would copy each of them again)."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    buffer = np.empty(size + ALIGNMENT, dtype=np.uint8)
+    offset = -buffer.ctypes.data % ALIGNMENT
+    return buffer[offset:offset + size].view(dtype).reshape(shape)
+
+
+def own(array, copy=False):
     """An array that may have come over the network, as BLAS sees a fresh one: C-ordered
-    and 64-byte aligned, copied only when it is not. Without it two runs of one float32
-    fit differed by 1e-6 (measured: a network buffer's alignment sends BLAS down other
-    code paths). Tasks only read what this returns; a task that writes copies first."""
-    if array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0:
+    and 64-byte aligned, copied only when it is not (or when `copy`). Without it two runs
+    of one float32 fit differed by 1e-6 (measured: a network buffer's alignment sends
+    BLAS down other code paths). Tasks only read what this returns unless they asked for
+    the copy, and make their large results aligned, so that passing them on copies
+    nothing."""
+    if not copy and array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0:
         return array
-    return np.array(array, order="C", copy=True)
+    result = aligned_empty(array.shape, array.dtype)
+    result[...] = array
+    return result
 
 
 def add(*parts):
@@ -97,7 +111,9 @@ def add(*parts):
 
 
 def concatenate(*arrays):
-    return np.concatenate(arrays)
+    rows = sum(array.shape[0] for array in arrays)
+    return np.concatenate(arrays, out=aligned_empty((rows,) + arrays[0].shape[1:],
+                                                     np.result_type(*arrays)))
 
 
 def gather(client, futures):

@@ -20,7 +20,7 @@ from ..prepared import RowBlock
 from ..solve import (basis_of, check_finite_systems, coupling_change, coupling_part,
                      coupling_shift, resolve_solver, row_bounds, shared_basis, solve_block)
 from ..threads import kernel_threads
-from .cluster import own
+from .cluster import aligned_empty, concatenate, own
 from .layout import global_matrix
 
 
@@ -34,7 +34,7 @@ def _on(backend, value):
     if value is None or np.isscalar(value):
         return value
     if isinstance(value, list):
-        return backend.put(np.concatenate(value))
+        return backend.put(concatenate(*value))
     if isinstance(value, dict):
         return {name: _on(backend, item) for name, item in value.items()}
     if isinstance(value, tuple):
@@ -105,13 +105,20 @@ def rotate(factors, eigen, settings):
     step, for every solved block that reads the whole fixed side."""
     backend = _backend(settings)
     with kernel_threads(settings["threads"]):
-        factors = _on(backend, factors)
-        return backend.get(factors @ _on(backend, eigen[1]).astype(factors.dtype))
+        return backend.get(_product(backend, _on(backend, factors), _on(backend, eigen[1])))
+
+
+def _product(backend, factors, matrix):
+    """factors @ matrix in the factors' dtype, on the host aligned as `own` wants it."""
+    matrix = matrix.astype(factors.dtype)
+    if backend.on_device:
+        return factors @ matrix
+    return np.matmul(factors, matrix, out=aligned_empty(factors.shape, factors.dtype))
 
 
 def rotated_side(eigen, *blocks):
     """(the eigenbasis, the whole fixed side in it): what `solve` takes as `rotated`."""
-    return eigen, np.concatenate(blocks)
+    return eigen, concatenate(*blocks)
 
 
 def solve(loss, side, statistics, part, others, factors, shift, pair_terms, settings,
@@ -132,14 +139,14 @@ def solve(loss, side, statistics, part, others, factors, shift, pair_terms, sett
         else:
             method = resolve_solver(settings["solver"], systems.pair_gram is not None)
             eigen = _on(backend, eigen)
-        factors = backend.xp.array(_on(backend, factors), copy=True)  # never change inputs
+        factors = backend.put(own(factors, copy=True))  # never change inputs
         shift = backend.xp.zeros(factors.shape[1]) if shift is None else _on(backend, shift)
         decrease, curvature = solve_block(
             systems, factors, method, eigen, shift, settings["cg_steps"], backend,
             others_rotated=None if rotated is None else systems.others,
             cg_tolerance=settings["cg_tolerance"])
         if rotated is not None:  # the solution came back in the eigenbasis
-            factors = factors @ eigen[1].T.astype(factors.dtype)
+            factors = _product(backend, factors, eigen[1].T)
         eigenvalues = None if eigen is None else eigen[0]
         bounds = row_bounds(systems, backend, eigenvalues, curvature)
         finite = bool(backend.xp.isfinite(factors.sum(dtype=np.float64)))
