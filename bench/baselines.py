@@ -1,4 +1,4 @@
-"""Gradient-trained matrix factorization: the peers rgals is compared with (DESIGN 5).
+"""Gradient-trained matrix factorization: the peers rgals is compared with (design.md 5).
 
 One model, five losses, trained with Adam (written here, torch's defaults). User and item
 embeddings P (M x d), Q (N x d); the score of a pair is

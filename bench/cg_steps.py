@@ -3,7 +3,7 @@
     python bench/cg_steps.py --dataset health gowalla electronic
 
 For each dataset: the default setting and rg2's chosen 64-factor setting of
-bench/results/<dataset>.json, fitted on DESIGN 3's validation split with early stopping
+bench/results/<dataset>.json, fitted on design.md 3's validation split with early stopping
 (30 sweeps at most, patience 10) for cg_steps 3 (the default), 2 and 1 and the exact
 Cholesky solve. Prints the best validation NDCG@20 and its sweep; the test split is not
 read.

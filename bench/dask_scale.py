@@ -23,7 +23,6 @@ the wall time of each fit. Results: bench/out/dask/quality-<dataset>.json.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -34,7 +33,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rgals  # noqa: E402
-from rgals.files import write_atomic  # noqa: E402
+from rgals.files import write_json  # noqa: E402
 
 SIZES = {"1M": (50_000, 20_000, 20.0), "10M": (250_000, 100_000, 40.0),
          "50M": (1_000_000, 1_000_000, 50.0)}
@@ -214,7 +213,7 @@ def run(size, factors, sweeps, cores, repeat=1, blocks_per_thread=2, dask_malloc
            "generate_seconds_in_process": generated}
     del pairs
     overheads = {}
-    for run_index in range(repeat):  # the machine drifts: each run's ratio is its own
+    for _ in range(repeat):  # the machine drifts: each run's ratio is its own
         row["one_machine"] = one_machine(matrix, factors, sweeps + 1, cores)
         print(f"{size}: one machine {row['one_machine']['median_sweep_seconds']:.2f} s/sweep",
               flush=True)
@@ -281,16 +280,13 @@ def main(argv=None):
         print(f"{size}: projected 1B interactions on 32 workers: "
               f"{projection['compute_seconds']:.1f} s compute + "
               f"{projection['network_seconds']:.1f} s network a sweep", flush=True)
-        text = json.dumps(row, indent=1) + "\n"
-        write_atomic(args.out / f"{size}.json", lambda file: file.write(text.encode()))
+        write_json(args.out / f"{size}.json", row)
     for dataset in args.quality:
         row = quality(dataset, args.cores)
         print(f"{dataset}: test NDCG@20 {row['dask']['test_ndcg@20']:.4f} on Dask "
               f"({row['dask']['seconds']:.1f} s), {row['one_machine']['test_ndcg@20']:.4f} "
               f"on one machine ({row['one_machine']['seconds']:.1f} s)", flush=True)
-        text = json.dumps(row, indent=1) + "\n"
-        write_atomic(args.out / f"quality-{dataset}.json",
-                     lambda file: file.write(text.encode()))
+        write_json(args.out / f"quality-{dataset}.json", row)
     return 0
 
 

@@ -49,7 +49,7 @@ def main(argv=None):
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--regularization", type=float, default=0.001)
     parser.add_argument("--popularity-exponent", type=float, default=0.0,
-                        help="rg2's popularity prior gamma (DESIGN 1.6 B; 0: plain rg2)")
+                        help="rg2's popularity prior gamma (design.md 1.6 B; 0: plain rg2)")
     parser.add_argument("--sweeps", type=run.positive, default=12)
     parser.add_argument("--threads", type=run.positive, default=2)
     parser.add_argument("--seed", type=int, default=0)

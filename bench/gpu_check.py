@@ -21,7 +21,7 @@ import numpy as np
 
 import rgals
 from rgals.backend import fit_bytes, to_host
-from rgals.files import write_atomic
+from rgals.files import write_json
 from rgals.metrics import ranking_metrics
 
 
@@ -85,8 +85,7 @@ def main(argv=None):
             print(json.dumps(row), flush=True)
             del gpu
             pool.free_all_blocks()
-    text = json.dumps(report, indent=1) + "\n"
-    write_atomic(args.out, lambda file: file.write(text.encode()))
+    write_json(args.out, report)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Probe: DESIGN 1.6 candidate B, rg2 expanded at a popularity prior (bench/RESULTS.md).
+"""Probe: design.md 1.6 candidate B, rg2 expanded at a popularity prior (bench/RESULTS.md).
 
     python bench/popularity.py --dataset gowalla --gammas 0 0.25 0.5 1 \
         --alphas 0.003 0.01 0.03 --regularizations 1e-4 1e-3 1e-2

@@ -1,4 +1,4 @@
-"""Probe: DESIGN 1.6 candidate A, the softmax re-expanded at the current scores (RESULTS.md).
+"""Probe: design.md 1.6 candidate A, the softmax re-expanded at the current scores (RESULTS.md).
 
     python bench/reexpansion.py --dataset gowalla --temperatures 1 0.5 --warm 2 5
 

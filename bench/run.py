@@ -1,4 +1,4 @@
-"""The quality-and-time benchmark: every method under one protocol (DESIGN section 3).
+"""The quality-and-time benchmark: every method under one protocol (design.md section 3).
 
     python bench/run.py --dataset health --methods all --trials 8 --threads 2
     python bench/run.py --dataset gowalla --methods rgals-rg2 implicit --trials 4
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rgals  # noqa: E402
 from rgals.data import read, validation_split  # noqa: E402
 from rgals.cli import positive_integer as positive  # noqa: E402
-from rgals.files import write_atomic  # noqa: E402
+from rgals.files import write_json  # noqa: E402
 from rgals.metrics import ranking_metrics  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -74,7 +74,7 @@ def log_uniform(rng, low, high):
 # loss's declared domains). Trial 0 is the library's own default setting.
 RGALS = {
     "rgals-rg2": ({"loss": "rg2"}, None),
-    "rgals-rg2-popularity": ({"loss": "rg2"},  # DESIGN 1.6 B: gamma searched beside them
+    "rgals-rg2-popularity": ({"loss": "rg2"},  # design.md 1.6 B: gamma searched beside them
                              ["alpha", "regularization", "popularity_exponent"]),
     "rgals-rgx": ({"loss": "rgx"}, None),
 }
@@ -226,12 +226,12 @@ def run_method(dataset, method, trials, steps, patience, threads, seed, out,
     path = out / dataset / (f"{method}.json" if factors == FACTORS else
                             f"{method}-{factors}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda file: file.write(json.dumps(record, indent=1).encode()))
+    write_json(path, record)
     return record
 
 
 def _tune_rgals(method, train_matrix, trials, steps, patience, threads, seed, factors):
-    """rgals.tune on DESIGN 3's validation split (the same split as the other methods'),
+    """rgals.tune on design.md 3's validation split (the same split as the other methods'),
     its best refitted on all of train: (trial records, the best, (P, Q, refit seconds per
     sweep), warm-up seconds, the search)."""
     fixed, space = SPACES[method]
@@ -379,9 +379,8 @@ def write_results(dataset, records, path):
                 "seconds_to_best": record["best"]["seconds_to_best"],
                 "trials": len(record["trials"]), "threads": record["threads"]}
                for record in records]
-    text = json.dumps({"dataset": dataset, "methods": methods}, indent=1) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda file: file.write(text.encode()))
+    write_json(path, {"dataset": dataset, "methods": methods})
 
 
 def _plot(dataset, records, path, by_size=False):
@@ -417,7 +416,7 @@ def probe_options(parser, sweeps):
 
 
 def probe_data(dataset, seed):
-    """(fit part, validation) of a dataset's training split: DESIGN 3's 10% per user."""
+    """(fit part, validation) of a dataset's training split: design.md 3's 10% per user."""
     train, _ = load(dataset)
     return validation_split(train, ratio=0.1, seed=seed)
 

@@ -1,4 +1,4 @@
-"""Probe: DESIGN 1.6 candidate E, rg2 with every item factor on a sphere (bench/RESULTS.md).
+"""Probe: design.md 1.6 candidate E, rg2 with every item factor on a sphere (bench/RESULTS.md).
 
     python bench/sphere.py --dataset health --alpha 0.1 --regularization 0.03 --radii 0.5 1 2
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rgals  # noqa: E402
 from rgals.cli import positive_integer as positive  # noqa: E402
 from rgals.data import synthetic  # noqa: E402
-from rgals.files import write_atomic  # noqa: E402
+from rgals.files import write_json  # noqa: E402
 from rgals.metrics import ranking_metrics  # noqa: E402
 from run import DATASETS, HERE, load  # noqa: E402
 
@@ -135,8 +135,7 @@ def main(argv=None):
         rows += [planted(name, args.trials, args.threads, args.seed) for name in SYNTHETIC]
     args.out.mkdir(parents=True, exist_ok=True)
     for row in rows:
-        text = json.dumps(row, indent=1) + "\n"
-        write_atomic(args.out / f"{row['dataset']}.json", lambda file: file.write(text.encode()))
+        write_json(args.out / f"{row['dataset']}.json", row)
     print(table(rows))
     return 0
 

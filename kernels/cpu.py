@@ -97,9 +97,9 @@ def _pairs_product(start, end, indices, weights, others, p, out):
         for i in range(d):
             out[i] += c0 * y0[i] + c1 * y1[i] + c2 * y2[i] + c3 * y3[i]
         k += 4
-    for k in range(k, end):
-        y = others[indices[k]]
-        coefficient = weights[k] * _dot_same(y, p)
+    for rest in range(k, end):  # the last pairs, one at a time
+        y = others[indices[rest]]
+        coefficient = weights[rest] * _dot_same(y, p)
         for i in range(d):
             out[i] += coefficient * y[i]
 
@@ -130,9 +130,9 @@ def _pairs_first_pass(start, end, indices, pair_gram, pair_rhs, others, x, b, Ax
             Ax[i] += c0 * u0 + c1 * u1 + c2 * u2 + c3 * u3
             jacobi[i] += a0 * u0 * u0 + a1 * u1 * u1 + a2 * u2 * u2 + a3 * u3 * u3
         k += 4
-    for k in range(k, end):
-        y = others[indices[k]]
-        a, beta = pair_gram[k], pair_rhs[k]
+    for rest in range(k, end):  # the last pairs, one at a time
+        y = others[indices[rest]]
+        a, beta = pair_gram[rest], pair_rhs[rest]
         coefficient = a * _dot_same(y, x)
         for i in range(d):
             b[i] += beta * y[i]

@@ -185,9 +185,9 @@ class ALSSolver:
 
     def __init__(self, factors=64, loss="rg2", alpha=None, regularization=None,
                  reg_exponent=None, iterations=15, solver="auto", cg_steps=3,
-                 cg_tolerance=CG_TOLERANCE, dtype=np.float32, backend="cpu", num_threads=0, random_state=None,
-                 tol=1e-4, early_stopping=False, patience=3, validation_metric="ndcg@20",
-                 eval_every=1, softmax_users=0, monitor="sweep"):
+                 cg_tolerance=CG_TOLERANCE, dtype=np.float32, backend="cpu", num_threads=0,
+                 random_state=None, tol=1e-4, early_stopping=False, patience=3,
+                 validation_metric="ndcg@20", eval_every=1, softmax_users=0, monitor="sweep"):
         self.factors = factors
         self.loss = loss
         self.alpha = alpha

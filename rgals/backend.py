@@ -8,7 +8,7 @@ device or too little GPU memory into errors that say what to do.
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from types import ModuleType
 
 import numpy as np
@@ -39,7 +39,7 @@ class Backend:
         return to_host(array)
 
 
-@lru_cache(maxsize=None)  # one Backend per name (a failed "gpu" is not cached)
+@cache  # one Backend per name (a failed "gpu" is not cached)
 def get_backend(name):
     """The Backend called `name`: "cpu", "gpu" (needs CuPy and a device) or the private
     "_batched" (NumPy with the GPU's kernels, for tests)."""

@@ -433,8 +433,7 @@ def _tune(args):
                   space=space, validation=validation, random_state=args.seed,
                   refit=args.export_model, max_sweeps=args.max_sweeps, patience=args.patience,
                   search=args.search, show_progress=not args.quiet, **fixed)
-    text = json.dumps(result.to_dict(), indent=1) + "\n"
-    files.write_atomic(out / "best_params.json", lambda file: file.write(text.encode()))
+    files.write_json(out / "best_params.json", result.to_dict())
     saved = [str(out / "best_params.json")]
     try:
         result.plot(out / "search.png")

@@ -12,6 +12,7 @@ One save at a time per directory: `save_lock` (a `.rgals.lock` file, locked whil
 
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import time
@@ -36,6 +37,12 @@ def write_atomic(path, write):
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_json(path, value, indent=1):
+    """`value` as JSON text (and a final newline) in `path`, written atomically."""
+    text = json.dumps(value, indent=indent) + "\n"
+    write_atomic(path, lambda file: file.write(text.encode()))
 
 
 def write_together(directory, writers, marker, describe, remove=()):

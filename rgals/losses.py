@@ -1,6 +1,6 @@
 """The losses: what enters A and b on each side of a half step, and the objective F.
 
-Notation of DESIGN.md section 1: R is users x items with confidences c_ui > 0,
+Notation of design.md section 1: R is users x items with confidences c_ui > 0,
 n_u = sum_i c_ui, w_u = n_u / (2N), scores s_ui = p_u . q_i.
 
     RG2(u) = -sum_{i in I_u} c_ui s_ui + w_u sum_j (s_uj + 1)^2
@@ -140,8 +140,11 @@ def collapse_regularization(user_items, alpha, reg_exponent, item_scale=None, st
     sums = (np.asarray(matrix.sum(axis=1)).ravel() if user_sums is None
             else np.asarray(user_sums, np.float64))
     scale = np.ones(n_items) if item_scale is None else np.asarray(item_scale, np.float64)
-    user_base = (sums / 2.0 + alpha * n_items + 1.0) ** reg_exponent
-    item_base = (sums.sum() / (2.0 * n_items) + alpha * n_users) ** reg_exponent
+    # a base that overflows (a large reg_exponent) is refused, by name, where the fit
+    # forms its regularisers; here it only needs to count as infinite
+    with np.errstate(over="ignore"):
+        user_base = (sums / 2.0 + alpha * n_items + 1.0) ** reg_exponent
+        item_base = (sums.sum() / (2.0 * n_items) + alpha * n_users) ** reg_exponent
     rows, columns = 1.0 / np.sqrt(user_base), 1.0 / np.sqrt(item_base)
     shift = sums / n_items * rows  # B_U^-1/2 of the rank-one part's user side
     weight = 1.0 + 2.0 * alpha
@@ -401,12 +404,12 @@ _TOP_K = {
 
 
 class SoftmaxExpansion(Loss):
-    """The base of RG2 and RGx: second-order expansions of the softmax loss (DESIGN 1.2).
+    """The base of RG2 and RGx: second-order expansions of the softmax loss (design.md 1.2).
 
     Regularisation as in the authors' code: lambda_u = lam (n_u/2 + alpha N + 1)^nu and
     lambda_i = lam (sum_u w_u + alpha M)^nu.
 
-    Top-K weights (SoftmaxLoss@K, Yang et al. 2025; DESIGN 1.6 C), with `top_k=K`: at a
+    Top-K weights (SoftmaxLoss@K, Yang et al. 2025; design.md 1.6 C), with `top_k=K`: at a
     refresh (rgals.topk.TopKWeights, every `top_k_refresh` sweeps) each positive gets
     w_ui = sigmoid((s_ui - beta_u) / tau_u) from the current scores, beta_u the K-th
     largest score of user u (`top_k_quantile`), and the loss takes c_ui w_ui as its
@@ -538,7 +541,7 @@ class SoftmaxExpansion(Loss):
         return self.user_gram(statistics) if side == "user" else statistics["gram"]
 
     def row_systems(self, side, statistics, block, others, pair_terms=None):
-        """DESIGN 1.3. User: A_u = w_u G + alpha sum c q q^T + lambda_u I,
+        """design.md 1.3. User: A_u = w_u G + alpha sum c q q^T + lambda_u I,
         b_u = -w_u sigma + (alpha + 1/2) sum c q. Item: A_i = G_W + alpha sum c p p^T +
         lambda_i I, b_i = -sigma_W + (alpha + 1/2) sum c p (RGx adds its coupling)."""
         self._require_bound()
@@ -607,7 +610,7 @@ class SoftmaxExpansion(Loss):
         return part
 
     def objective_total(self, users, items, pairs, magnitude=False):
-        """F of DESIGN 1.4 in closed form from the summed parts."""
+        """F of design.md 1.4 in closed form from the summed parts."""
         # sum_u w_u sum_j N pi_j (s_uj + 1)^2 over all M x N pairs, in closed form
         # (sum_j N pi_j = N)
         total = ((items["gram"] * users["gram"]).sum() + 2.0 * items["sum"] @ users["sum"]
@@ -635,7 +638,7 @@ class RG2(SoftmaxExpansion):
 
     See SoftmaxExpansion for the regularisation and the top-K weights; RG2 alone takes
     the popularity prior.
-    `popularity_exponent=gamma` (DESIGN 1.6 B) expands the softmax at a popularity prior
+    `popularity_exponent=gamma` (design.md 1.6 B) expands the softmax at a popularity prior
     pi_j ~ n_j^gamma (n_j: the item's summed confidences) instead of the uniform one:
     n_u LSE(log pi + s_u) ~ w_u sum_j N pi_j (s_uj + 1)^2 + const, so the user Gram is
     Q^T diag(N pi) Q and item j's system takes the scale N pi_j. The offset log pi_j is
@@ -651,7 +654,7 @@ class RGx(SoftmaxExpansion):
     """The exact second-order expansion: RG2 minus the interactive term.
 
     The user step uses the centred Gram G - sigma sigma^T / N; the item step is coupled
-    through sigma_Q = sum_j q_j (coupling C = G_W / N) and solved exactly (DESIGN 1.3).
+    through sigma_Q = sum_j q_j (coupling C = G_W / N) and solved exactly (design.md 1.3).
     """
 
     name = "rgx"

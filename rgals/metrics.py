@@ -1,4 +1,4 @@
-"""Top-K ranking metrics over a full ranking of all items (DESIGN 3).
+"""Top-K ranking metrics over a full ranking of all items (design.md 3).
 
 Each evaluated user's items are ranked by the score user_factors[u] . item_factors[i];
 the user's training items are masked (never ranked) and users with no test items are

@@ -1,4 +1,4 @@
-"""The convergence monitor attached to every fit (DESIGN 1.5).
+"""The convergence monitor attached to every fit (design.md 1.5).
 
 Per half step it records the objective F, the decrease the solver reports and how far
 that is from F_before - F_after (the descent identity: an error beyond rounding means the

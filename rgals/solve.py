@@ -43,7 +43,7 @@ class RowSystems:
     (RGx's interactive term on the item side); the minimiser then solves
     A_r x_r = b_r + C sigma for every r.
 
-    The fields in the symbols of DESIGN 1.3 (user step; the item step in brackets):
+    The fields in the symbols of design.md 1.3 (user step; the item step in brackets):
     """
 
     interactions: "scipy.sparse.csr_matrix"  # R's rows (R^T's), values c; or cupyx CSR

@@ -44,7 +44,7 @@ def report(totals):
 
 @dataclass
 class TopKWeights:
-    """SoftmaxLoss@K's weights (Yang et al. 2025; DESIGN 1.6 C) for RG2/RGx's `top_k`.
+    """SoftmaxLoss@K's weights (Yang et al. 2025; design.md 1.6 C) for RG2/RGx's `top_k`.
 
     At a refresh each positive gets w_ui = sigmoid((s_ui - beta_u) / tau_u), beta_u the
     K-th largest score of user u ('exact': over all items, one scoring pass; 'sampled':

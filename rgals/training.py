@@ -1,6 +1,6 @@
 """The functional core: `run`, the training loop of every fit, over an executor.
 
-An executor owns where the row blocks live and offers what a sweep needs (DESIGN 6.1):
+An executor owns where the row blocks live and offers what a sweep needs (design.md 6.1):
 `begin_sweep` (a reweighting's refresh), `half_step`, the exact `objective`,
 `softmax_loss` and `validation_metrics`, `snapshot` / `restore`. `LocalExecutor` holds
 every block in this process; rgals.dask's DaskExecutor holds them on workers. The loop on
@@ -60,7 +60,7 @@ class TrainState:
 
 
 class LocalExecutor:
-    """The operations of a sweep on one process, every row block in memory (DESIGN 6.1;
+    """The operations of a sweep on one process, every row block in memory (design.md 6.1;
     rgals.dask.executor.DaskExecutor holds the blocks on workers instead).
 
     `data` is PreparedData; `factors` a dict of the "user", "item" and (optional)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from conftest import BruteForce, host_factors, random_interactions
 from rgals import ALSSolver
@@ -117,9 +118,10 @@ def test_ials_factors_solve_the_same_normal_equations_as_implicit(rng):
     implicit_als = pytest.importorskip("implicit.cpu.als")
     user_items = random_interactions(rng, n_users=60, n_items=40, empty_user=False,
                                      empty_item=False).astype(np.float32)
-    peer = implicit_als.AlternatingLeastSquares(factors=6, regularization=0.1, alpha=3.0,
-                                                use_cg=False, iterations=4, random_state=1)
-    peer.fit(user_items, show_progress=False)
+    with threadpool_limits(1, "blas"):  # as implicit asks (else it warns)
+        peer = implicit_als.AlternatingLeastSquares(factors=6, regularization=0.1, alpha=3.0,
+                                                    use_cg=False, iterations=4, random_state=1)
+        peer.fit(user_items, show_progress=False)
     # implicit's last half step solved the items given its users: ours must agree
     loss = IALS(alpha=3.0, regularization=0.1).bind(check_interactions(user_items))
     ours = peer.item_factors.astype(np.float64).copy()

@@ -1,9 +1,16 @@
 """Random small inputs, bad ones included: `fit` either refuses them with a clear error or
 returns a finite model whose recommendations are valid ids; a saved model with one file
 damaged or edited either loads into a model that serves valid ids or is a clear error
-naming it (bench/fuzz.py runs both longer)."""
+naming it.
+
+Longer runs, with how many examples ended each way and the errors' first words:
+
+    RGALS_FUZZ_SCALE=40 pytest tests/test_fuzz.py -k "fit or damaged" \
+        --hypothesis-show-statistics
+"""
 
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -12,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 import rgals
 from rgals import ALSSolver
@@ -24,6 +31,14 @@ VALUES = [1.0] * 6 + [3.5, 0.25, 2.0] * 2 + [0.0, -1.0, 1e-300, 1e20, 1e300, np.
                                             -np.inf]
 FORMATS = ["csr", "csc", "coo", "lil", "dense"]
 ERRORS = (ValueError, TypeError, FloatingPointError)
+# examples per test = the count below times this (a longer run: RGALS_FUZZ_SCALE=40)
+SCALE = int(os.environ.get("RGALS_FUZZ_SCALE", "1"))
+
+
+def first_words(error, count=6, source=None):
+    """An event naming how an example ended: the error's type and first words."""
+    text = str(error) if source is None else str(error).replace(str(source), "MODEL")
+    return f"refused: {type(error).__name__}: {' '.join(text.split()[:count])} ..."
 
 
 @st.composite
@@ -57,7 +72,8 @@ parameters = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120 * SCALE, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(matrix=interactions(), params=parameters)
 def test_fit_refuses_clearly_or_returns_a_finite_model(matrix, params):
     model = ALSSolver(**params)
@@ -67,7 +83,9 @@ def test_fit_refuses_clearly_or_returns_a_finite_model(matrix, params):
             model.fit(matrix, show_progress=False)
         except ERRORS as error:
             assert str(error).strip(), f"{type(error).__name__} without a message"
+            event(first_words(error))
             return
+    event("fitted")
     assert np.isfinite(model.user_factors_).all() and np.isfinite(model.item_factors_).all()
     objective = model.monitor_.history["objective"]
     assert np.isfinite(objective[-1])
@@ -127,7 +145,7 @@ def _mutate(path, how, where, byte, key, value):
         path.write_text(json.dumps(metadata))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=80 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(target=st.sampled_from(MODEL_FILES + ["model.npz"]),
        how=st.sampled_from(["truncate", "flip", "garbage", "delete", "json"]),
@@ -154,7 +172,9 @@ def test_a_damaged_model_is_a_clear_error_naming_it_or_serves(saved, target, how
             except LOAD_ERRORS as error:
                 message = str(error)
                 assert str(source) in message or target in message, message
+                event(first_words(error, 7, source))
                 return
+        event("loaded and served")
         n_users, n_items = model.user_factors_.shape[0], model.item_factors_.shape[0]
         ids, scores = model.recommend(np.arange(n_users), N=3,
                                       filter_already_liked_items=False)

@@ -1,4 +1,4 @@
-"""Top-K weights inside the RG losses (SoftmaxLoss@K's idea, DESIGN 1.6 C), against dense
+"""Top-K weights inside the RG losses (SoftmaxLoss@K's idea, design.md 1.6 C), against dense
 brute force over all users x items with the weights frozen."""
 
 import numpy as np
@@ -74,7 +74,7 @@ def test_frozen_weights_match_brute_force_after_each_half_step(rng, loss_class, 
     executor = executor_of(data, P, Q)
     executor.start(loss_class(alpha=0.4, regularization=0.05, top_k=3, top_k_temperature=0.7,
                               top_k_gradient=gradient).bind(user_items))
-    for sweep in range(2):
+    for _ in range(2):
         w, g = dense_weights(user_items, P, Q, 3, 0.7, gradient)
         report = executor.begin_sweep()
         np.testing.assert_allclose(executor.weights, w, rtol=1e-10)

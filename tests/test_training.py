@@ -14,7 +14,7 @@ from rgals.losses import Hyperparameter, Loss, make_loss
 from rgals.prepared import prepare
 from rgals.solve import RowSystems
 from rgals.topk import Refresh
-from rgals.training import Callback, LocalExecutor, half_step, train
+from rgals.training import Callback, LocalExecutor, train
 from rgals.validation import check_interactions
 
 
@@ -188,7 +188,7 @@ def dense_weights(data, confidence):
 
 
 def dense_objective(loss, data, P, Q, confidence, size=False):
-    """The toy loss over all M x N pairs, straight from its definition (DESIGN 1.2), at
+    """The toy loss over all M x N pairs, straight from its definition (design.md 1.2), at
     these confidences (user-major); `size`: the sum of its terms' absolute values."""
     c = dense_weights(data, confidence)
     scores = P @ Q.T

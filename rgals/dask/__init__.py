@@ -1,6 +1,6 @@
 """rgals.dask: ALSSolver's fit on a Dask cluster, for data beyond one machine.
 
-Layout as Spark's ALS (DESIGN 6): the interactions are shuffled once into user-row
+Layout as Spark's ALS (design.md 6): the interactions are shuffled once into user-row
 blocks and item-row blocks (both orientations), kept on the workers; the factors are
 partitioned by the same blocks. The modules, in the order a fit uses them:
 

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..files import write_atomic
+from ..files import write_atomic, write_json
 from ..training import Callback
 from .cluster import RETRIES, gather
 from .layout import global_matrix
@@ -342,8 +342,7 @@ def write_checkpoint(client, directory, sweep, state, identity, top_k=None, reso
             write_atomic(directory / sums,
                          lambda file: np.save(file, user_sums, allow_pickle=False))
         manifest["top_k"] = {**meta, "files": extra, "lengths": lengths, "user_sums": sums}
-    write_atomic(directory / CHECKPOINT,
-                 lambda file: file.write(json.dumps(manifest, indent=2).encode() + b"\n"))
+    write_json(directory / CHECKPOINT, manifest, indent=2)
     if previous is not None and previous != sweep:
         old = directory / f"sweep-{previous:06d}"
         for path in sorted(old.glob("*.npy")):

@@ -1,7 +1,6 @@
 """DaskALSSolver: ALSSolver's fit on a Dask cluster."""
 
 import functools
-import json
 import time
 
 import numpy as np
@@ -10,7 +9,7 @@ import scipy.sparse as sp
 from ..als import CG_TOLERANCE, ALSSolver
 from ..backend import require_gpu
 from ..data import ID_FILES, Interactions
-from ..files import check_directory, prepare_directory, write_atomic
+from ..files import check_directory, prepare_directory, write_json
 from ..validation import check_bool, check_choice, check_integer, check_interactions
 from .checkpoints import (Checkpoint, block_ranges, check_checkpoint_dir, fit_identity,
                           read_checkpoint, write_blocks)
@@ -293,8 +292,7 @@ class DaskALSSolver(ALSSolver):
         (directory / "blocks").mkdir(exist_ok=True)
         write_blocks(self._client_used, directory, files, self._blocks)
         manifest = _manifest(self, files)
-        write_atomic(directory / MANIFEST,
-                     lambda file: file.write(json.dumps(manifest, indent=2).encode() + b"\n"))
+        write_json(directory / MANIFEST, manifest, indent=2)
         if local:
             model = self.to_local(interactions=interactions)
             # the id maps first: the model's params.json, written last, marks a complete save

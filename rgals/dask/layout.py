@@ -1,4 +1,4 @@
-"""The layout of a distributed fit (DESIGN 6, Spark's ALS): the interactions shuffled once
+"""The layout of a distributed fit (design.md 6, Spark's ALS): the interactions shuffled once
 into user-row and item-row blocks (both orientations) that stay on the workers, from a
 scipy.sparse matrix or a Dask DataFrame, with the checks of the frame; and the
 InteractionTotals gathered from the blocks."""

@@ -71,7 +71,7 @@ def leave_k_out(matrix, k=1, seed=0):
 
 
 def validation_split(train, ratio=0.1, seed=0):
-    """(fit_part, validation): DESIGN's model-selection split of the training matrix,
+    """(fit_part, validation): design.md's model-selection split of the training matrix,
     `holdout_split` with 10% of each user's training interactions (at least one)."""
     return holdout_split(train, ratio=ratio, seed=seed)
 
