@@ -1,4 +1,4 @@
-"""The probes of DESIGN 1.6's candidates A, B and E (bench/reexpansion.py, popularity.py,
+"""The probes of design.md 1.6's candidates A, B and E (bench/reexpansion.py, popularity.py,
 sphere.py) against dense brute force on small problems (float64)."""
 
 import sys

@@ -1,4 +1,4 @@
-"""ranking_metrics and evaluate against a plain brute force over dense scores (DESIGN 3)."""
+"""ranking_metrics and evaluate against a plain brute force over dense scores (design.md 3)."""
 
 import math
 

@@ -101,7 +101,7 @@ def test_recalculate_user_is_the_exact_user_step(rng, loss, alpha, backend_name)
         user_items, show_progress=False)
     new_user = user_items[7]
     folded = host(model.recalculate_user(0, new_user))
-    # closed form of DESIGN 1.3 written out densely, against the items the fit's last
+    # closed form of design.md 1.3 written out densely, against the items the fit's last
     # user step saw
     Q, c = host(model.previous_item_factors_), new_user.toarray().ravel()
     observed = c != 0
