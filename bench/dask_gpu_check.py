@@ -2,13 +2,13 @@
 
 On a machine with one CUDA device per worker (real CuPy):
 
-    python bench/dask_gpu_check.py
+    python -m bench.dask_gpu_check
 
 Without a GPU, under the strict CuPy stand-in (../shared/tools/cupy-standin: the API use
 only, never speed; `pip install cupy-cuda12x` for its names):
 
     PYTHONPATH=../shared/tools/cupy-standin CUPY_STANDIN_LOG=/tmp/standin.json \\
-        python bench/dask_gpu_check.py --standin
+        python -m bench.dask_gpu_check --standin
 
 Measured (2026-12-03, stand-in, 2 workers): rgx, rg2 with top-K weights and the full
 monitor, the default rg2 with early stopping and the softmax monitor, iALS with

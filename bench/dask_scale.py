@@ -2,8 +2,8 @@
 fit on one machine without Dask, bytes moved between workers against the traffic model,
 and a projection to 1B interactions on 32 workers.
 
-    python bench/dask_scale.py --size 10M 50M --factors 64 --sweeps 3 [--repeat 3]
-    python bench/dask_scale.py --size --quality health gowalla
+    python -m bench.dask_scale --size 10M 50M --factors 64 --sweeps 3 [--repeat 3]
+    python -m bench.dask_scale --size --quality health gowalla
 
 Data: `rgals.dask.synthetic_frame` (the workers draw their own partitions; the
 approximate planted draw of `rgals.data.synthetic(candidates=8)`). Sizes: 10M = 250k
@@ -31,9 +31,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import rgals  # noqa: E402
-from rgals.files import write_json  # noqa: E402
+import rgals
+from rgals.files import write_json
 
 SIZES = {"1M": (50_000, 20_000, 20.0), "10M": (250_000, 100_000, 40.0),
          "50M": (1_000_000, 1_000_000, 50.0)}
@@ -167,7 +166,7 @@ def quality(dataset, cores):
     import pandas as pd
     from rgals.dask import DaskALSSolver, worker_settings
     from rgals.metrics import ranking_metrics
-    from run import load
+    from bench.common import load
     train, test = load(dataset)
     rgals.ALSSolver(iterations=1, num_threads=cores).fit(train, show_progress=False)  # JIT
     row = {"dataset": dataset, "interactions": int(train.nnz), "cores": cores}

@@ -1,7 +1,7 @@
 """Seconds for a full evaluation: every test user ranked over every item, training masked.
 
-    python bench/evaluation_time.py --threads 2
-    python bench/evaluation_time.py --dataset gowalla --factors 64 128 --repeats 5
+    python -m bench.evaluation_time --threads 2
+    python -m bench.evaluation_time --dataset gowalla --factors 64 128 --repeats 5
 
 Fits a default model (15 sweeps, seed 0) on the dataset's training split, then times
 `rgals.metrics.ranking_metrics` (NDCG, Recall, ... at 10 and 20) on its test split: the
@@ -15,18 +15,14 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numba
 from threadpoolctl import threadpool_limits
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import rgals  # noqa: E402
-from rgals import ranking  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
-from run import DATASETS, load, positive  # noqa: E402
+import rgals
+from bench.common import DATASETS, load, positive
+from rgals import ranking
+from rgals.metrics import ranking_metrics
 
 
 def time_evaluation(model, train, test, repeats):

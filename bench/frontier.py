@@ -1,6 +1,6 @@
 """rgals' quality against its training time as the embedding grows (bench/RESULTS.md).
 
-    python bench/frontier.py --dataset gowalla --factors 64 128 256 512
+    python -m bench.frontier --dataset gowalla --factors 64 128 256 512
 
 For each embedding size: rg2 at the given alpha and regularization is fitted on the
 training split minus a 10% validation split (seed 0) with validation NDCG@20 after every
@@ -12,15 +12,13 @@ curve's best, the half-step seconds to it, the refit's wall time and the test me
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402
-import rgals  # noqa: E402
-from rgals.data import validation_split  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
+from bench import common
+import rgals
+from rgals.data import validation_split
+from rgals.metrics import ranking_metrics
 
 
 def point(train, test, factors, params, sweeps, threads, seed):
@@ -44,17 +42,17 @@ def point(train, test, factors, params, sweeps, threads, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=list(run.DATASETS), default="gowalla")
-    parser.add_argument("--factors", type=run.positive, nargs="+", default=[64, 128, 256, 512])
+    parser.add_argument("--dataset", choices=list(common.DATASETS), default="gowalla")
+    parser.add_argument("--factors", type=common.positive, nargs="+", default=[64, 128, 256, 512])
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--regularization", type=float, default=0.001)
     parser.add_argument("--popularity-exponent", type=float, default=0.0,
                         help="rg2's popularity prior gamma (design.md 1.6 B; 0: plain rg2)")
-    parser.add_argument("--sweeps", type=run.positive, default=12)
-    parser.add_argument("--threads", type=run.positive, default=2)
+    parser.add_argument("--sweeps", type=common.positive, default=12)
+    parser.add_argument("--threads", type=common.positive, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    train, test = run.load(args.dataset)
+    train, test = common.load(args.dataset)
     params = dict(alpha=args.alpha, regularization=args.regularization)
     if args.popularity_exponent:
         params["loss"] = {"name": "rg2", "popularity_exponent": args.popularity_exponent}

@@ -1,7 +1,7 @@
 """The GPU backend's checks beside the test suite (issue 18): CPU and GPU fits agree, device
 memory against `rgals.backend.fit_bytes`, and a full evaluation's time on the device.
 
-    python bench/gpu_check.py --data data/gowalla/train.tsv --test data/gowalla/test.tsv
+    python -m bench.gpu_check --data data/gowalla/train.tsv --test data/gowalla/test.tsv
 
 For each factor count: 5-sweep fits (float32, seed 0, rg2 and rgx with a given lam, so
 that both backends fit one setting) on the CPU (--threads) and the GPU; the largest

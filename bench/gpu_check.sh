@@ -28,8 +28,8 @@ cat "$OUT/versions.txt"
 timeout 150 pytest -q -p no:cacheprovider -k "gpu" tests 2>&1 | tail -40 > "$OUT/tests_gpu.txt"
 tail -3 "$OUT/tests_gpu.txt"
 # 2. seconds per sweep: GPU against the CPU backend on 2 threads in the same run
-timeout 240 python bench/sweep_time.py --data "$DATA/train.tsv" --backend gpu \
+timeout 240 python -m bench.sweep_time --data "$DATA/train.tsv" --backend gpu \
   --factors 64 128 256 512 --threads 2 --repeats 4 2>&1 | tee "$OUT/sweep_time.txt" | tail -20
 # 3. CPU and GPU fits agree, device memory against fit_bytes, a full evaluation's time
-timeout 180 python bench/gpu_check.py --data "$DATA/train.tsv" --test "$DATA/test.tsv" \
+timeout 180 python -m bench.gpu_check --data "$DATA/train.tsv" --test "$DATA/test.tsv" \
   --factors 64 128 256 512 --threads 2 --out "$OUT/gpu_check.json" 2>&1 | tee "$OUT/gpu_check.txt" | tail -12

@@ -1,9 +1,9 @@
 """The quality-and-time benchmark: every method under one protocol (design.md section 3).
 
-    python bench/run.py --dataset health --methods all --trials 8 --threads 2
-    python bench/run.py --dataset gowalla --methods rgals-rg2 implicit --trials 4
-    python bench/run.py --dataset gowalla --methods rgals-rg2 --factors 64 128 256 512
-    python bench/run.py --report          # tables, plots and bench/results/ from bench/out/
+    python -m bench.run --dataset health --methods all --trials 8 --threads 2
+    python -m bench.run --dataset gowalla --methods rgals-rg2 implicit --trials 4
+    python -m bench.run --dataset gowalla --methods rgals-rg2 --factors 64 128 256 512
+    python -m bench.run --report          # tables, plots and bench/results/ from bench/out/
 
 For each method: `trials` hyperparameter settings (trial 0 is the method's default; rgals'
 methods are searched by `rgals.tune` with Optuna's TPE, seeded, the others drawn at
@@ -23,8 +23,6 @@ test figures.
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -34,18 +32,11 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import rgals  # noqa: E402
-from rgals.data import read, validation_split  # noqa: E402
-from rgals.cli import positive_integer as positive  # noqa: E402
-from rgals.files import write_json  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
+import rgals
+from bench.common import DATASETS, FACTORS, HERE, environment, load, positive, write_json
+from rgals.data import validation_split
+from rgals.metrics import ranking_metrics
 
-HERE = Path(__file__).resolve().parent
-# the IR-Benchmark splits: beside the repository, or where RGALS_DATA says
-DATA = Path(os.environ.get("RGALS_DATA", HERE.parent.parent / "shared" / "data"))
-DATASETS = {"health": "amazon2014-health", "electronic": "amazon2014-electronic",
-            "gowalla": "gowalla"}
 # Table 2 of Yang et al. (KDD 2025) on exactly these splits: (Recall@20, NDCG@20)
 PUBLISHED = {
     "health": {"bpr": (0.1627, 0.1234), "softmax": (0.1719, 0.1261),
@@ -57,7 +48,6 @@ PUBLISHED = {
 }
 # both SL@K variants answer to the SL@20 row (the authors trained it over sampled negatives)
 PUBLISHED_ROW = {"sampled_softmax_at_k": "softmax_at_k"}
-FACTORS = 64
 # their tuned MF settings (same source): softmax temperature, SL@20 weight temperature;
 # trial 0 of the softmax-type baselines starts from them
 PUBLISHED_SETTINGS = {"health": (0.2, 2.5), "electronic": (0.2, 2.25), "gowalla": (0.1, 1.0)}
@@ -170,7 +160,7 @@ def train(method, params, matrix, steps, threads, seed, curve=None, factors=FACT
             except _Stop:
                 pass
         return model.user_factors, model.item_factors, step_seconds
-    from baselines import GradientMF
+    from bench.baselines import GradientMF
 
     model = GradientMF(loss=method, factors=factors, epochs=steps, random_state=seed,
                        batch_users=BATCH_USERS, **params)
@@ -188,17 +178,6 @@ def train(method, params, matrix, steps, threads, seed, curve=None, factors=FACT
 
 class _Stop(Exception):
     """Ends an implicit fit from its callback (its callback cannot return False)."""
-
-
-def load(dataset):
-    folder = DATA / DATASETS[dataset]
-    if not (folder / "train.tsv").is_file() or not (folder / "test.tsv").is_file():
-        raise FileNotFoundError(f"{folder} must hold train.tsv and test.tsv: the benchmarks "
-                                "read the IR-Benchmark splits from ../shared/data beside the "
-                                "repository, or from the folder RGALS_DATA names")
-    train_set = read(folder / "train.tsv")
-    test_set = read(folder / "test.tsv", users=train_set.user_ids, items=train_set.item_ids)
-    return train_set.matrix, test_set.matrix
 
 
 def run_method(dataset, method, trials, steps, patience, threads, seed, out,
@@ -307,17 +286,6 @@ def _search_at_random(dataset, method, train_matrix, trials, steps, patience, th
     return results, best, refit, warm_up
 
 
-def environment():
-    versions = {"python": platform.python_version(), "rgals": rgals.__version__,
-                "numpy": np.__version__}
-    try:
-        import implicit
-        versions["implicit"] = implicit.__version__
-    except ImportError:
-        pass
-    return {"machine": platform.processor() or platform.machine(), "versions": versions}
-
-
 def report(out, plots, results=None):
     """Markdown tables of every dataset in `out` (the methods at 64 factors, then the
     frontier over every embedding size run), a plot of each; with `results`, also
@@ -404,32 +372,6 @@ def _plot(dataset, records, path, by_size=False):
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
-
-
-def probe_options(parser, sweeps):
-    """The options every validation probe (bench/top_k.py, popularity.py, sphere.py,
-    reexpansion.py) shares: --sweeps, --factors, --threads, --seed."""
-    parser.add_argument("--sweeps", type=positive, default=sweeps)
-    parser.add_argument("--factors", type=positive, default=FACTORS)
-    parser.add_argument("--threads", type=positive, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def probe_data(dataset, seed):
-    """(fit part, validation) of a dataset's training split: design.md 3's 10% per user."""
-    train, _ = load(dataset)
-    return validation_split(train, ratio=0.1, seed=seed)
-
-
-def validation_fit(loss, fit_part, validation, sweeps, factors, threads, seed, patience):
-    """A fit stopped after `patience` evaluations without a better validation NDCG@20
-    (the best sweep's factors kept); returns (model, wall seconds)."""
-    model = rgals.ALSSolver(factors=factors, loss=loss, iterations=sweeps, tol=0.0,
-                            random_state=seed, early_stopping=True, patience=patience,
-                            num_threads=threads)
-    start = time.perf_counter()
-    model.fit(fit_part, show_progress=False, validation=validation)
-    return model, time.perf_counter() - start
 
 
 def main(argv=None):

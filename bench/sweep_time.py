@@ -1,7 +1,7 @@
 """Seconds per ALS sweep: rgals against implicit's CPU ALS on the same data and cores.
 
-    python bench/sweep_time.py --data ../shared/data/gowalla/train.tsv --threads 2
-    python bench/sweep_time.py --backend gpu --factors 64 128 256 --threads 2
+    python -m bench.sweep_time --data ../shared/data/gowalla/train.tsv --threads 2
+    python -m bench.sweep_time --backend gpu --factors 64 128 256 --threads 2
 
 What a user pays: each row first runs a one-sweep fit (JIT compilation or cache load
 included; reported apart), then times a whole fit of 1 + repeats sweeps at default

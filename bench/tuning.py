@@ -1,8 +1,8 @@
 """Defaults against tuning (issue 16): what a fit with no parameters gives, against
 `rgals.tune`, on the shared datasets and on synthetic ones.
 
-    python bench/tuning.py --dataset health electronic gowalla --trials 20 --threads 2
-    python bench/tuning.py --synthetic --trials 12
+    python -m bench.tuning --dataset health electronic gowalla --trials 20 --threads 2
+    python -m bench.tuning --synthetic --trials 12
 
 For each shared dataset: a default `ALSSolver()` fitted on the whole training split
 (its 15 sweeps), the defaults of before this issue (alpha 0.01, regularization 0.001),
@@ -21,13 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import rgals  # noqa: E402
-from rgals.cli import positive_integer as positive  # noqa: E402
-from rgals.data import synthetic  # noqa: E402
-from rgals.files import write_json  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
-from run import DATASETS, HERE, load  # noqa: E402
+import rgals
+from rgals.cli import positive_integer as positive
+from rgals.data import synthetic
+from rgals.files import write_json
+from rgals.metrics import ranking_metrics
+from bench.common import DATASETS, HERE, load
 
 BEFORE = {"alpha": 0.01, "regularization": 1e-3}  # the RG2 defaults before issue 16
 # planted structures of several shapes: (users, items, planted rank, mean activity)

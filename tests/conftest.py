@@ -68,9 +68,9 @@ def random_interactions(rng, n_users=23, n_items=17, density=0.25, empty_user=Tr
 
 
 def dense_loss_parts(name, values, alpha, lam, nu, popularity=0.0):
-    """Per-pair pieces of the loss over all M x N pairs, straight from DESIGN 1.2.
+    """Per-pair pieces of the loss over all M x N pairs, straight from design.md 1.2.
 
-    `popularity` gamma (rg2, DESIGN 1.6 B): item j's term w_u (s_uj + 1)^2 weighs
+    `popularity` gamma (rg2, design.md 1.6 B): item j's term w_u (s_uj + 1)^2 weighs
     N pi_j, pi_j = n_j^gamma / sum_k n_k^gamma with n_j the item's summed values.
     Returns a function scores -> (loss, dloss/dscores), plus the regularisers.
     """
@@ -156,11 +156,6 @@ class BruteForce:
         hessian = self.block_hessian(before.shape, other, side)
         return float(self._block_gradient(after, other, side) @ delta
                      + 0.5 * delta @ hessian @ delta)
-
-
-@pytest.fixture(params=[0, 1, 2])
-def rng(request):
-    return np.random.default_rng(1000 + request.param)
 
 
 def interrupt_tune_at(monkeypatch, trial):

@@ -1,6 +1,9 @@
 """Probe: design.md 1.6 candidate A, the softmax re-expanded at the current scores (RESULTS.md).
 
-    python bench/reexpansion.py --dataset gowalla --temperatures 1 0.5 --warm 2 5
+Status: rejected, no better than rg2 at several times its cost: bench/RESULTS.md,
+"Beyond the expansion at s = 0", A.
+
+    python -m research.reexpansion --dataset gowalla --temperatures 1 0.5 --warm 2 5
 
 rg2 replaces n_u LSE(s_u) by its expansion at s = 0. Here each half step expands the
 tempered softmax term n_u tau LSE(s_u / tau) at the current scores instead (a Newton step
@@ -26,19 +29,17 @@ import argparse
 import itertools
 import sys
 import time
-from pathlib import Path
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402
-import rgals  # noqa: E402
-from rgals.kernels import cpu  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
-from rgals.scoring import score_pass  # noqa: E402
-from rgals.solve import RowSystems, solve_rows  # noqa: E402
+from bench import common
+import rgals
+from rgals.kernels import cpu
+from rgals.metrics import ranking_metrics
+from rgals.scoring import score_pass
+from rgals.solve import RowSystems, solve_rows
 
 
 def extended_rows(matrix, extra_ids, extra_gram, linear_row):
@@ -181,19 +182,19 @@ def validation_ndcg(P, Q, validation, fit_part):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=list(run.DATASETS), default="gowalla")
+    parser.add_argument("--dataset", choices=list(common.DATASETS), default="gowalla")
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--regularization", type=float, default=0.001)
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0])
     parser.add_argument("--warm", type=int, nargs="+", default=[2])
-    parser.add_argument("--top", type=run.positive, default=50)
+    parser.add_argument("--top", type=common.positive, default=50)
     parser.add_argument("--damping", type=float, default=0.0,
                         help="added to the curvature floor, in units of rg2's 1/N")
-    parser.add_argument("--cg-steps", type=run.positive, default=3)
-    run.probe_options(parser, sweeps=8)
+    parser.add_argument("--cg-steps", type=common.positive, default=3)
+    common.probe_options(parser, sweeps=8)
     args = parser.parse_args(argv)
     numba.set_num_threads(args.threads)  # the probe's own kernel calls, outside a fit
-    fit_part, validation = run.probe_data(args.dataset, args.seed)
+    fit_part, validation = common.probe_data(args.dataset, args.seed)
     fit_part = fit_part.astype(np.float32).tocsr()
     transposed = fit_part.T.tocsr()
     n = np.asarray(fit_part.sum(axis=1)).ravel().astype(np.float64)

@@ -1,12 +1,9 @@
-"""bench/cg_steps.py runs end to end on synthetic data: one row per setting and solve."""
+"""research/cg_steps.py runs end to end on synthetic data: one row per setting and solve."""
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-import cg_steps  # noqa: E402
+from research import cg_steps
 
-from rgals.data import synthetic, validation_split  # noqa: E402
+from rgals.data import synthetic, validation_split
 
 
 def test_one_row_per_setting_and_solve(monkeypatch, capsys):

@@ -2,17 +2,14 @@
 defaults and tuned, and its table."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-import tuning as bench_tuning  # noqa: E402
+from bench import tuning as bench_tuning
 
-import rgals  # noqa: E402
-from rgals.data import holdout_split, synthetic  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
+import rgals
+from rgals.data import holdout_split, synthetic
+from rgals.metrics import ranking_metrics
 
 
 @pytest.fixture

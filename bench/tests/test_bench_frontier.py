@@ -1,18 +1,15 @@
 """bench/frontier.py: the refit runs the validation's best sweep count and reads the test
 split once; the table has a row per embedding size."""
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-import frontier  # noqa: E402
-import run  # noqa: E402
+from bench import frontier
+from bench import common
 
-import rgals  # noqa: E402
-from rgals.data import holdout_split, synthetic, validation_split  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
+import rgals
+from rgals.data import holdout_split, synthetic, validation_split
+from rgals.metrics import ranking_metrics
 
 
 def test_a_point_is_the_refit_of_the_best_sweep_count():
@@ -32,7 +29,7 @@ def test_a_point_is_the_refit_of_the_best_sweep_count():
 
 def test_the_table_has_a_row_per_embedding_size(monkeypatch, capsys):
     train, test = holdout_split(synthetic(120, 80, seed=3), ratio=0.2, seed=3)
-    monkeypatch.setattr(run, "load", lambda dataset: (train, test))
+    monkeypatch.setattr(common, "load", lambda dataset: (train, test))
     assert frontier.main(["--factors", "2", "4", "--sweeps", "3", "--threads", "1"]) == 0
     table = capsys.readouterr().out.split("seed 0:\n")[1].splitlines()
     rows = [line.strip("| ").split(" | ") for line in table[2:]]

@@ -1,6 +1,9 @@
 """Validation NDCG@20 against the number of CG steps a half step takes (issue 15).
 
-    python bench/cg_steps.py --dataset health gowalla electronic
+Status: not adopted; `cg_steps=3` stays the default (2 steps within 0.5%, a thin
+margin): bench/RESULTS.md, "Speed (issue 15)".
+
+    python -m research.cg_steps --dataset health gowalla electronic
 
 For each dataset: the default setting and rg2's chosen 64-factor setting of
 bench/results/<dataset>.json, fitted on design.md 3's validation split with early stopping
@@ -12,11 +15,9 @@ read.
 import argparse
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import rgals  # noqa: E402
-from run import DATASETS, HERE, probe_data  # noqa: E402
+import rgals
+from bench.common import DATASETS, HERE, probe_data
 
 SOLVES = (("cg", 3), ("cg", 2), ("cg", 1), ("cholesky", 3))
 

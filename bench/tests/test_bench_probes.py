@@ -1,24 +1,31 @@
-"""The probes of design.md 1.6's candidates A, B and E (bench/reexpansion.py, popularity.py,
+"""The probes of design.md 1.6's candidates A, B and E (research/reexpansion.py, popularity.py,
 sphere.py) against dense brute force on small problems (float64)."""
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import scipy.sparse as sp
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-import popularity  # noqa: E402
-import reexpansion  # noqa: E402
-import run  # noqa: E402
-import sphere  # noqa: E402
+from research import popularity
+from research import reexpansion
+from bench import common
+from research import sphere
 
-from conftest import random_interactions  # noqa: E402
-from rgals.data import holdout_split, synthetic  # noqa: E402
-from rgals.losses import RG2  # noqa: E402
-from rgals.solve import solve_rows  # noqa: E402
-from rgals.validation import check_interactions  # noqa: E402
+from rgals.data import holdout_split, synthetic
+from rgals.losses import RG2
+from rgals.solve import solve_rows
+from rgals.validation import check_interactions
+
+
+def random_interactions(rng, n_users=23, n_items=17, density=0.25, empty_item=True):
+    """Random confidences in (0.5, 3], one user (and one item) left without any."""
+    values = np.where(rng.random((n_users, n_items)) < density,
+                      0.5 + 2.5 * rng.random((n_users, n_items)), 0.0)
+    values[rng.integers(n_users)] = 0.0
+    if empty_item:
+        values[:, rng.integers(n_items)] = 0.0
+    return sp.csr_matrix(values)
 
 
 def softmax(scores):
@@ -144,7 +151,7 @@ def test_offset_factors_add_the_log_prior_to_every_score(rng):
 def test_each_probe_runs_on_small_data_and_prints_validation_figures(probe, argv, monkeypatch,
                                                                     capsys):
     train, test = holdout_split(synthetic(120, 80, seed=3), ratio=0.2, seed=3)
-    monkeypatch.setattr(run, "load", lambda dataset: (train, test))
+    monkeypatch.setattr(common, "load", lambda dataset: (train, test))
     assert probe.main(argv + ["--factors", "4", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     figures = [float(word) for word in out.replace("|", " ").replace(",", " ").split()

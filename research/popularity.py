@@ -1,6 +1,9 @@
 """Probe: design.md 1.6 candidate B, rg2 expanded at a popularity prior (bench/RESULTS.md).
 
-    python bench/popularity.py --dataset gowalla --gammas 0 0.25 0.5 1 \
+Status: adopted as an option, `RG2(popularity_exponent=gamma)` (0 by default):
+bench/RESULTS.md, "Beyond the expansion at s = 0", B.
+
+    python -m research.popularity --dataset gowalla --gammas 0 0.25 0.5 1 \
         --alphas 0.003 0.01 0.03 --regularizations 1e-4 1e-3 1e-2
 
 rg2 expands n_u LSE(s_u) at s = 0, where the softmax is uniform. Expanding instead at
@@ -20,14 +23,12 @@ sweep, stopped after 2 evaluations without improvement. Validation only.
 import argparse
 import itertools
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402
-from rgals.losses import RG2  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
+from bench import common
+from rgals.losses import RG2
+from rgals.metrics import ranking_metrics
 
 
 def with_offset(P, Q, loss):
@@ -41,7 +42,7 @@ def with_offset(P, Q, loss):
 
 def fit(loss, fit_part, validation, sweeps, factors, threads, seed):
     """Validation NDCG@20 at the best sweep without and with the offset, that sweep, s."""
-    model, seconds = run.validation_fit(loss, fit_part, validation, sweeps, factors, threads,
+    model, seconds = common.validation_fit(loss, fit_part, validation, sweeps, factors, threads,
                                         seed, patience=2)
     P, Q = with_offset(model.user_factors_, model.item_factors_, model.loss_)
     offset = ranking_metrics(P, Q, validation, fit_part, K=20)["ndcg@20"]
@@ -50,13 +51,13 @@ def fit(loss, fit_part, validation, sweeps, factors, threads, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=list(run.DATASETS), default="gowalla")
+    parser.add_argument("--dataset", choices=list(common.DATASETS), default="gowalla")
     parser.add_argument("--gammas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.003, 0.01, 0.03])
     parser.add_argument("--regularizations", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2])
-    run.probe_options(parser, sweeps=15)
+    common.probe_options(parser, sweeps=15)
     args = parser.parse_args(argv)
-    fit_part, validation = run.probe_data(args.dataset, args.seed)
+    fit_part, validation = common.probe_data(args.dataset, args.seed)
     print(f"{args.dataset}, {args.factors} factors, seed {args.seed}\n")
     print("| gamma | alpha | regularization | validation N@20 | with offset | best sweep | s |")
     print("|---|---|---|---|---|---|---|", flush=True)

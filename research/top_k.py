@@ -1,7 +1,10 @@
 """Probe: top-K weights inside rg2 (SoftmaxLoss@K's idea) on validation (bench/RESULTS.md).
 
-    python bench/top_k.py --dataset health --alpha 0.3 --regularization 0.01
-    python bench/top_k.py --dataset gowalla --alpha 0.01 --regularization 0.001 \
+Status: adopted as an option, `RG2(top_k=K)` and `RGx(top_k=K)`; not a default (no gain
+on validation): bench/RESULTS.md, "Top-K weights inside rg2".
+
+    python -m research.top_k --dataset health --alpha 0.3 --regularization 0.01
+    python -m research.top_k --dataset gowalla --alpha 0.01 --regularization 0.001 \
         --quantiles sampled --sweeps 15
 
 Holds 10% of each user's training items out for validation (seed 0), fits rg2 at the
@@ -14,16 +17,14 @@ NDCG@20, its sweep and the fit's seconds. Validation only: the test split is nev
 import argparse
 import itertools
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402
-from rgals.losses import RG2  # noqa: E402
+from bench import common
+from rgals.losses import RG2
 
 
 def best_validation(loss, fit_part, validation, sweeps, factors, threads, seed):
     """(best validation NDCG@20, its sweep, the fit's seconds)."""
-    model, seconds = run.validation_fit(loss, fit_part, validation, sweeps, factors, threads,
+    model, seconds = common.validation_fit(loss, fit_part, validation, sweeps, factors, threads,
                                         seed, patience=3)
     return model.monitor_.best_score, model.monitor_.best_sweep, seconds
 
@@ -37,19 +38,19 @@ def boolean(text):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=list(run.DATASETS), default="health")
+    parser.add_argument("--dataset", choices=list(common.DATASETS), default="health")
     parser.add_argument("--alpha", type=float, default=0.3)
     parser.add_argument("--regularization", type=float, default=0.01)
-    parser.add_argument("--top-k", type=run.positive, default=20)
+    parser.add_argument("--top-k", type=common.positive, default=20)
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.3, 1.0, 3.0])
     parser.add_argument("--quantiles", nargs="+", choices=["exact", "sampled"],
                         default=["exact"])
     parser.add_argument("--warmups", type=int, nargs="+", default=[0, 5])
     parser.add_argument("--gradients", type=boolean, nargs="+", default=[False, True],
                         help="yes/no: the weight's own gradient term")
-    run.probe_options(parser, sweeps=20)
+    common.probe_options(parser, sweeps=20)
     args = parser.parse_args(argv)
-    fit_part, validation = run.probe_data(args.dataset, args.seed)
+    fit_part, validation = common.probe_data(args.dataset, args.seed)
     base = dict(alpha=args.alpha, regularization=args.regularization)
     fixed = (fit_part, validation, args.sweeps, args.factors, args.threads, args.seed)
     rows = ["| top-K weights | validation N@20 | best sweep | seconds |", "|---|---|---|---|"]

@@ -1,18 +1,15 @@
-"""bench/catalogue_size.py: the catalogue restriction against brute force, and the probe's
+"""research/catalogue_size.py: the catalogue restriction against brute force, and the probe's
 table on small synthetic data."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-import catalogue_size  # noqa: E402
-import run  # noqa: E402
+from research import catalogue_size
+from bench import common
 
-from rgals.data import holdout_split, synthetic  # noqa: E402
+from rgals.data import holdout_split, synthetic
 
 
 def test_most_popular_keeps_the_top_items_and_the_users_with_two_of_them():
@@ -31,7 +28,7 @@ def test_most_popular_keeps_the_top_items_and_the_users_with_two_of_them():
 
 def test_probe_prints_one_row_per_catalogue_size(monkeypatch, capsys):
     train, test = holdout_split(synthetic(120, 80, seed=3), ratio=0.2, seed=3)
-    monkeypatch.setattr(run, "load", lambda dataset: (train, test))
+    monkeypatch.setattr(common, "load", lambda dataset: (train, test))
     monkeypatch.setattr(catalogue_size, "RG2_GRID", catalogue_size.RG2_GRID[:1])
     monkeypatch.setattr(catalogue_size, "SOFTMAX_GRID", catalogue_size.SOFTMAX_GRID[:1])
     assert catalogue_size.main(["--items", "30", "80", "--epochs", "2", "--threads", "1"]) == 0

@@ -2,18 +2,15 @@
 one training loop per method, tuning + refit + test, the report and the command line."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-import run  # noqa: E402
+from bench import common, run
 
-import rgals  # noqa: E402
-from rgals.data import holdout_split, synthetic, validation_split  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
+import rgals
+from rgals.data import holdout_split, synthetic, validation_split
+from rgals.metrics import ranking_metrics
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +43,8 @@ def test_each_method_trains_and_its_curve_measures_the_returned_factors(method, 
     curve = run.Curve(validation, fit_part, patience=10)
     users, items, seconds = run.train(method, default_setting(method), fit_part, 3, 1, 0,
                                       curve)
-    assert users.shape == (fit_part.shape[0], run.FACTORS)
-    assert items.shape == (fit_part.shape[1], run.FACTORS)
+    assert users.shape == (fit_part.shape[0], common.FACTORS)
+    assert items.shape == (fit_part.shape[1], common.FACTORS)
     assert len(seconds) == len(curve.points) == 3 and min(seconds) > 0
     assert [point[0] for point in curve.points] == [1, 2, 3]
     assert [point[1] for point in curve.points] == pytest.approx(np.cumsum(seconds).tolist())
@@ -147,6 +144,6 @@ def test_command_line_refuses_bad_arguments(argv, message, capsys):
 
 
 def test_missing_dataset_folder_says_where_the_data_is_expected(monkeypatch, tmp_path):
-    monkeypatch.setattr(run, "DATA", tmp_path)
+    monkeypatch.setattr(common, "DATA", tmp_path)
     with pytest.raises(FileNotFoundError, match="must hold train.tsv and test.tsv"):
-        run.load("health")
+        common.load("health")

@@ -1,15 +1,12 @@
 """bench/dask_scale.py on a tiny size: its records, and the traffic model by hand."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("distributed")
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-import dask_scale  # noqa: E402
+from bench import dask_scale
 
 
 def test_the_traffic_model_counts_statistics_and_factors():

@@ -1,20 +1,17 @@
-"""bench/top_k.py: the probe's table on small synthetic data."""
+"""research/top_k.py: the probe's table on small synthetic data."""
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-import run  # noqa: E402
-import top_k  # noqa: E402
+from bench import common
+from research import top_k
 
-from rgals.data import holdout_split, synthetic  # noqa: E402
+from rgals.data import holdout_split, synthetic
 
 
 def test_probe_prints_the_plain_fit_and_each_setting(monkeypatch, capsys):
     train, test = holdout_split(synthetic(120, 80, seed=3), ratio=0.2, seed=3)
-    monkeypatch.setattr(run, "load", lambda dataset: (train, test))
+    monkeypatch.setattr(common, "load", lambda dataset: (train, test))
     assert top_k.main(["--temperatures", "1", "--quantiles", "exact", "sampled",
                        "--warmups", "0", "2", "--gradients", "no", "--sweeps", "4",
                        "--factors", "4", "--threads", "1", "--top-k", "5"]) == 0

@@ -1,6 +1,8 @@
 """Probe: design.md 1.6 candidate E, rg2 with every item factor on a sphere (bench/RESULTS.md).
 
-    python bench/sphere.py --dataset health --alpha 0.1 --regularization 0.03 --radii 0.5 1 2
+Status: rejected: bench/RESULTS.md, "Beyond the expansion at s = 0", E.
+
+    python -m research.sphere --dataset health --alpha 0.1 --regularization 0.03 --radii 0.5 1 2
 
 The cosine softmax ranks by direction alone; here the item step of rg2 minimises its
 quadratic q^T A_i q - 2 b_i^T q exactly subject to |q_i| = r (not a projection after an
@@ -15,16 +17,14 @@ rg2 sweeps). Validation only (10% of each user's items, seed 0).
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402
-import rgals  # noqa: E402
-from rgals.kernels import cpu  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
-from rgals.solve import solve_rows  # noqa: E402
+from bench import common
+import rgals
+from rgals.kernels import cpu
+from rgals.metrics import ranking_metrics
+from rgals.solve import solve_rows
 
 
 def sphere_item_step(loss, P, Q, item_users, radius, chunk=2048):
@@ -63,14 +63,14 @@ def sphere_item_step(loss, P, Q, item_users, radius, chunk=2048):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=list(run.DATASETS), default="health")
+    parser.add_argument("--dataset", choices=list(common.DATASETS), default="health")
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--regularization", type=float, default=0.001)
     parser.add_argument("--radii", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--warm", type=int, default=3)
-    run.probe_options(parser, sweeps=15)
+    common.probe_options(parser, sweeps=15)
     args = parser.parse_args(argv)
-    fit_part, validation = run.probe_data(args.dataset, args.seed)
+    fit_part, validation = common.probe_data(args.dataset, args.seed)
     fit_part = fit_part.astype(np.float32).tocsr()
     item_users = fit_part.T.tocsr()
     for radius_units in args.radii:

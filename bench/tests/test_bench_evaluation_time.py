@@ -1,12 +1,9 @@
 """bench/evaluation_time.py runs end to end on synthetic data and checks its two paths."""
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-import evaluation_time  # noqa: E402
+from bench import evaluation_time
 
-from rgals.data import holdout_split, synthetic  # noqa: E402
+from rgals.data import holdout_split, synthetic
 
 
 def test_the_table_compares_pruned_and_unpruned_on_the_same_model(monkeypatch, capsys):

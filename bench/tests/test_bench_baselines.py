@@ -1,18 +1,15 @@
 """The gradient-trained MF baselines of bench/baselines.py: exact gradients, the losses
 against brute force, a fit that learns, and parameter checks (float64, seeded, fast)."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-from baselines import LOSSES, TOP_K_LOSSES, GradientMF  # noqa: E402
+from bench.baselines import LOSSES, TOP_K_LOSSES, GradientMF
 
-from rgals.data import holdout_split, synthetic  # noqa: E402
-from rgals.metrics import ranking_metrics  # noqa: E402
+from rgals.data import holdout_split, synthetic
+from rgals.metrics import ranking_metrics
 
 
 def small_problem(seed=0, n_users=6, n_items=9, factors=3):
