@@ -1,5 +1,7 @@
 """ALSSolver: the scikit-learn style estimator with `implicit`'s recommend API."""
 
+from __future__ import annotations
+
 import copy
 import dataclasses
 import inspect
@@ -24,6 +26,7 @@ from .training import (MONITOR_LEVELS, EarlyStopping, LocalExecutor, ProgressBar
                        UserCallback, run)
 from .validation import (check_bool, check_choice, check_ids, check_integer,
                          check_interactions, check_real, check_value_range)
+from .types import Callback, FilePath, Ids, Matrix, Ranked
 
 log = logging.getLogger("rgals")
 
@@ -215,10 +218,10 @@ class ALSSolver:
     def _param_names(cls):
         return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
 
-    def get_params(self, deep=True):
+    def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params):
+    def set_params(self, **params) -> ALSSolver:
         for name, value in params.items():
             if name not in self._param_names():
                 raise ValueError(f"unknown parameter {name!r} for ALSSolver; valid: "
@@ -272,7 +275,8 @@ class ALSSolver:
 
     # -- fitting -----------------------------------------------------------------------
 
-    def fit(self, user_items, show_progress=True, callback=None, validation=None):
+    def fit(self, user_items: Matrix, show_progress: bool = True,
+            callback: Callback | None = None, validation: Matrix | None = None) -> ALSSolver:
         """Fit the factors to `user_items` (users x items, values = confidence weights).
 
         Accepts any scipy.sparse matrix or array (a dense ndarray is converted, with a
@@ -437,7 +441,7 @@ class ALSSolver:
                 f"model. To use the training matrix `X`, pass X[ids]")
         return rows
 
-    def recalculate_user(self, userid, user_items):
+    def recalculate_user(self, userid: Ids, user_items: Matrix) -> np.ndarray:
         """Factors of users (new ones too) from their interactions, by the exact user step.
 
         `user_items` has one row per id in `userid` and one column per item. The step
@@ -453,7 +457,7 @@ class ALSSolver:
         factors = self._fold_in(self.loss_.user_systems(to_host(items), rows))
         return factors[0] if _one(userid) else factors
 
-    def recalculate_item(self, itemid, item_users):
+    def recalculate_item(self, itemid: Ids, item_users: Matrix) -> np.ndarray:
         """Factors of items (new ones too) from their users, by the exact item step.
 
         For RGx the other items' sum sigma_Q is held fixed.
@@ -483,8 +487,9 @@ class ALSSolver:
     def _factor_rows(self, factors, ids):
         return factors[backend_of(factors).xp.asarray(ids)]
 
-    def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True,
-                  filter_items=None, recalculate_user=False, items=None):
+    def recommend(self, userid: Ids, user_items: Matrix | None = None, N: int = 10,
+                  filter_already_liked_items: bool = True, filter_items: Ids | None = None,
+                  recalculate_user: bool = False, items: Ids | None = None) -> Ranked:
         """Top-N items for one user id or a batch, as `(ids, scores)`.
 
         `user_items` (one row per requested user, as in `implicit`) gives the items to
@@ -557,8 +562,9 @@ class ALSSolver:
         scores[rows] = np.where(np.isfinite(popular_scores), 0.0, -np.inf)
         return ids, scores
 
-    def similar_items(self, itemid, N=10, recalculate_item=False, item_users=None,
-                      filter_items=None, items=None):
+    def similar_items(self, itemid: Ids, N: int = 10, recalculate_item: bool = False,
+                      item_users: Matrix | None = None, filter_items: Ids | None = None,
+                      items: Ids | None = None) -> Ranked:
         """The N items most similar (cosine of factors) to each given item, itself included.
 
         Items without any training interaction all share one factor (the loss's answer to
@@ -590,7 +596,8 @@ class ALSSolver:
         result = _itself_first(result, ids, n_items, filter_items, items)
         return _single(result) if _one(itemid) else result
 
-    def similar_users(self, userid, N=10, filter_users=None, users=None):
+    def similar_users(self, userid: Ids, N: int = 10, filter_users: Ids | None = None,
+                      users: Ids | None = None) -> Ranked:
         """The N users most similar (cosine of factors) to each given user, itself included."""
         self._check_fitted()
         n_users = self.user_factors_.shape[0]
@@ -603,7 +610,7 @@ class ALSSolver:
 
     # -- export ------------------------------------------------------------------------
 
-    def save(self, path, overwrite=False, interactions=True):
+    def save(self, path: FilePath, overwrite: bool = False, interactions: bool = True) -> None:
         """Write the model to a directory, to one `.npz` file, or to an open binary file.
 
         A directory gets user_factors.npy, item_factors.npy, previous_item_factors.npy
@@ -624,7 +631,7 @@ class ALSSolver:
         export.save(self, path, overwrite=overwrite, interactions=interactions)
 
     @classmethod
-    def load(cls, path, backend=None):
+    def load(cls, path: FilePath, backend: str | None = None) -> ALSSolver:
         """A fitted model from what `save` wrote (also `rgals.load`): a directory, an
         `.npz` file or an open file; also an `.npz` of `implicit`'s ALS (`model.save`),
         read as an iALS model with its hyperparameters and no training data.
@@ -661,11 +668,11 @@ class ALSSolver:
 
     # -- moving between backends -------------------------------------------------------
 
-    def to_cpu(self):
+    def to_cpu(self) -> ALSSolver:
         """A copy of this fitted model with backend="cpu" and NumPy factors."""
         return self._copy_to("cpu", to_host)
 
-    def to_gpu(self):
+    def to_gpu(self) -> ALSSolver:
         """A copy of this fitted model with backend="gpu" and CuPy factors."""
         require_gpu()
         return self._copy_to("gpu", to_device)

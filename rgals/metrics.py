@@ -19,6 +19,11 @@ splits). K is not shortened when fewer than K items are left after masking. Equa
 rank the lower item id first.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
@@ -27,12 +32,18 @@ from .backend import array_module
 from .ranking import top_lists
 from .validation import (check_choice, check_ids, check_integer, check_interactions,
                          check_numeric)
+from .types import Ids, Matrix, Metrics
+
+if TYPE_CHECKING:  # rgals.als imports this module
+    from .als import ALSSolver
 
 METRICS = ("ndcg", "recall", "precision", "mrr", "map")
 
 
-def ranking_metrics(user_factors, item_factors, test, train=None, K=(10, 20),
-                    metrics=METRICS, users=None, batch_users=None, show_progress=False):
+def ranking_metrics(user_factors: np.ndarray, item_factors: np.ndarray, test: Matrix,
+                    train: Matrix | None = None, K: int | Sequence[int] = (10, 20),
+                    metrics: Sequence[str] = METRICS, users: Ids | None = None,
+                    batch_users: int | None = None, show_progress: bool = False) -> Metrics:
     """Average ranking metrics of the scores user_factors @ item_factors.T.
 
     test, train: scipy.sparse matrices of shape (n_users, n_items), any format; a nonzero
@@ -136,7 +147,9 @@ def _user_metrics(rel, relevant, names, cutoffs):
     return values
 
 
-def evaluate(model, test, train=None, K=(10, 20), metrics=METRICS, users=None):
+def evaluate(model: ALSSolver, test: Matrix, train: Matrix | None = None,
+             K: int | Sequence[int] = (10, 20), metrics: Sequence[str] = METRICS,
+             users: Ids | None = None) -> Metrics:
     """ranking_metrics of a fitted rgals.ALSSolver; masks model.user_items_ when train is None."""
     if not callable(getattr(model, "_check_fitted", None)):
         raise TypeError(f"model must be a fitted rgals.ALSSolver; got {type(model).__name__}")

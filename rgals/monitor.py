@@ -24,6 +24,8 @@ forward by the solvers' decreases and measures it exactly on evaluation sweeps a
 the end, where the descent identity is checked over the sweeps since the last exact F.
 """
 
+from __future__ import annotations
+
 import csv
 import io
 import math
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import prepare_directory, write_atomic
+from .types import FilePath
 
 HALF_STEP_COLUMNS = ("sweep", "side", "segment", "objective", "exact", "decrease",
                      "identity_error", "seconds", "hessian_min", "hessian_max")
@@ -219,7 +222,7 @@ class ConvergenceMonitor:
                                      np.int64 if name in ("sweep", "segment") else np.float64)
         return columns
 
-    def to_csv(self, path, overwrite=False):
+    def to_csv(self, path: FilePath, overwrite: bool = False) -> None:
         """Write `history` as CSV (atomically; an existing file only with overwrite=True)."""
         path = Path(path)
         prepare_directory(path.parent, [path.name], overwrite)
@@ -230,7 +233,7 @@ class ConvergenceMonitor:
         writer.writerows(zip(*(column.tolist() for column in history.values())))
         write_atomic(path, lambda file: file.write(text.getvalue().encode()))
 
-    def plot(self, path, overwrite=False):
+    def plot(self, path: FilePath, overwrite: bool = False) -> None:
         """A PNG: F - F_best (log scale) per sweep with the bound's slope beside it, and the
         validation metric (or F) against seconds. Needs matplotlib."""
         try:

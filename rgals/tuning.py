@@ -8,6 +8,8 @@ pruner fed the validation metric after each sweep; without it, a seeded random s
 over the same domains. Trial 0 is the estimator's own default setting.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import importlib.util
 import math
@@ -22,6 +24,7 @@ from .data import validation_split
 from .losses import Hyperparameter, Loss, make_loss
 from .solve import SOLVERS
 from .validation import check_interactions
+from .types import Matrix
 
 SEARCHES = ("auto", "optuna", "random")
 # estimator parameters a space may search (given with their ranges; the loss's own
@@ -96,7 +99,7 @@ class TuneResult:
         return {name: _plain(value) for name, value in model.get_params().items()
                 if name in fixed or name in searched or name == "loss"}
 
-    def table(self):
+    def table(self) -> str:
         """The trials as a Markdown table."""
         names = sorted({name for trial in self.trials for name in trial.params})
         lines = ["| trial | state | " + " | ".join(names) + f" | validation {self.metric} | "
@@ -156,7 +159,7 @@ class TuneResult:
         figure.savefig(path, dpi=110)
         plt.close(figure)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """JSON-ready: what `rgals tune` writes to best_params.json."""
         return {"params": self.best_params, "metric": self.metric,
                 "validation": self.best_value, "search": self.search,
@@ -164,9 +167,11 @@ class TuneResult:
                 "trials": [dataclasses.asdict(trial) for trial in self.trials]}
 
 
-def tune(user_items, n_trials=20, timeout=None, metric="ndcg@20", space=None,
-         validation=None, random_state=0, refit=True, *, max_sweeps=30, patience=5,
-         search="auto", show_progress=True, **params):
+def tune(user_items: Matrix, n_trials: int = 20, timeout: float | None = None,
+         metric: str = "ndcg@20", space: dict | None = None, validation: Matrix | None = None,
+         random_state: int | None = 0, refit: bool = True, *, max_sweeps: int = 30,
+         patience: int = 5, search: str = "auto", show_progress: bool = True,
+         **params) -> TuneResult:
     """Search ALSSolver settings on validation data; returns a TuneResult.
 
     user_items: the training interactions (users x items). validation: held-out
@@ -286,7 +291,7 @@ def _check_held_out(validation, fit_part):
                       UserWarning, stacklevel=3)
 
 
-def search_space(loss="rg2", space=None):
+def search_space(loss: str = "rg2", space: dict | None = None) -> dict:
     """name -> Hyperparameter: the domains a search draws from (see `tune`)."""
     declared = make_loss(loss).hyperparameters
     if space is None:

@@ -1,5 +1,7 @@
 """DaskALSSolver: ALSSolver's fit on a Dask cluster."""
 
+from __future__ import annotations
+
 import functools
 import time
 
@@ -16,6 +18,7 @@ from .checkpoints import (Checkpoint, block_ranges, check_checkpoint_dir, fit_id
 from .cluster import check_worker_malloc, dask_array, distributed, gather, require_dask
 from .executor import DaskExecutor
 from .layout import Layout, gather_matrix
+from ..types import Callback, FilePath, Matrix
 
 MANIFEST = "manifest.json"
 INITIALIZATIONS = ("client", "workers")
@@ -140,8 +143,10 @@ class DaskALSSolver(ALSSolver):
 
     # -- fitting -------------------------------------------------------------------------
 
-    def fit(self, interactions, user_col="user", item_col="item", value_col=None,
-            resume=None, show_progress=True, callback=None, validation=None):
+    def fit(self, interactions, user_col: str = "user", item_col: str = "item",
+            value_col: str | None = None, resume: FilePath | None = None,
+            show_progress: bool = True, callback: Callback | None = None,
+            validation: Matrix | None = None) -> DaskALSSolver:
         """Fit to `interactions`: a scipy.sparse users x items matrix (partitioned here)
         or a Dask DataFrame with integer `user_col` and `item_col` ids (an id's row is
         the id itself; gaps are rows without interactions, so ids should be dense: the
@@ -202,7 +207,7 @@ class DaskALSSolver(ALSSolver):
 
     # -- results -------------------------------------------------------------------------
 
-    def to_local(self, interactions=True):
+    def to_local(self, interactions: bool = True) -> ALSSolver:
         """The fitted model as an ALSSolver (factors gathered to this process; with
         `interactions`, the training matrix too, for `recommend`'s filtering)."""
         self._check_fitted()
@@ -224,12 +229,12 @@ class DaskALSSolver(ALSSolver):
         model.regularization_path_ = self.regularization_path_
         return model
 
-    def to_cpu(self):
+    def to_cpu(self) -> ALSSolver:
         """The fitted model gathered to this process: an ALSSolver with backend="cpu"
         (what `to_local()` gives)."""
         return self.to_local()
 
-    def to_gpu(self):
+    def to_gpu(self) -> ALSSolver:
         """The fitted model gathered to this process: an ALSSolver with backend="gpu"."""
         require_gpu()  # before the gather, which may be long
         return self.to_local().to_gpu()
@@ -262,7 +267,8 @@ class DaskALSSolver(ALSSolver):
     recalculate_user = _served_by("recalculate_user")
     recalculate_item = _served_by("recalculate_item")
 
-    def save(self, directory, overwrite=False, local=None, interactions=True):
+    def save(self, directory: FilePath, overwrite: bool = False, local: bool | None = None,
+             interactions: bool = True) -> None:
         """Write one .npy per block and side (written by the workers: `directory` must
         be storage they share) and manifest.json, last; with `local` (None: when the
         factors take at most LOCAL_BYTES, 1 GiB) also what `rgals.load` and the command

@@ -5,6 +5,8 @@ in it); `from_dataframe` takes the columns of a data frame; `Interactions.save_i
 `load_ids` keep the id maps beside saved factors.
 """
 
+from __future__ import annotations
+
 import numbers
 import warnings
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import scipy.sparse as sp
 
 from ..files import prepare_directory, require_files, write_atomic
 from ..validation import check_bool, check_choice
+from ..types import FilePath
 
 DUPLICATES = ("sum", "error")
 UNKNOWN = ("error", "drop")
@@ -41,7 +44,7 @@ class Interactions:
         return (f"Interactions({self.matrix.shape[0]} users x {self.matrix.shape[1]} items, "
                 f"{self.matrix.nnz} interactions)")
 
-    def save_ids(self, directory, overwrite=False):
+    def save_ids(self, directory: FilePath, overwrite: bool = False) -> None:
         """Write user_ids.npy and item_ids.npy into `directory` (created if needed).
 
         Strings are saved as a numpy unicode array, so `np.load(..., allow_pickle=False)`
@@ -69,7 +72,7 @@ def _saveable(ids, name):
     return array
 
 
-def load_ids(directory):
+def load_ids(directory: FilePath) -> tuple:
     """(user_ids, item_ids) saved by `Interactions.save_ids`."""
     directory = require_files(directory, ID_FILES, "holds no id maps written by "
                               "Interactions.save_ids")

@@ -1,11 +1,14 @@
 """Splits of an interaction matrix: holdout, leave-k-out and the validation split."""
 
+from __future__ import annotations
+
 import numbers
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..validation import check_integer, check_interactions
+from ..types import Matrix, Seed
 
 
 def _check_seed(seed):
@@ -44,7 +47,7 @@ def _subset(matrix, rows, keep):
     return sp.csr_matrix((matrix.data[keep], matrix.indices[keep], indptr), shape=matrix.shape)
 
 
-def holdout_split(matrix, ratio=0.2, seed=0):
+def holdout_split(matrix: Matrix, ratio: float = 0.2, seed: Seed = 0) -> tuple:
     """(train, test): round(ratio * n_u) random interactions of each user go to test.
 
     Rounding is half up; a user with n_u >= 2 holds out at least one and keeps at least
@@ -61,7 +64,7 @@ def holdout_split(matrix, ratio=0.2, seed=0):
     return _split_matrix(matrix, held_out, rng, f"holdout_split(ratio={ratio})")
 
 
-def leave_k_out(matrix, k=1, seed=0):
+def leave_k_out(matrix: Matrix, k: int = 1, seed: Seed = 0) -> tuple:
     """(train, test): k random interactions of each user go to test; a user with n_u <= k
     holds out n_u - 1 (at least one stays in train)."""
     k = check_integer(k, "k", 1)
@@ -70,7 +73,7 @@ def leave_k_out(matrix, k=1, seed=0):
                          f"leave_k_out(k={k})")
 
 
-def validation_split(train, ratio=0.1, seed=0):
+def validation_split(train: Matrix, ratio: float = 0.1, seed: Seed = 0) -> tuple:
     """(fit_part, validation): design.md's model-selection split of the training matrix,
     `holdout_split` with 10% of each user's training interactions (at least one)."""
     return holdout_split(train, ratio=ratio, seed=seed)

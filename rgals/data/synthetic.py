@@ -1,5 +1,7 @@
 """Synthetic interaction data with a planted low-rank structure, for tests and benchmarks."""
 
+from __future__ import annotations
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -9,8 +11,9 @@ _SIGNAL = 2.0  # standard deviation of the planted scores: strong enough to be l
 _CHUNK = 1 << 20  # user x item keys drawn at a time (4 MB of float32)
 
 
-def synthetic(n_users=1000, n_items=500, factors=8, mean_activity=20.0, popularity_exponent=1.0,
-              seed=0, candidates=None):
+def synthetic(n_users: int = 1000, n_items: int = 500, factors: int = 8,
+              mean_activity: float = 20.0, popularity_exponent: float = 1.0, seed: int = 0,
+              candidates: int | None = None) -> sp.csr_matrix:
     """A random users x items CSR matrix of ones with a planted low-rank structure.
 
     Item popularity follows a power law (popularity of the item ranked r is

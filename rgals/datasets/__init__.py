@@ -5,6 +5,8 @@ It is small (1,974 users x 1,200 items, 37,784 training and 10,405 test interact
 licence: see NOTICE.md in this folder.
 """
 
+from __future__ import annotations
+
 from importlib import resources
 
 import numpy as np
@@ -19,7 +21,7 @@ PUBLISHED = {"softmax (SL)": {"recall@20": 0.1719, "ndcg@20": 0.1261},
              "BPR": {"recall@20": 0.1627, "ndcg@20": 0.1234}}
 
 
-def load_default():
+def load_default() -> tuple:
     """(train, test): users x items CSR matrices of ones, on the same user and item ids."""
     with resources.files(__name__).joinpath(f"{DEFAULT}.npz").open("rb") as file:
         arrays = np.load(file)
