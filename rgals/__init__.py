@@ -30,13 +30,14 @@ __version__ = "0.1.0"
 
 from . import data, metrics  # noqa: E402
 from . import losses  # noqa: E402
-from .als import ALSSolver, NotFittedError  # noqa: E402
+from .als import ALSSolver  # noqa: E402
 from .losses import LOSSES  # noqa: E402
 from .monitor import ConvergenceMonitor  # noqa: E402
+from .recommender import NotFittedError, Recommender  # noqa: E402
 from .training import train  # noqa: E402
 from .tuning import TuneResult, tune  # noqa: E402
 
 load = ALSSolver.load
 
-__all__ = ["ALSSolver", "ConvergenceMonitor", "NotFittedError", "load", "LOSSES", "data",
-           "losses", "metrics", "train", "tune", "TuneResult", "__version__"]
+__all__ = ["ALSSolver", "ConvergenceMonitor", "NotFittedError", "Recommender", "load",
+           "LOSSES", "data", "losses", "metrics", "train", "tune", "TuneResult", "__version__"]

@@ -13,29 +13,25 @@ from pathlib import Path
 import numpy as np
 
 from . import export
-from .backend import (_BATCHED, BACKENDS, backend_of, check_gpu_memory, get_backend,
-                      gpu_memory_errors, require_gpu, to_device, to_host)
+from .backend import (_BATCHED, BACKENDS, check_gpu_memory, get_backend, gpu_memory_errors,
+                      require_gpu, to_device, to_host)
 from .losses import make_loss
 from .metrics import METRICS
 from .path import PathStage, path_holdout, regularization_path, uses_path
 from .prepared import InteractionTotals, prepare
-from .ranking import normalized_rows, row_norm_bound, top_n
-from .solve import SOLVERS, solve_rows
+from .recommender import Recommender
+from .solve import SOLVERS
 from .threads import kernel_threads
 from .training import (MONITOR_LEVELS, EarlyStopping, LocalExecutor, ProgressBar, Tolerance,
                        UserCallback, run)
-from .validation import (check_bool, check_choice, check_ids, check_integer,
-                         check_interactions, check_real, check_value_range)
-from .types import Callback, FilePath, Ids, Matrix, Ranked
+from .validation import (check_bool, check_choice, check_integer, check_interactions,
+                         check_real, check_value_range)
+from .types import Callback, FilePath, Matrix
 
 log = logging.getLogger("rgals")
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 CG_TOLERANCE = 0.0  # every CG step runs (bench/RESULTS.md, issue 15: looser measured)
-
-
-class NotFittedError(ValueError, AttributeError):
-    """The model is used before `fit` (or `rgals.load`)."""
 
 
 @dataclasses.dataclass
@@ -66,7 +62,7 @@ class FitInputs:
         return self._prepared[backend.name]
 
 
-class ALSSolver:
+class ALSSolver(Recommender):
     """Matrix factorization for ranking, fitted by alternating least squares.
 
     Parameters
@@ -399,216 +395,7 @@ class ALSSolver:
                       first_sweep=first_sweep, started=started)
         return spec, monitor, path
 
-    # -- use after fit -----------------------------------------------------------------
-
-    @property
-    def user_factors(self):
-        """Alias of `user_factors_`, for code written against `implicit`."""
-        self._check_fitted()
-        return self.user_factors_
-
-    @property
-    def item_factors(self):
-        """Alias of `item_factors_`, for code written against `implicit`."""
-        self._check_fitted()
-        return self.item_factors_
-
-    def _check_fitted(self):
-        if getattr(self, "item_factors_", None) is None:
-            raise NotFittedError("this ALSSolver is not fitted yet: call fit(user_items) or "
-                                 "rgals.load(directory) first")
-
-    def _rows(self, ids, rows, n_columns, name, other):
-        """Interaction rows for `ids`: the given matrix, checked, or the training rows."""
-        if rows is None:
-            if self.user_items_ is None:
-                raise ValueError(
-                    f"this model holds no training interactions (it was saved without "
-                    f"them, or read from implicit's file): pass {name}, one row per "
-                    f"requested id, as implicit takes it")
-            return self.user_items_[ids] if other == "item" else self.user_items_.T.tocsr()[ids]
-        rows = check_interactions(rows, name, allow_negative=self.loss_.allows_negative,
-                                  loss_name=self.loss_.name, allow_empty=True)
-        if rows.nnz:  # values the fit would refuse fold in to nothing, as they fit to nothing
-            values = abs(rows.data)
-            check_value_range((float(values.min()), float(values.max())),
-                              self.item_factors_.dtype,
-                              max(1.0, getattr(self.loss_, "alpha", 0.0) + 0.5), name)
-        if rows.shape != (len(ids), n_columns):
-            raise ValueError(
-                f"{name} has shape {rows.shape}; expected ({len(ids)}, {n_columns}): one row "
-                f"per requested id (as in implicit) and one column per {other} of the fitted "
-                f"model. To use the training matrix `X`, pass X[ids]")
-        return rows
-
-    def recalculate_user(self, userid: Ids, user_items: Matrix) -> np.ndarray:
-        """Factors of users (new ones too) from their interactions, by the exact user step.
-
-        `user_items` has one row per id in `userid` and one column per item. The step
-        solves against `previous_item_factors_`, as the fit's last user step did: a
-        training user's own row gives back its fitted factors (up to the fit's CG
-        tolerance; exactly with solver="cholesky").
-        """
-        self._check_fitted()
-        ids = check_ids(userid, None, "userid")
-        rows = self._rows(ids, user_items, self.item_factors_.shape[0], "user_items", "item")
-        items = getattr(self, "previous_item_factors_", None)
-        items = self.item_factors_ if items is None else items
-        factors = self._fold_in(self.loss_.user_systems(to_host(items), rows))
-        return factors[0] if _one(userid) else factors
-
-    def recalculate_item(self, itemid: Ids, item_users: Matrix) -> np.ndarray:
-        """Factors of items (new ones too) from their users, by the exact item step.
-
-        For RGx the other items' sum sigma_Q is held fixed.
-        """
-        self._check_fitted()
-        ids = check_ids(itemid, None, "itemid")
-        rows = self._rows(ids, item_users, self.user_factors_.shape[0], "item_users", "user")
-        systems = self.loss_.item_systems(to_host(self.user_factors_), rows)
-        if systems.coupling is not None:
-            # the item side has unit scale, so the fixed coupling folds into rhs
-            item_sum = to_host(self.item_factors_).sum(axis=0, dtype=np.float64)
-            systems = dataclasses.replace(systems, coupling=None,
-                                          rhs=systems.rhs + systems.coupling @ item_sum)
-        factors = self._fold_in(systems)
-        return factors[0] if _one(itemid) else factors
-
-    def _fold_in(self, systems):
-        factors = np.zeros((systems.interactions.shape[0], self.item_factors_.shape[1]),
-                           dtype=self.item_factors_.dtype)
-        solve_rows(systems, factors, solver="cholesky")
-        return self._on_backend(factors)
-
-    def _on_backend(self, array):
-        """A host array moved to where this model's factors live."""
-        return backend_of(self.item_factors_).put(array)
-
-    def _factor_rows(self, factors, ids):
-        return factors[backend_of(factors).xp.asarray(ids)]
-
-    def recommend(self, userid: Ids, user_items: Matrix | None = None, N: int = 10,
-                  filter_already_liked_items: bool = True, filter_items: Ids | None = None,
-                  recalculate_user: bool = False, items: Ids | None = None) -> Ranked:
-        """Top-N items for one user id or a batch, as `(ids, scores)`.
-
-        `user_items` (one row per requested user, as in `implicit`) gives the items to
-        filter and, with `recalculate_user=True`, the interactions to fold in; without it
-        the training interactions are used (a model saved without them needs
-        `user_items` for either). `items` ranks only those item ids (each counted once)
-        and returns every one of them: the user's liked ones last, with score -inf (as
-        `implicit` lists them); `filter_items` removes ids. A batch returns arrays of
-        shape (len(userid), min(N, number of candidate items)); where fewer items are
-        left for a user, the row is padded with id -1 and score -inf.
-
-        A user without any interaction (in training, or in the row folded in with
-        `recalculate_user=True`) has zero factors and scores every item 0: such a user
-        gets the most popular items of the training data instead of ids 0, 1, 2, ...,
-        with score 0.
-        """
-        self._check_fitted()
-        n_users, n_items = self.user_factors_.shape[0], self.item_factors_.shape[0]
-        ids = check_ids(userid, None if recalculate_user else n_users, "userid")
-        N = check_integer(N, "N", 1)
-        rows = None
-        if filter_already_liked_items or recalculate_user:
-            if user_items is None and recalculate_user:
-                raise ValueError("recalculate_user=True needs user_items: the interactions "
-                                 "of the users to fold in")
-            rows = self._rows(ids, user_items, n_items, "user_items", "item")
-        queries = (self.recalculate_user(ids, rows) if recalculate_user
-                   else self._factor_rows(self.user_factors_, ids))
-        result = top_n(queries, self.item_factors_, N, exclude=rows if
-                       filter_already_liked_items else None,
-                       filter_ids=filter_items, candidates=items,
-                       largest_norm=self._largest_item_norm())
-        # cold: zero factors, from no interactions in the rows folded in or in training
-        counts = self.interaction_totals_.user_counts
-        counts = np.diff(rows.indptr) if recalculate_user else (
-            None if counts is None else counts[ids])
-        cold = (np.empty(0, int) if counts is None or self._item_counts() is None
-                else np.flatnonzero(counts == 0))
-        if cold.size:
-            result = self._most_popular(
-                result, cold, N, filter_items, items,
-                exclude=rows[cold] if filter_already_liked_items else None)
-        return _single(result) if _one(userid) else result
-
-    def _largest_item_norm(self):
-        """The item factors' largest norm, computed once per factor array (a pass over
-        every item would cost as much again as scoring a single user)."""
-        cached = getattr(self, "_item_norm", None)
-        if cached is None or cached[0] is not self.item_factors_:
-            cached = self._item_norm = (self.item_factors_,
-                                        row_norm_bound(self.item_factors_))
-        return cached[1]
-
-    def _item_counts(self):
-        """Training interactions of each item (popularity, and which items have none);
-        None when unknown (a model from implicit's file)."""
-        return self.interaction_totals_.item_counts
-
-    def _most_popular(self, result, rows, N, filter_items, items, exclude=None):
-        """`result` with rows `rows` (users or items without interactions) ranked by
-        popularity, score 0; `exclude`: CSR of items not to list, one row per row of
-        `rows`."""
-        popularity = self._item_counts().astype(np.float64)
-        popular, popular_scores = top_n(np.ones((rows.size, 1)), popularity[:, None], N,
-                                        exclude=exclude, filter_ids=filter_items,
-                                        candidates=items)
-        ids, scores = (np.array(to_host(array)) for array in result)
-        # score 0 for each listed item; -inf where none is left, or for an excluded candidate
-        ids[rows] = popular
-        scores[rows] = np.where(np.isfinite(popular_scores), 0.0, -np.inf)
-        return ids, scores
-
-    def similar_items(self, itemid: Ids, N: int = 10, recalculate_item: bool = False,
-                      item_users: Matrix | None = None, filter_items: Ids | None = None,
-                      items: Ids | None = None) -> Ranked:
-        """The N items most similar (cosine of factors) to each given item, itself included.
-
-        Items without any training interaction all share one factor (the loss's answer to
-        no evidence), so they would be cosine 1 to each other: unless `items` names the
-        candidates, they are never listed for another item, and such an item's own list
-        is itself, then the most popular items (score 0).
-        """
-        self._check_fitted()
-        n_items = self.item_factors_.shape[0]
-        ids = check_ids(itemid, None if recalculate_item else n_items, "itemid")
-        N = check_integer(N, "N", 1)
-        queries = (self.recalculate_item(ids, item_users) if recalculate_item
-                   else self._factor_rows(self.item_factors_, ids))
-        counts = self._item_counts()
-        if counts is None:  # unknown: every item is ranked
-            counts = np.ones(n_items, dtype=np.int64)
-        cold = np.flatnonzero(counts == 0)
-        removed = filter_items
-        if items is None and cold.size:
-            removed = cold if filter_items is None else np.union1d(
-                check_ids(filter_items, n_items, "filter_items"), cold)
-        result = top_n(normalized_rows(queries), normalized_rows(self.item_factors_), N,
-                       filter_ids=removed, candidates=items, largest_norm=1.0)
-        if not recalculate_item:
-            cold_queries = np.flatnonzero(counts[ids] == 0) if items is None else []
-            if len(cold_queries):
-                result = self._most_popular(result, cold_queries, N, removed, None)
-        # a fitted item leads its own list, also when its factors are folded in again
-        result = _itself_first(result, ids, n_items, filter_items, items)
-        return _single(result) if _one(itemid) else result
-
-    def similar_users(self, userid: Ids, N: int = 10, filter_users: Ids | None = None,
-                      users: Ids | None = None) -> Ranked:
-        """The N users most similar (cosine of factors) to each given user, itself included."""
-        self._check_fitted()
-        n_users = self.user_factors_.shape[0]
-        ids = check_ids(userid, n_users, "userid")
-        result = top_n(normalized_rows(self._factor_rows(self.user_factors_, ids)),
-                       normalized_rows(self.user_factors_), check_integer(N, "N", 1),
-                       filter_ids=filter_users, candidates=users, largest_norm=1.0)
-        result = _itself_first(result, ids, n_users, filter_users, users)
-        return _single(result) if _one(userid) else result
-
-    # -- export ------------------------------------------------------------------------
+    # -- save, load, devices ----------------------------------------------------------
 
     def save(self, path: FilePath, overwrite: bool = False, interactions: bool = True) -> None:
         """Write the model to a directory, to one `.npz` file, or to an open binary file.
@@ -704,36 +491,6 @@ def _same(a, b):
         return bool(a == b) and type(a) is type(b)
     except (TypeError, ValueError):
         return a is b
-
-
-def _itself_first(result, own, n_targets, filtered, candidates):
-    """`result` of a cosine search with each query's own id `own` first, score 1 (where
-    the filter and candidates allow it): near-parallel neighbours can round above a
-    factor's cosine with itself, or crowd it out of the list on equal rounded scores."""
-    allowed = own < n_targets  # a new item folded in is not among the targets
-    own = np.minimum(own, n_targets - 1)
-    if filtered is not None:
-        allowed &= ~np.isin(own, check_ids(filtered, n_targets, "filter ids"))
-    if candidates is not None:
-        allowed &= np.isin(own, check_ids(candidates, n_targets, "candidate ids"))
-    ids, scores = (np.array(to_host(array)) for array in result)
-    rows = np.flatnonzero(allowed)
-    # the others in their order, itself (if listed) moved out to make room at the front
-    order = np.argsort(ids[rows] == own[rows, None], axis=1, kind="stable")[:, :-1]
-    ids[rows, 1:] = np.take_along_axis(ids[rows], order, axis=1)
-    scores[rows, 1:] = np.take_along_axis(scores[rows], order, axis=1)
-    ids[rows, 0], scores[rows, 0] = own[rows], 1.0
-    return ids, scores
-
-
-def _one(ids):
-    """Whether a query names one id (a number, or a 0-d array): a single answer."""
-    return np.ndim(ids) == 0
-
-
-def _single(result):
-    ids, scores = result
-    return ids[0], scores[0]
 
 
 def _initial_factors(rng, rows, factors, dtype, scale=0.01):
