@@ -5,6 +5,7 @@ records. Scripts run from the repository root as modules (`python -m bench.run`,
 
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -71,3 +72,13 @@ def validation_fit(loss, fit_part, validation, sweeps, factors, threads, seed, p
     start = time.perf_counter()
     model.fit(fit_part, show_progress=False, validation=validation)
     return model, time.perf_counter() - start
+
+
+def script(main):
+    """Run a script's `main`: a missing dataset or file is one line on stderr (exit 2)
+    rather than a traceback."""
+    try:
+        return main()
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -20,6 +20,7 @@ import logging
 import sys
 
 import numpy as np
+from bench.common import script
 
 CASES = (dict(loss="rgx", alpha=0.05, regularization=0.02, iterations=4),
          dict(loss={"name": "rg2", "top_k": 5, "top_k_gradient": True}, alpha=0.1,
@@ -74,4 +75,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

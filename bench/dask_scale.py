@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 import rgals
 from rgals.files import write_json
+from bench.common import script
 
 SIZES = {"1M": (50_000, 20_000, 20.0), "10M": (250_000, 100_000, 40.0),
          "50M": (1_000_000, 1_000_000, 50.0)}
@@ -290,4 +291,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

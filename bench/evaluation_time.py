@@ -20,7 +20,7 @@ import numba
 from threadpoolctl import threadpool_limits
 
 import rgals
-from bench.common import DATASETS, load, positive
+from bench.common import DATASETS, load, positive, script
 from rgals import ranking
 from rgals.metrics import ranking_metrics
 
@@ -73,4 +73,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

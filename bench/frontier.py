@@ -19,6 +19,7 @@ from bench import common
 import rgals
 from rgals.data import validation_split
 from rgals.metrics import ranking_metrics
+from bench.common import script
 
 
 def point(train, test, factors, params, sweeps, threads, seed):
@@ -72,4 +73,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

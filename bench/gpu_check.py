@@ -23,6 +23,7 @@ import rgals
 from rgals.backend import fit_bytes, to_host
 from rgals.files import write_json
 from rgals.metrics import ranking_metrics
+from bench.common import script
 
 
 def agreement(cpu, gpu):
@@ -90,4 +91,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

@@ -33,7 +33,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import rgals
-from bench.common import DATASETS, FACTORS, HERE, environment, load, positive, write_json
+from bench.common import (DATASETS, FACTORS, HERE, environment, load, positive, script,
+                          write_json)
 from rgals.data import validation_split
 from rgals.metrics import ranking_metrics
 
@@ -410,4 +411,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

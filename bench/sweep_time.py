@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import rgals
+from bench.common import script
 
 CONFIGS = [
     # (label, loss, alpha): the solver is the default "auto"
@@ -128,4 +129,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

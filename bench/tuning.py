@@ -26,7 +26,7 @@ from rgals.cli import positive_integer as positive
 from rgals.data import synthetic
 from rgals.files import write_json
 from rgals.metrics import ranking_metrics
-from bench.common import DATASETS, HERE, load
+from bench.common import DATASETS, HERE, load, script
 
 BEFORE = {"alpha": 0.01, "regularization": 1e-3}  # the RG2 defaults before issue 16
 # planted structures of several shapes: (users, items, planted rank, mean activity)
@@ -140,4 +140,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

@@ -21,6 +21,7 @@ import numpy as np
 
 from bench import common, run
 from rgals.data import validation_split
+from bench.common import script
 
 RG2_GRID = [{"loss": "rg2", "alpha": alpha, "regularization": regularization}
             for alpha in (0.003, 0.01, 0.03, 0.1) for regularization in (1e-3, 1e-2)]
@@ -77,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

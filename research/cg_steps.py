@@ -17,7 +17,7 @@ import json
 import sys
 
 import rgals
-from bench.common import DATASETS, HERE, probe_data
+from bench.common import DATASETS, HERE, probe_data, script
 
 SOLVES = (("cg", 3), ("cg", 2), ("cg", 1), ("cholesky", 3))
 
@@ -57,4 +57,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

@@ -29,6 +29,7 @@ import numpy as np
 from bench import common
 from rgals.losses import RG2
 from rgals.metrics import ranking_metrics
+from bench.common import script
 
 
 def with_offset(P, Q, loss):
@@ -71,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

@@ -40,6 +40,7 @@ from rgals.kernels import cpu
 from rgals.metrics import ranking_metrics
 from rgals.scoring import score_pass
 from rgals.solve import RowSystems, solve_rows
+from bench.common import script
 
 
 def extended_rows(matrix, extra_ids, extra_gram, linear_row):
@@ -222,4 +223,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

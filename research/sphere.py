@@ -25,6 +25,7 @@ import rgals
 from rgals.kernels import cpu
 from rgals.metrics import ranking_metrics
 from rgals.solve import solve_rows
+from bench.common import script
 
 
 def sphere_item_step(loss, P, Q, item_users, radius, chunk=2048):
@@ -93,4 +94,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

@@ -20,6 +20,7 @@ import sys
 
 from bench import common
 from rgals.losses import RG2
+from bench.common import script
 
 
 def best_validation(loss, fit_part, validation, sweeps, factors, threads, seed):
@@ -72,4 +73,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script(main))

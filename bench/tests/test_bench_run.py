@@ -147,3 +147,10 @@ def test_missing_dataset_folder_says_where_the_data_is_expected(monkeypatch, tmp
     monkeypatch.setattr(common, "DATA", tmp_path)
     with pytest.raises(FileNotFoundError, match="must hold train.tsv and test.tsv"):
         common.load("health")
+
+
+def test_a_script_without_its_data_ends_with_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(common, "DATA", tmp_path)
+    assert common.script(lambda: common.load("health")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "RGALS_DATA" in err and err.count("\n") == 1
