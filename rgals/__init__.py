@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 from . import data, metrics  # noqa: E402
 from . import losses  # noqa: E402
-from .als import ALSSolver  # noqa: E402
+from .als import ALSSolver, FitInputs  # noqa: E402
 from .losses import LOSSES  # noqa: E402
 from .monitor import ConvergenceMonitor  # noqa: E402
 from .recommender import NotFittedError, Recommender  # noqa: E402
@@ -39,5 +39,6 @@ from .tuning import TuneResult, tune  # noqa: E402
 
 load = ALSSolver.load
 
-__all__ = ["ALSSolver", "ConvergenceMonitor", "NotFittedError", "Recommender", "load",
-           "LOSSES", "data", "losses", "metrics", "train", "tune", "TuneResult", "__version__"]
+__all__ = ["ALSSolver", "ConvergenceMonitor", "FitInputs", "NotFittedError", "Recommender",
+           "load", "LOSSES", "data", "losses", "metrics", "train", "tune", "TuneResult",
+           "__version__"]

@@ -16,16 +16,16 @@ from . import export
 from .backend import (_BATCHED, BACKENDS, check_gpu_memory, get_backend, gpu_memory_errors,
                       require_gpu, to_device, to_host)
 from .losses import make_loss
-from .metrics import METRICS
+from .metrics import parse_metric
 from .path import PathStage, path_holdout, regularization_path, uses_path
 from .prepared import InteractionTotals, prepare
 from .recommender import Recommender
 from .solve import SOLVERS
 from .threads import kernel_threads
 from .training import (MONITOR_LEVELS, EarlyStopping, LocalExecutor, ProgressBar, Tolerance,
-                       UserCallback, run)
+                       UserCallback, initial_factors, run)
 from .validation import (check_bool, check_choice, check_integer, check_interactions,
-                         check_real, check_value_range)
+                         check_real, check_value_range, random_generator)
 from .types import Callback, FilePath, Matrix
 
 log = logging.getLogger("rgals")
@@ -43,18 +43,28 @@ class FitInputs:
     user_items: object
     validation: object
     totals: InteractionTotals
+    allows_negative: bool = False
     _prepared: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def checked(cls, user_items, validation, loss):
-        """`loss` (a Loss) decides whether negative values are allowed."""
+    def checked(cls, user_items, validation=None, loss="rg2"):
+        """`loss` (a Loss or its name) decides whether negative values are allowed."""
+        loss = make_loss(loss) if isinstance(loss, str) else loss
         user_items = check_interactions(user_items, "user_items",
                                         allow_negative=loss.allows_negative,
                                         loss_name=loss.name)
         if validation is not None:
             validation = check_interactions(validation, "validation", allow_negative=True,
                                             shape=user_items.shape)
-        return cls(user_items, validation, InteractionTotals.of(user_items))
+        return cls(user_items, validation, InteractionTotals.of(user_items),
+                   loss.allows_negative)
+
+    def for_loss(self, loss):
+        """These inputs, checked again when they were checked for a loss that takes
+        negative values and `loss` does not."""
+        if self.allows_negative and not loss.allows_negative:
+            return FitInputs.checked(self.user_items, self.validation, loss)
+        return self
 
     def prepared(self, backend):
         if backend.name not in self._prepared:
@@ -231,8 +241,11 @@ class ALSSolver(Recommender):
                    if not _same(value, getattr(default, name))]
         return f"{type(self).__name__}({', '.join(changed)})"
 
-    def _validated_params(self):
-        """The parameters, checked; the attributes themselves stay as the user set them."""
+    def checked_params(self) -> dict:
+        """The parameters as a fit uses them (the loss resolved to an object, the dtype a
+        numpy dtype, ...), each checked: a bad one raises ValueError or TypeError saying
+        how to fix it. The attributes themselves stay as the user set them; `fit` calls
+        this first, and a caller may, to refuse bad parameters before reading data."""
         try:
             dtype = np.dtype(self.dtype)
         except TypeError:
@@ -256,7 +269,7 @@ class ALSSolver(Recommender):
             tol=check_real(self.tol, "tol", 0.0),
             early_stopping=check_bool(self.early_stopping, "early_stopping"),
             patience=check_integer(self.patience, "patience", 1),
-            validation_metric=_parse_metric(self.validation_metric),
+            validation_metric=parse_metric(self.validation_metric),
             eval_every=check_integer(self.eval_every, "eval_every", 1),
             softmax_users=check_integer(self.softmax_users, "softmax_users", 0),
             monitor=check_choice(self.monitor, "monitor", MONITOR_LEVELS),
@@ -271,14 +284,17 @@ class ALSSolver(Recommender):
 
     # -- fitting -----------------------------------------------------------------------
 
-    def fit(self, user_items: Matrix, show_progress: bool = True,
+    def fit(self, user_items: Matrix | FitInputs, show_progress: bool = True,
             callback: Callback | None = None, validation: Matrix | None = None) -> ALSSolver:
         """Fit the factors to `user_items` (users x items, values = confidence weights).
 
         Accepts any scipy.sparse matrix or array (a dense ndarray is converted, with a
-        warning). `validation`: a users x items matrix of held-out interactions, scored
-        every `eval_every` sweeps with `validation_metric` (and Recall at the same K),
-        training items masked; needed for `early_stopping`. `callback(iteration, elapsed,
+        warning), or `FitInputs` prepared once for several fits (the training and
+        validation matrices checked, their totals, the prepared data per backend:
+        rgals.tune's trials share one; then `validation` stays None). `validation`: a
+        users x items matrix of held-out interactions, scored every `eval_every` sweeps
+        with `validation_metric` (and Recall at the same K), training items masked;
+        needed for `early_stopping`. `callback(iteration, elapsed,
         record)` runs after each sweep with the sweep's monitor record (objective,
         decreases, rate, rate bound, seconds, validation metrics); returning False stops
         the fit. When the fit chooses lam on its path (see `regularization`), the
@@ -286,8 +302,14 @@ class ALSSolver(Recommender):
         the number of sweeps the path ran. The whole record is in `monitor_` afterwards.
         Returns self.
         """
-        params = self._validated_params()
-        inputs = FitInputs.checked(user_items, validation, params["loss"])
+        params = self.checked_params()
+        if isinstance(user_items, FitInputs):
+            if validation is not None:
+                raise ValueError("FitInputs hold the validation matrix already: pass "
+                                 "validation= to FitInputs.checked, not to fit")
+            inputs = user_items.for_loss(params["loss"])
+        else:
+            inputs = FitInputs.checked(user_items, validation, params["loss"])
         return self._fit(params, inputs, show_progress, callback)
 
     def _fit(self, params, inputs, show_progress=True, callback=None):
@@ -344,14 +366,14 @@ class ALSSolver(Recommender):
             raise ValueError("early_stopping=True needs validation data: pass "
                              "fit(user_items, validation=held_out), e.g. from "
                              "rgals.data.validation_split(user_items)")
-        rng = _generator(self.random_state)
+        rng = random_generator(self.random_state)
         # one bar for the fit, the regularization path's sweeps included
         progress = ProgressBar(params["iterations"], show_progress, f"rgals {spec.name}")
         n_users, n_items = executor.shape
         if draw_on_workers:
             executor.draw(int(rng.integers(2 ** 63)), params["factors"])
         else:  # the same start on every backend and executor, drawn on the host
-            executor.place(*(_initial_factors(rng, rows, params["factors"], params["dtype"])
+            executor.place(*(initial_factors(rng, rows, params["factors"], params["dtype"])
                              for rows in (n_users, n_items)))
         softmax_users = np.sort(rng.choice(n_users, min(params["softmax_users"], n_users),
                                            replace=False))
@@ -438,7 +460,7 @@ class ALSSolver(Recommender):
         try:
             if unknown:
                 raise ValueError(f"unknown parameter {unknown[0]!r}")
-            model._validated_params()
+            model.checked_params()
         except (ValueError, TypeError) as error:
             raise ValueError(f"{where} does not describe an ALSSolver: {error}") from error
         model.user_factors_, model.item_factors_ = saved.user_factors, saved.item_factors
@@ -491,32 +513,6 @@ def _same(a, b):
         return bool(a == b) and type(a) is type(b)
     except (TypeError, ValueError):
         return a is b
-
-
-def _initial_factors(rng, rows, factors, dtype, scale=0.01):
-    """scale * N(0, 1) entries (drawn in float64, scaled in place, then cast)."""
-    values = rng.standard_normal((rows, factors))
-    values *= scale
-    return values.astype(dtype)
-
-
-def _generator(random_state):
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(2 ** 31))
-    try:
-        return np.random.default_rng(random_state)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"random_state must be None, an int or a numpy Generator; got "
-                         f"{random_state!r}") from error
-
-
-def _parse_metric(text):
-    """("ndcg", 20) from "ndcg@20"."""
-    name, _, k = str(text).partition("@")
-    if name not in METRICS or not (k.isascii() and k.isdigit()) or int(k) < 1:
-        raise ValueError(f"validation_metric must look like 'ndcg@20': one of "
-                         f"{', '.join(METRICS)}, '@', a cutoff >= 1; got {text!r}")
-    return name, int(k)
 
 
 def _warn_if_collapsed(user_factors, item_factors, loss):

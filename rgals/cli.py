@@ -368,7 +368,7 @@ def _fit(args):
     if args.early_stopping:  # else a --params file's value (checked below), or the default
         chosen["early_stopping"] = True
     model = ALSSolver(**chosen)
-    params = model._validated_params()
+    params = model.checked_params()
     check_cutoffs(args.k)
     if not 0 < args.validation_ratio < 1:
         raise ValueError(f"--validation-ratio must be between 0 and 1; got "
@@ -416,7 +416,7 @@ def _tune(args):
                  num_threads=args.threads)
     if args.factors is not None:  # else the default, unless --space searches it
         fixed["factors"] = args.factors
-    ALSSolver(**fixed)._validated_params()
+    ALSSolver(**fixed).checked_params()
     space = _parse_space(args.space)
     search_space(args.loss, space)
     out = files.prepare_directory(args.out, TUNE_FILES, args.overwrite)

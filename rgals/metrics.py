@@ -219,3 +219,12 @@ def _check_split(matrix, name, shape):
     if matrix.count_nonzero() == 0:
         return None
     return check_interactions(matrix, name, allow_negative=True)
+
+
+def parse_metric(text):
+    """("ndcg", 20) from "ndcg@20": a metric name of METRICS and a cutoff >= 1."""
+    name, _, k = str(text).partition("@")
+    if name not in METRICS or not (k.isascii() and k.isdigit()) or int(k) < 1:
+        raise ValueError(f"validation_metric must look like 'ndcg@20': one of "
+                         f"{', '.join(METRICS)}, '@', a cutoff >= 1; got {text!r}")
+    return name, int(k)

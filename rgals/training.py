@@ -470,3 +470,11 @@ def raise_diverged(side, sweep, loss, dtype):
         f"causes: confidence values too large for this dtype ({np.dtype(dtype)}), or "
         f"regularization={loss.regularization} too small for this data. Scale the "
         "values down, raise `regularization`, or use dtype=np.float64")
+
+
+def initial_factors(rng, rows, factors, dtype, scale=0.01):
+    """A fit's starting factors: scale * N(0, 1) entries (drawn in float64, scaled in
+    place, then cast)."""
+    values = rng.standard_normal((rows, factors))
+    values *= scale
+    return values.astype(dtype)

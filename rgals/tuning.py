@@ -19,7 +19,8 @@ import warnings
 
 import numpy as np
 
-from .als import ALSSolver, FitInputs, _parse_metric
+from .als import ALSSolver, FitInputs
+from .metrics import parse_metric
 from .data import validation_split
 from .losses import Hyperparameter, Loss, make_loss
 from .solve import SOLVERS
@@ -201,13 +202,13 @@ def tune(user_items: Matrix, n_trials: int = 20, timeout: float | None = None,
     _check_count(n_trials, timeout)
     if not isinstance(random_state, (int, np.integer)) or isinstance(random_state, bool):
         raise ValueError(f"random_state must be an integer seed; got {random_state!r}")
-    name, k = _parse_metric(metric)
+    name, k = parse_metric(metric)
     metric = f"{name}@{k}"
     template = ALSSolver(**params)  # an unknown parameter is its TypeError
     template.set_params(iterations=max_sweeps, tol=0.0, early_stopping=True,
                         patience=patience, validation_metric=metric, eval_every=1,
                         random_state=random_state)
-    base = template._validated_params()  # a bad fixed parameter fails here, not per trial
+    base = template.checked_params()  # a bad fixed parameter fails here, not per trial
     dimensions = search_space(params.get("loss", "rg2"), space)
     if isinstance(params.get("loss"), Loss) and set(dimensions) - set(ESTIMATOR_SPACE):
         raise ValueError("a Loss object fixes its hyperparameters: to search them, give the "
@@ -508,11 +509,10 @@ def _run_trial(number, template, proposal, inputs, searcher):
 
     try:
         _set_searched(model, proposal)
-        params = model._validated_params()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="every factor shrank",
                                     category=RuntimeWarning)
-            model._fit(params, inputs, show_progress=False, callback=after_sweep)
+            model.fit(inputs, show_progress=False, callback=after_sweep)
         if _collapsed(model):
             state, error = "failed", "collapsed to zero"
     except (FloatingPointError, ValueError, np.linalg.LinAlgError) as failure:

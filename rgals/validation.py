@@ -164,3 +164,15 @@ def check_choice(value, name, choices):
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; use one of {', '.join(map(repr, choices))}")
     return value
+
+
+def random_generator(random_state):
+    """A numpy Generator from a `random_state` parameter (None, an int, a Generator or a
+    legacy RandomState), or a clear error."""
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2 ** 31))
+    try:
+        return np.random.default_rng(random_state)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"random_state must be None, an int or a numpy Generator; got "
+                         f"{random_state!r}") from error

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from conftest import BruteForce, host_factors, random_interactions
-from rgals import ALSSolver
+from rgals import ALSSolver, FitInputs
 from rgals.losses import IALS
 from rgals.solve import solve_rows
 from rgals.validation import check_interactions
@@ -438,3 +438,32 @@ def test_a_huge_alpha_is_blamed_rather_than_the_data(rng):
 def test_a_fit_that_ran_every_sweep_says_so(rng):
     model = fit(random_interactions(rng), factors=3, iterations=3, tol=0.0)
     assert model.monitor_.stop_reason == "ran every sweep (3)"
+
+
+def test_a_fit_on_prepared_inputs_equals_a_fit_on_the_matrix(rng):
+    user_items = random_interactions(rng, n_users=40, n_items=25)
+    validation = random_interactions(rng, n_users=40, n_items=25, density=0.05)
+    params = dict(factors=4, iterations=4, random_state=0, regularization=0.05,
+                  eval_every=1)
+    direct = ALSSolver(**params).fit(user_items, show_progress=False, validation=validation)
+    inputs = FitInputs.checked(user_items, validation, "rg2")
+    for _ in range(2):  # the inputs serve several fits (their prepared data is kept)
+        prepared = ALSSolver(**params).fit(inputs, show_progress=False)
+        np.testing.assert_array_equal(prepared.user_factors_, direct.user_factors_)
+        np.testing.assert_array_equal(prepared.item_factors_, direct.item_factors_)
+    with pytest.raises(ValueError, match="FitInputs hold the validation matrix already"):
+        ALSSolver(**params).fit(inputs, validation=validation)
+
+
+def test_prepared_inputs_with_negative_values_are_checked_again_for_a_loss_without(rng):
+    user_items = random_interactions(rng, negative=True)
+    inputs = FitInputs.checked(user_items, loss="ials")
+    ALSSolver(loss="ials", factors=3, iterations=2).fit(inputs, show_progress=False)
+    with pytest.raises(ValueError, match="negative"):
+        ALSSolver(loss="rg2", factors=3, iterations=2).fit(inputs, show_progress=False)
+
+
+def test_checked_params_refuses_a_bad_parameter_before_any_data():
+    assert ALSSolver(factors=8).checked_params()["factors"] == 8
+    with pytest.raises(ValueError, match="factors"):
+        ALSSolver(factors=0).checked_params()

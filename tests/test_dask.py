@@ -132,7 +132,7 @@ def sparse_first_users(matrix, items=5):
 def test_a_block_that_touches_most_of_the_other_side_receives_it_whole(client, matrix):
     from rgals.dask.layout import Layout
     mixed = sparse_first_users(matrix)
-    loss = rgals.ALSSolver()._validated_params()["loss"]
+    loss = rgals.ALSSolver().checked_params()["loss"]
     layout = Layout.build(client, mixed, loss, (3, 3), (None, None, None), 8, 0)
     assert layout.local_columns["user"] == [True, False, False]
     assert layout.local_columns["item"] == [False, False, False]

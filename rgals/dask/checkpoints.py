@@ -85,7 +85,7 @@ def block_digest(part, n_items):
 
 def fit_identity(client, parts, shape, params, loss, ranges):
     """What a checkpoint must share with the fit that resumes it, as a JSON-ready dict:
-    the parameters that decide the factors (`params` of _validated_params, the bound
+    the parameters that decide the factors (`params` of checked_params, the bound
     `loss`, the block `ranges`) and a fingerprint of the data, hashed per user block on
     the workers (`parts`: {side: futures of layout.Block}) and combined here in order.
     One pass over the user blocks; the fit computes it once."""

@@ -116,8 +116,8 @@ class DaskALSSolver(ALSSolver):
     def _check_device(self, params):
         """The GPUs are the workers': each task checks its own (a clear error there)."""
 
-    def _validated_params(self):
-        params = super()._validated_params()
+    def checked_params(self):
+        params = super().checked_params()
         for name in ("user_blocks", "item_blocks"):
             if getattr(self, name) is not None:
                 check_integer(getattr(self, name), name, 1)
@@ -158,7 +158,7 @@ class DaskALSSolver(ALSSolver):
         `show_progress`: as ALSSolver.fit's (`validation` a scipy.sparse users x items
         matrix, scored on the workers per user block). Returns self."""
         started = time.perf_counter()
-        params = self._validated_params()
+        params = self.checked_params()
         if params["checkpoint_every"]:  # before the layout: not at the first checkpoint
             check_checkpoint_dir(self.checkpoint_dir)
         client = self._client()

@@ -272,7 +272,7 @@ def pair(confidence, gradient):
 
 def draw(seed, side, block, rows, factors, dtype):
     """A block's initial factors drawn on the worker from (seed, side, block): what a
-    fit of data beyond one process starts from (rgals.als._initial_factors' scale)."""
-    from ..als import _initial_factors
+    fit of data beyond one process starts from (rgals.training.initial_factors' scale)."""
+    from ..training import initial_factors
     rng = np.random.default_rng([seed, side, block])
-    return _initial_factors(rng, rows, factors, dtype)
+    return initial_factors(rng, rows, factors, dtype)
