@@ -1,7 +1,6 @@
 """Test-run settings for the whole repository: the scripts' tests (bench/tests, which
 also test research/) carry the `bench` marker, so that `pytest -m "not bench"` runs the
-engine's tests alone; `bench` and `research` import as packages of the repository root,
-which is appended to sys.path (an installed rgals stays the one imported)."""
+engine's tests alone; `bench` and `research` import as packages of the repository root."""
 
 import sys
 from pathlib import Path
@@ -9,9 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# pytest put the repository root first on sys.path to import this file; last, the root
+# still serves `import bench`, while `import rgals` finds the installed package (the one
+# CI tests) before the source tree's rgals/
 ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
+while str(ROOT) in sys.path:
+    sys.path.remove(str(ROOT))
+sys.path.append(str(ROOT))
 
 
 def pytest_collection_modifyitems(items):
