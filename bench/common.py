@@ -14,7 +14,6 @@ import numpy as np
 import rgals
 from rgals.cli import positive_integer as positive  # noqa: F401 (argparse type)
 from rgals.data import read, validation_split
-from rgals.files import write_json  # noqa: F401 (every script writes its results so)
 
 HERE = Path(__file__).resolve().parent  # bench/
 # the IR-Benchmark splits: beside the repository, or where RGALS_DATA says

@@ -33,8 +33,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import rgals
-from bench.common import (DATASETS, FACTORS, HERE, environment, load, positive, script,
-                          write_json)
+from bench.common import DATASETS, FACTORS, HERE, environment, load, positive, script
+from rgals.files import write_json
 from rgals.data import validation_split
 from rgals.metrics import ranking_metrics
 

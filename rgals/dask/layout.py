@@ -103,19 +103,15 @@ def _with_offset(part, offset):
                            slice(offset, offset + block.matrix.nnz), block.row_sums))
 
 
-def localised(part, n_columns, most):
+def localised(part, n_columns, most=1.0):
     """The block with its columns renumbered to the other side's ids it touches, when
     they are at most the fraction `most` of that side's `n_columns` ids; else as it is.
     Past that, its rows would cost more to gather each half step than the whole side's
     extra bytes, which a worker's blocks share."""
-    if np.unique(part.block.matrix.indices).size > most * n_columns:
-        return part
-    return _renumbered(part)
-
-
-def _renumbered(part):
     matrix = part.block.matrix
     touched, local = np.unique(matrix.indices, return_inverse=True)
+    if touched.size > most * n_columns:
+        return part
     renumbered = sp.csr_matrix((matrix.data, local.astype(matrix.indices.dtype),
                                 matrix.indptr), shape=(matrix.shape[0], len(touched)))
     return Block(RowBlock(part.block.side, part.block.rows, renumbered, part.block.pairs,
@@ -278,7 +274,7 @@ def _without(part, removed, n_columns):
     matrix.sort_indices()
     rest = Block(RowBlock(block.side, block.rows, matrix, slice(0, matrix.nnz),
                           np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()))
-    return rest if part.touched is None else _renumbered(rest)
+    return rest if part.touched is None else localised(rest, n_columns)
 
 
 def _product(part, n_columns, vector):
