@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import logging
 import time
 import warnings
@@ -15,17 +14,18 @@ import numpy as np
 from . import export
 from .backend import (_BATCHED, BACKENDS, check_gpu_memory, get_backend, gpu_memory_errors,
                       require_gpu, to_device, to_host)
-from .losses import make_loss
+from .losses import LOSSES, make_loss
 from .metrics import parse_metric
 from .path import PathStage, path_holdout, regularization_path, uses_path
 from .prepared import InteractionTotals, prepare
+from .params import Estimator, Parameter, as_given
 from .recommender import Recommender
 from .solve import SOLVERS
 from .threads import kernel_threads
 from .training import (MONITOR_LEVELS, EarlyStopping, LocalExecutor, ProgressBar, Tolerance,
                        UserCallback, initial_factors, run)
-from .validation import (check_bool, check_choice, check_integer, check_interactions,
-                         check_real, check_value_range, random_generator)
+from .validation import (check_bool, check_choice, check_interactions, check_random_state,
+                         check_value_range, random_generator)
 from .types import Callback, FilePath, Matrix
 
 log = logging.getLogger("rgals")
@@ -72,90 +72,157 @@ class FitInputs:
         return self._prepared[backend.name]
 
 
-class ALSSolver(Recommender):
+def _check_dtype(value, name):
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    # np.dtype(None) is float64: None is not a dtype here
+    if value is None or dtype is None or dtype not in DTYPES:
+        raise ValueError(f"{name} must be np.float32 or np.float64; got {value!r}")
+    return dtype
+
+
+def _check_backend(value, name):
+    # "_batched" (NumPy running the GPU's kernels) is private, for tests
+    return value if value == _BATCHED else check_choice(value, name, BACKENDS)
+
+
+def _check_metric(value, name):
+    return parse_metric(value)
+
+
+PARAMETERS = {
+    "factors": Parameter(64, "embedding dimension d", kind="integer", minimum=1,
+                         cli="--factors", tunable=True),
+    "loss": Parameter(
+        "rg2", "the loss", kind="choice", choices=tuple(LOSSES), convert=as_given,
+        cli="--loss", type_doc='{"rg2", "rgx", "ials"} or a rgals.losses.Loss',
+        details='"rg2" and "rgx" are second-order expansions of the softmax ranking loss '
+                '(rgx keeps the interactive term exactly); "ials" is the weighted squared '
+                "loss of `implicit`. A loss object such as `rgals.losses.RG2(alpha=0.05)` "
+                "carries its own hyperparameters (then leave alpha, regularization and "
+                "reg_exponent at None); it gives the same model as the name with the same "
+                "values."),
+    "alpha": Parameter(
+        None, "the weight of the observed pairs' squared term", optional=True,
+        convert=as_given, cli="--alpha",
+        details="RG2/RGx: the extra squared term on observed pairs (0 turns it off and "
+                "enables the fast path); alpha N weighs a positive's squared term "
+                "against an unobserved item's. iALS: the confidence scale, as in `implicit`. "
+                "None: RG2/RGx derive it from the data, 300 / N within [1e-4, 1]; iALS "
+                "takes 1.0."),
+    "regularization": Parameter(
+        None, "the regularization lam > 0", optional=True, convert=as_given,
+        cli="--regularization",
+        details="RG2/RGx: lambda_u = lam (n_u/2 + alpha N + 1)^nu and lambda_i = lam "
+                "(sum_u w_u + alpha M)^nu; iALS: plain lam. None: RG2/RGx choose it on a "
+                "short path inside the fit (`rgals.path`): from 0.01 times the mean stored "
+                "value (1 for binary data, capped at a quarter of the value above which "
+                "every factor collapses to zero: `rgals.losses.collapse_regularization`), "
+                "lam is divided by 3 every 3 warm-started sweeps while the NDCG@20 of a "
+                "holdout (10% of the interactions of up to 3,000 users) improves by more "
+                "than 1%; the remaining sweeps fit all the data at the best lam. The path "
+                "needs iterations >= 11 and 100 users with two interactions or more; "
+                "otherwise lam stays at its start. iALS takes 0.01. The values used are in "
+                "`loss_` after the fit, the path in `regularization_path_`. "
+                "bench/RESULTS.md compares these defaults with 20 tuned trials on the "
+                "shared datasets; `rgals.tune` searches further."),
+    "reg_exponent": Parameter(
+        None, "the exponent nu >= 0 of the regularization's counts", optional=True,
+        convert=as_given, cli="--reg-exponent",
+        details="0 gives a constant lam; None: 1.0; iALS has no such parameter and "
+                "ignores it."),
+    "iterations": Parameter(15, "sweeps (a user half step then an item half step)",
+                            kind="integer", minimum=1, cli="--iterations"),
+    "solver": Parameter(
+        "auto", "how each row's system is solved", kind="choice", choices=SOLVERS,
+        cli="--solver", tunable=True,
+        details='"cholesky" solves every row exactly; "cg" runs at most `cg_steps` '
+                "warm-started conjugate-gradient steps per row in the eigenbasis of the "
+                'shared Gram matrix; "auto" uses the exact O(d^2)-per-row eigenbasis path '
+                "when no pair carries a Gram weight (alpha = 0 for RG2/RGx, unit "
+                'confidences for iALS) and "cg" otherwise.'),
+    "cg_steps": Parameter(3, "conjugate-gradient steps per row and half step, at the most",
+                          kind="integer", minimum=1, cli="--cg-steps", tunable=True),
+    "cg_tolerance": Parameter(
+        CG_TOLERANCE, "a row's CG stops once its residual |b - A x| is at most this "
+        "fraction of |b| (0: only at the dtype's rounding)", cli="--cg-tolerance",
+        tunable=True,
+        details="Rows that the warm start left close to their minimiser then skip steps: at "
+                "1e-2 a Gowalla fit's solves took about 40% less time with the same "
+                "validation NDCG@20, but Electronic lost 1.2% (bench/RESULTS.md), and "
+                "`recalculate_user` gives a training user back its fitted factors only to "
+                "about that tolerance."),
+    "dtype": Parameter(
+        DTYPES[0], "the factors' float type (sums are in float64)", kind="choice",
+        choices=tuple(dtype.name for dtype in DTYPES), convert=_check_dtype, cli="--dtype",
+        type_doc="numpy float dtype",
+        details="np.float32 (default) or np.float64."),
+    "backend": Parameter(
+        "cpu", "where the fit runs", kind="choice", choices=BACKENDS, convert=_check_backend,
+        cli="--backend",
+        details='"cpu" (Numba kernels) or "gpu" (CuPy on a CUDA device; needs `pip install '
+                "'rgals[gpu]'`). Both give the same model from the same seed. With \"gpu\" "
+                "the learned factors stay on the device as CuPy arrays (as in `implicit`'s "
+                "GPU models); `to_cpu()` returns a NumPy copy of the model, `to_gpu()` the "
+                "reverse."),
+    "num_threads": Parameter(
+        0, "threads for the kernels during fit (0: every core)", kind="integer", cli="--threads",
+        machine=True,
+        details="BLAS runs on one thread meanwhile, so that its idle workers do not compete "
+                "with the kernels."),
+    "random_state": Parameter(
+        None, "seed of the initial factors (and of the softmax-loss user sample)",
+        kind="integer", optional=True, convert=check_random_state, cli="--seed",
+        cli_default=0, type_doc="None, int or numpy Generator / RandomState"),
+    "tol": Parameter(
+        1e-4, "stop once a sweep decreases the objective by less than tol * |F| (0: run "
+        "every sweep)", cli="--tol", details="`iterations` is then the most sweeps the fit "
+        "runs."),
+    "early_stopping": Parameter(
+        False, "stop when the validation metric has not improved for `patience` "
+        "evaluations, and keep the factors of the best evaluation", kind="bool",
+        details="Needs `fit(..., validation=...)`; `rgals fit --early-stopping` holds out "
+                "a validation split of the training file for it."),
+    "patience": Parameter(3, "evaluations without improvement before early stopping",
+                          kind="integer", minimum=1, cli="--patience",
+                          cli_group="validation and early stopping"),
+    "validation_metric": Parameter(
+        "ndcg@20", "the validation metric, \"<metric>@<K>\"", kind="text",
+        convert=_check_metric, cli="--validation-metric",
+        cli_group="validation and early stopping", type_doc="str",
+        details="A metric of rgals.metrics.METRICS, e.g. \"ndcg@20\": shown on the "
+                "progress bar and used by early stopping; Recall at the same K is recorded "
+                "too."),
+    "eval_every": Parameter(
+        1, "sweeps between evaluations of the validation metric and the softmax loss",
+        kind="integer", minimum=1, cli="--eval-every",
+        cli_group="validation and early stopping",
+        details="The last sweep is always evaluated."),
+    "softmax_users": Parameter(
+        0, "users on whom the monitor evaluates the exact softmax loss (0: off)",
+        kind="integer", cli="--softmax-users",
+        details="Sampled once per fit; RG2/RGx approximate that loss, and each evaluation "
+                "costs users x items scores."),
+    "monitor": Parameter(
+        "sweep", "what the convergence monitor costs", kind="choice", choices=MONITOR_LEVELS,
+        cli="--monitor",
+        details='"sweep": F carried from the solvers\' decreases, measured exactly on '
+                "evaluation sweeps and at the end (where the descent identity is checked); "
+                '"full": exact F and the identity check after every half step (tests, '
+                "debugging; a fit pays for an objective per half step)."),
+}
+# the estimator's parameters that make_loss turns, with `loss`, into the loss object
+LOSS_PARAMETERS = ("alpha", "regularization", "reg_exponent")
+
+
+class ALSSolver(Recommender, Estimator):
     """Matrix factorization for ranking, fitted by alternating least squares.
 
     Parameters
     ----------
-    factors : int
-        Embedding dimension d.
-    loss : {"rg2", "rgx", "ials"} or a rgals.losses.Loss
-        "rg2" and "rgx" are second-order expansions of the softmax ranking loss (rgx keeps
-        the interactive term exactly); "ials" is the weighted squared loss of `implicit`.
-        A loss object such as `rgals.losses.RG2(alpha=0.05)` carries its own
-        hyperparameters (then leave alpha, regularization and reg_exponent at None); it
-        gives the same model as the name with the same values.
-    alpha : float or None
-        RG2/RGx: weight of the extra squared term on observed pairs (0 turns it off and
-        enables the fast path); alpha N weighs a positive's squared term against an
-        unobserved item's. iALS: the confidence scale, as in `implicit`. None: RG2/RGx
-        derive it from the data, 300 / N within [1e-4, 1]; iALS takes 1.0.
-    regularization : float or None
-        lam > 0. RG2/RGx: lambda_u = lam (n_u/2 + alpha N + 1)^nu and
-        lambda_i = lam (sum_u w_u + alpha M)^nu; iALS: plain lam. None: RG2/RGx choose
-        it on a short path inside the fit (`rgals.path`): from 0.01 times the mean
-        stored value (1 for binary data, capped at a quarter of the value above which
-        every factor collapses to zero: `rgals.losses.collapse_regularization`), lam is
-        divided by 3 every 3 warm-started sweeps while the NDCG@20 of a holdout (10% of
-        the interactions of up to 3,000 users) improves by more than 1%; the remaining
-        sweeps fit all the data at the best lam. The path needs iterations >= 11 and
-        100 users with two interactions or more; otherwise lam stays at its start.
-        iALS takes 0.01. The values used are in `loss_` after the fit, the path in
-        `regularization_path_`. bench/RESULTS.md compares these defaults with 20 tuned
-        trials on the shared datasets; `rgals.tune` searches further.
-    reg_exponent : float or None
-        nu >= 0 in the regularisation above (0 gives a constant lam; None: 1.0; iALS has
-        no such parameter and ignores it).
-    iterations : int
-        Number of sweeps (a user half step then an item half step).
-    solver : {"auto", "cholesky", "cg"}
-        "cholesky" solves every row exactly; "cg" runs at most `cg_steps` warm-started
-        conjugate-gradient steps per row in the eigenbasis of the shared Gram matrix;
-        "auto" uses the exact O(d^2)-per-row eigenbasis path when no pair carries a Gram
-        weight (alpha = 0 for RG2/RGx, unit confidences for iALS) and "cg" otherwise.
-    cg_steps : int
-        Conjugate-gradient steps per row and half step, at the most.
-    cg_tolerance : float
-        CG on a row stops early once its residual |b - A x| is at most cg_tolerance
-        times |b| (0, the default: only at the dtype's rounding). Rows that the warm
-        start left close to their minimiser then skip steps: at 1e-2 a Gowalla fit's
-        solves took about 40% less time with the same validation NDCG@20, but
-        Electronic lost 1.2% (bench/RESULTS.md), and `recalculate_user` gives a training
-        user back its fitted factors only to about that tolerance.
-    dtype : numpy float dtype
-        np.float32 (default) or np.float64 for the factors; sums are in float64.
-    backend : {"cpu", "gpu"}
-        Where the fit runs: "cpu" (Numba kernels) or "gpu" (CuPy on a CUDA device; needs
-        `pip install 'rgals[gpu]'`). Both give the same model from the same seed. With
-        "gpu" the learned factors stay on the device as CuPy arrays (as in `implicit`'s
-        GPU models); `to_cpu()` returns a NumPy copy of the model, `to_gpu()` the reverse.
-    num_threads : int
-        Threads for the kernels during fit; 0 uses every core (BLAS runs on one thread
-        meanwhile, so that its idle workers do not compete with the kernels).
-    random_state : None, int or numpy Generator / RandomState
-        Seed of the initial factors (and of the softmax-loss user sample).
-    tol : float
-        Stop once a sweep decreases the objective by less than tol * |F| (0: run every
-        sweep). `iterations` is then the most sweeps the fit runs.
-    early_stopping : bool
-        Stop when the validation metric (needs `fit(..., validation=...)`) has not improved
-        for `patience` evaluations, and keep the factors of the best evaluation.
-    patience : int
-        Evaluations without improvement before early stopping.
-    validation_metric : str
-        "<metric>@<K>" with a metric of rgals.metrics.METRICS, e.g. "ndcg@20": shown on
-        the progress bar and used by early stopping; Recall at the same K is recorded too.
-    eval_every : int
-        Sweeps between evaluations of the validation metric and the softmax loss (the
-        last sweep is always evaluated).
-    softmax_users : int
-        Users sampled once per fit on whom the monitor evaluates the exact softmax loss
-        that RG2/RGx approximate (0: off; it costs users x items scores per evaluation).
-    monitor : {"sweep", "full"}
-        What the convergence monitor costs. "sweep": F carried from the solvers'
-        decreases, measured exactly on evaluation sweeps and at the end (where the
-        descent identity is checked); "full": exact F and the identity check after every
-        half step (tests, debugging; a fit pays for an objective per half step).
+    {parameters}
 
     Attributes
     ----------
@@ -192,88 +259,16 @@ class ALSSolver(Recommender):
         NDCG@20; None when the fit did not choose lam (given, iALS, or no room).
     """
 
-    def __init__(self, factors=64, loss="rg2", alpha=None, regularization=None,
-                 reg_exponent=None, iterations=15, solver="auto", cg_steps=3,
-                 cg_tolerance=CG_TOLERANCE, dtype=np.float32, backend="cpu", num_threads=0,
-                 random_state=None, tol=1e-4, early_stopping=False, patience=3,
-                 validation_metric="ndcg@20", eval_every=1, softmax_users=0, monitor="sweep"):
-        self.factors = factors
-        self.loss = loss
-        self.alpha = alpha
-        self.regularization = regularization
-        self.reg_exponent = reg_exponent
-        self.iterations = iterations
-        self.solver = solver
-        self.cg_steps = cg_steps
-        self.cg_tolerance = cg_tolerance
-        self.dtype = dtype
-        self.backend = backend
-        self.num_threads = num_threads
-        self.random_state = random_state
-        self.tol = tol
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.validation_metric = validation_metric
-        self.eval_every = eval_every
-        self.softmax_users = softmax_users
-        self.monitor = monitor
-
-    # -- scikit-learn conventions -------------------------------------------------------
-
-    @classmethod
-    def _param_names(cls):
-        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params) -> ALSSolver:
-        for name, value in params.items():
-            if name not in self._param_names():
-                raise ValueError(f"unknown parameter {name!r} for ALSSolver; valid: "
-                                 f"{', '.join(self._param_names())}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self):
-        default = type(self)()
-        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
-                   if not _same(value, getattr(default, name))]
-        return f"{type(self).__name__}({', '.join(changed)})"
+    parameters = PARAMETERS
 
     def checked_params(self) -> dict:
         """The parameters as a fit uses them (the loss resolved to an object, the dtype a
         numpy dtype, ...), each checked: a bad one raises ValueError or TypeError saying
         how to fix it. The attributes themselves stay as the user set them; `fit` calls
         this first, and a caller may, to refuse bad parameters before reading data."""
-        try:
-            dtype = np.dtype(self.dtype)
-        except TypeError:
-            dtype = None
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be np.float32 or np.float64; got {self.dtype!r}")
-        # "_batched" (NumPy running the GPU's kernels) is private, for tests
-        backend = self.backend if self.backend == _BATCHED else check_choice(
-            self.backend, "backend", BACKENDS)
-        params = dict(
-            factors=check_integer(self.factors, "factors", 1),
-            loss=make_loss(self.loss, alpha=self.alpha, regularization=self.regularization,
-                           reg_exponent=self.reg_exponent),
-            iterations=check_integer(self.iterations, "iterations", 1),
-            solver=check_choice(self.solver, "solver", SOLVERS),
-            cg_steps=check_integer(self.cg_steps, "cg_steps", 1),
-            cg_tolerance=check_real(self.cg_tolerance, "cg_tolerance", 0.0),
-            dtype=dtype,
-            backend=backend,
-            num_threads=check_integer(self.num_threads, "num_threads", 0),
-            tol=check_real(self.tol, "tol", 0.0),
-            early_stopping=check_bool(self.early_stopping, "early_stopping"),
-            patience=check_integer(self.patience, "patience", 1),
-            validation_metric=parse_metric(self.validation_metric),
-            eval_every=check_integer(self.eval_every, "eval_every", 1),
-            softmax_users=check_integer(self.softmax_users, "softmax_users", 0),
-            monitor=check_choice(self.monitor, "monitor", MONITOR_LEVELS),
-        )
+        params = self.checked_values()
+        params["loss"] = make_loss(params["loss"], **{name: params.pop(name)
+                                                      for name in LOSS_PARAMETERS})
         self._check_device(params)
         return params
 
@@ -453,7 +448,7 @@ class ALSSolver(Recommender):
         params = saved.params
         if backend is not None:
             params = {**params, "backend": check_choice(backend, "backend", BACKENDS)}
-        unknown = sorted(set(params) - set(cls._param_names()))
+        unknown = sorted(set(params) - set(cls.parameters))
         model = cls(**{name: value for name, value in params.items() if name not in unknown})
         where = path if hasattr(path, "read") or str(path).endswith(".npz") else \
             Path(path) / export.MARKER
@@ -501,18 +496,6 @@ class ALSSolver(Recommender):
         if hasattr(self, "monitor_"):
             model.monitor_ = self.monitor_
         return model
-
-
-def _same(a, b):
-    if isinstance(a, (np.dtype, type)) or isinstance(b, (np.dtype, type)):
-        try:  # np.float32 and np.dtype("float32") are the same dtype
-            return np.dtype(a) == np.dtype(b)
-        except TypeError:
-            return False
-    try:
-        return bool(a == b) and type(a) is type(b)
-    except (TypeError, ValueError):
-        return a is b
 
 
 def _warn_if_collapsed(user_factors, item_factors, loss):

@@ -16,13 +16,11 @@ import warnings
 import numpy as np
 
 from . import __version__, data, export, files
-from .als import DTYPES, ALSSolver
+from .als import ALSSolver
 from .backend import BACKENDS
 from .datasets import CITATION, PUBLISHED, load_default
 from .losses import LOSSES
 from .metrics import check_cutoffs, ranking_metrics
-from .solve import SOLVERS
-from .training import MONITOR_LEVELS
 from .tuning import SEARCHES
 
 # tuned on a 10% validation split of the embedded training set (seed 0; grid over loss,
@@ -33,15 +31,7 @@ DEMO_PARAMS = dict(factors=64, loss="rg2", alpha=0.3, regularization=0.01, itera
 _DEFAULT = "default: %(default)s"  # help of an option that only has a default
 _HEADER = {"auto": None, "yes": True, "no": False}  # --header: data.read's header=
 _LONG_READ = 8 << 20  # bytes of input from which reading takes about a second
-# fit's options that are ALSSolver parameters: option dest -> parameter
-_MODEL_OPTIONS = {"loss": "loss", "factors": "factors", "alpha": "alpha",
-                  "regularization": "regularization", "reg_exponent": "reg_exponent",
-                  "iterations": "iterations", "solver": "solver", "cg_steps": "cg_steps",
-                  "cg_tolerance": "cg_tolerance", "dtype": "dtype", "backend": "backend",
-                  "threads": "num_threads", "seed": "random_state", "tol": "tol",
-                  "monitor": "monitor", "softmax_users": "softmax_users",
-                  "patience": "patience", "validation_metric": "validation_metric",
-                  "eval_every": "eval_every"}
+_OPTION_TYPES = {"integer": int, "real": float}  # a declared kind's argparse type
 
 
 def main(argv=None):
@@ -93,48 +83,24 @@ def _parser():
                                   "MovieLens ratings, .mtx or .npz)")
     fit.add_argument("--test", help="test interactions in the same format")
     _add_reading_options(fit)
-    model = fit.add_argument_group("model")
-    model.add_argument("--loss", default=_default("loss"), choices=list(LOSSES), help=_DEFAULT)
-    model.add_argument("--factors", type=int, default=_default("factors"), help=_DEFAULT)
-    model.add_argument("--alpha", type=float, help=_loss_defaults("alpha"))
-    model.add_argument("--regularization", type=float, help=_loss_defaults("regularization"))
-    model.add_argument("--reg-exponent", type=float, default=_default("reg_exponent"),
-                       help=_loss_defaults("reg_exponent"))
-    model.add_argument("--iterations", type=int, default=_default("iterations"), help=_DEFAULT)
-    model.add_argument("--solver", default=_default("solver"), choices=list(SOLVERS),
-                       help=_DEFAULT)
-    model.add_argument("--cg-steps", type=int, default=_default("cg_steps"), help=_DEFAULT)
-    model.add_argument("--cg-tolerance", type=float, default=_default("cg_tolerance"),
-                       help="a row's CG stops once its residual is this fraction of |b| "
-                            "(0: every step; default: %(default)s)")
-    _add_run_options(model)
-    model.add_argument("--seed", type=int, default=0, help=_DEFAULT)
-    model.add_argument("--tol", type=float, default=_default("tol"),
-                       help="stop once a sweep lowers F by less than tol * |F| (0: run every "
-                            "sweep; default: %(default)s)")
-    model.add_argument("--monitor", default=_default("monitor"), choices=list(MONITOR_LEVELS),
-                       help=_DEFAULT)
-    model.add_argument("--softmax-users", type=int, default=_default("softmax_users"),
-                       help="users on whom the monitor evaluates the exact softmax loss "
-                            "(default: %(default)s)")
-    stopping = fit.add_argument_group("validation and early stopping")
+    groups = {"model": fit.add_argument_group("model"),
+              "validation and early stopping":
+                  fit.add_argument_group("validation and early stopping")}
+    stopping = groups["validation and early stopping"]
+    # --early-stopping is the command line's own: a split of the training file
     stopping.add_argument("--early-stopping", action="store_true",
                           help="hold out --validation-ratio of each user's training items, "
                                "fit on the rest and keep the sweep with the best "
                                "--validation-metric")
     stopping.add_argument("--validation-ratio", type=float, default=0.1, help=_DEFAULT)
-    stopping.add_argument("--patience", type=int, default=_default("patience"),
-                          help="evaluations without improvement before stopping "
-                               "(default: %(default)s)")
-    stopping.add_argument("--validation-metric", default=_default("validation_metric"),
-                          help=_DEFAULT)
-    stopping.add_argument("--eval-every", type=int, default=_default("eval_every"),
-                          help="sweeps between validation evaluations (default: %(default)s)")
+    for name, declared in ALSSolver.parameters.items():
+        if declared.cli is not None:
+            _add_parameter(groups[declared.cli_group], name)
     stopping.add_argument("--params", metavar="FILE",
                           help="ALSSolver parameters from a JSON file (best_params.json of "
                                "`rgals tune`, or a plain object of them); options given here "
                                "override the file's")
-    _given_only(fit, _MODEL_OPTIONS)
+    _given_only(fit, _model_options())
     _add_metric_options(fit)
     fit.add_argument("--out", help="directory for user_factors.npy, item_factors.npy, the id "
                                    "maps and params.json")
@@ -199,11 +165,12 @@ def _parser():
                              "%(default)s)")
     search.add_argument("--seed", type=int, default=0, help=_DEFAULT)
     fixed = tune.add_argument_group("fixed model parameters")
-    fixed.add_argument("--loss", default=_default("loss"), choices=list(LOSSES), help=_DEFAULT)
-    fixed.add_argument("--factors", type=positive_integer, default=None,
-                       help=f"(default: {_default('factors')}; leave it out to search it "
-                            "with --space)")
-    _add_run_options(fixed)
+    for name in ("loss", "dtype", "backend", "num_threads"):
+        _add_parameter(fixed, name)
+    declared = ALSSolver.parameters["factors"]
+    _add_parameter(fixed, "factors", default=None,
+                   help=f"{declared.doc} (default: {declared.default}; leave it out to "
+                        "search it with --space)")
     tune.add_argument("--out", default="rgals-tune",
                       help="directory for best_params.json, search.png and, with "
                            "--export-model, the refitted model (default: %(default)s)")
@@ -218,8 +185,7 @@ def _parser():
                                description="Fit RG2 on the embedded Amazon 2014 Health split "
                                            "and print its test metrics next to a popularity "
                                            "baseline and published numbers.")
-    demo.add_argument("--threads", type=int, default=_default("num_threads"),
-                      help="0: every core (default: %(default)s)")
+    _add_parameter(demo, "num_threads")
     demo.add_argument("--out", help="also export the embeddings to this directory")
     demo.add_argument("--overwrite", action="store_true", help="replace files in --out")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -227,14 +193,27 @@ def _parser():
     return parser
 
 
-def _add_run_options(group):
-    """--dtype, --backend and --threads: the precision and the machine a fit runs on."""
-    group.add_argument("--dtype", default=np.dtype(_default("dtype")).name,
-                       choices=[dtype.name for dtype in DTYPES], help=_DEFAULT)
-    group.add_argument("--backend", default=_default("backend"), choices=list(BACKENDS),
-                       help=_DEFAULT)
-    group.add_argument("--threads", type=int, default=_default("num_threads"),
-                       help="0: every core (default: %(default)s)")
+def _add_parameter(group, name, **changes):
+    """The option of ALSSolver parameter `name`, as declared (`changes`: argparse's
+    keywords that differ here)."""
+    declared = ALSSolver.parameters[name]
+    default = declared.option_default
+    if declared.default is None and any(name in loss.hyperparameters
+                                        for loss in LOSSES.values()):
+        shown = _loss_defaults(name)  # None: each loss's own default
+    else:
+        shown = "default: %(default)s"
+    options = dict(default=default, help=f"{declared.doc} ({shown})")
+    if declared.choices:
+        options["choices"] = list(declared.choices)
+    else:
+        options["metavar"] = declared.cli.lstrip("-").replace("-", "_").upper()
+        options["type"] = _OPTION_TYPES.get(declared.kind, str)
+    group.add_argument(declared.cli, dest=name, **{**options, **changes})
+
+
+def _model_options():
+    return [name for name, declared in ALSSolver.parameters.items() if declared.cli]
 
 
 def _given_only(parser, dests):
@@ -249,13 +228,13 @@ def _given_only(parser, dests):
 
 def _model_params(args):
     """ALSSolver keyword arguments: the --params file's, then the options given."""
-    chosen = {"random_state": 0}  # the command line's --seed default
+    # the command line's own defaults (--seed 0), then the file's, then the options given
+    chosen = {name: declared.cli_default for name, declared in ALSSolver.parameters.items()
+              if declared.cli and declared.cli_default is not None}
     if getattr(args, "params", None):
         chosen.update(_read_params(args.params))
-    chosen.update({name: getattr(args, dest) for dest, name in _MODEL_OPTIONS.items()
-                   if hasattr(args, dest)})
-    if "dtype" in chosen:
-        chosen["dtype"] = np.dtype(chosen["dtype"])
+    chosen.update({name: getattr(args, name) for name in _model_options()
+                   if hasattr(args, name)})
     return chosen
 
 
@@ -339,8 +318,8 @@ def _loss_defaults(name):
         for value, names in by_value.items())
 
 
-def _default(name, function=ALSSolver):
-    """The default of parameter `name` of `function` (the estimator's, unless given)."""
+def _default(name, function):
+    """The default of parameter `name` of `function`."""
     return inspect.signature(function).parameters[name].default
 
 
@@ -412,8 +391,8 @@ def _tune(args):
     from .tuning import search_space, tune
 
     # the space and the fixed parameters are checked before the data is read
-    fixed = dict(loss=args.loss, dtype=np.dtype(args.dtype), backend=args.backend,
-                 num_threads=args.threads)
+    fixed = dict(loss=args.loss, dtype=args.dtype, backend=args.backend,
+                 num_threads=args.num_threads)
     if args.factors is not None:  # else the default, unless --space searches it
         fixed["factors"] = args.factors
     ALSSolver(**fixed).checked_params()
@@ -555,7 +534,7 @@ def _demo(args):
     _say(f"embedded dataset: {CITATION}")
     _say(f"{train.shape[0]} users x {train.shape[1]} items; {train.nnz} training and "
          f"{test.nnz} test interactions")
-    model = ALSSolver(num_threads=args.threads, **DEMO_PARAMS)
+    model = ALSSolver(num_threads=args.num_threads, **DEMO_PARAMS)
     compiled = _compilations()
     start = time.perf_counter()
     model.fit(train, show_progress=not args.quiet)

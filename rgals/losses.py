@@ -31,66 +31,16 @@ No loss knows about devices or solvers; arrays stay in the library of the inputs
 
 import copy
 import math
-from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import scipy.sparse as sp
 
 from .backend import array_module, backend_of
+from .params import Hyperparameter
 from .prepared import InteractionTotals, RowBlock
 from .topk import TopKWeights
 # add_statistics (the reduction of a half step) is re-exported beside the statistics
 from .solve import RowSystems, add_statistics, row_bounds  # noqa: F401
-
-
-@dataclass(frozen=True)
-class Hyperparameter:
-    """A loss hyperparameter: its default, the values it may take, and what to search.
-
-    kind "real" or "integer": valid values are >= `minimum` (> when `strict`) and
-    <= `maximum`; a tuner searches [low, high], on a log scale when `log`. kind
-    "choice": one of `choices`; "bool": True or False. `optional`: the default is None,
-    which turns the option off. `searched`: part of rgals.tune's default search space.
-    `from_data`: the default None means "computed from the training data" (Loss.resolve).
-    """
-
-    default: object
-    doc: str
-    kind: str = "real"
-    minimum: float = 0.0
-    strict: bool = False
-    maximum: float = math.inf
-    low: Optional[float] = None
-    high: Optional[float] = None
-    log: bool = False
-    choices: tuple = ()
-    optional: bool = False
-    searched: bool = False
-    from_data: bool = False
-
-    def check(self, value, name):
-        if self.kind == "choice":
-            if value not in self.choices:
-                raise ValueError(f"{name} must be one of {', '.join(map(repr, self.choices))}; "
-                                 f"got {value!r}")
-            return value
-        if self.kind == "bool":
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False; got {value!r}")
-            return bool(value)
-        number = isinstance(value, (int, float, np.integer, np.floating)) and \
-            not isinstance(value, (bool, np.bool_))
-        if self.kind == "integer" and not (number and float(value).is_integer()):
-            raise ValueError(f"{name} must be an integer >= {self.minimum:g}; got {value!r}")
-        ok = number and math.isfinite(value) and value <= self.maximum and (
-            value > self.minimum if self.strict else value >= self.minimum)
-        if not ok:
-            relation = ">" if self.strict else ">="
-            upper = "" if self.maximum == math.inf else f" and <= {self.maximum:g}"
-            raise ValueError(f"{name} must be a finite number {relation} {self.minimum}"
-                             f"{upper}; got {value!r}")
-        return int(value) if self.kind == "integer" else float(value)
 
 
 def _gram(factors, weights=None):

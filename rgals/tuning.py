@@ -22,26 +22,21 @@ import numpy as np
 from .als import ALSSolver, FitInputs
 from .metrics import parse_metric
 from .data import validation_split
-from .losses import Hyperparameter, Loss, make_loss
-from .solve import SOLVERS
+from .losses import Loss, make_loss
+from .params import Hyperparameter
 from .validation import check_interactions
 from .types import Matrix
 
 SEARCHES = ("auto", "optuna", "random")
-# estimator parameters a space may search (given with their ranges; the loss's own
-# hyperparameters come with declared domains)
-ESTIMATOR_SPACE = ("factors", "cg_steps", "cg_tolerance", "solver")
-# what their values may be, as the losses declare theirs (no default range: give one)
-ESTIMATOR_DOMAINS = {
-    "factors": Hyperparameter(64, "embedding dimension", kind="integer", minimum=1),
-    "cg_steps": Hyperparameter(3, "CG steps per row", kind="integer", minimum=1),
-    "cg_tolerance": Hyperparameter(1e-4, "CG's relative residual", minimum=0.0),
-    "solver": Hyperparameter("auto", "solver", kind="choice", choices=SOLVERS)}
+# the estimator's parameters a space may search (declared tunable; without declared
+# ranges: give them), by name
+ESTIMATOR_SPACE = {name: declared for name, declared in ALSSolver.parameters.items()
+                   if declared.tunable}
 # what tune itself decides for every trial
 CONTROLLED = ("iterations", "tol", "early_stopping", "patience", "validation_metric",
               "eval_every", "random_state")
 # parameters that do not change the model (left out of best_params)
-MACHINE = ("num_threads",)
+MACHINE = tuple(name for name, declared in ALSSolver.parameters.items() if declared.machine)
 
 
 @dataclasses.dataclass
@@ -314,7 +309,7 @@ def search_space(loss: str = "rg2", space: dict | None = None) -> dict:
                              f"{', '.join(declared)}, and the estimator's "
                              f"{', '.join(ESTIMATOR_SPACE)} may be searched")
         dimensions[name] = _dimension(name, given, declared.get(name) or
-                                      ESTIMATOR_DOMAINS.get(name))
+                                      ESTIMATOR_SPACE.get(name))
     if not dimensions:
         raise ValueError("the search space is empty: name at least one hyperparameter")
     return dimensions

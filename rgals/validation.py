@@ -169,10 +169,20 @@ def check_choice(value, name, choices):
 def random_generator(random_state):
     """A numpy Generator from a `random_state` parameter (None, an int, a Generator or a
     legacy RandomState), or a clear error."""
+    random_state = check_random_state(random_state)
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(2 ** 31))
+    return np.random.default_rng(random_state)
+
+
+def check_random_state(random_state, name="random_state"):
+    """`random_state` when numpy can seed a Generator from it (drawing nothing from it)."""
+    if isinstance(random_state, (np.random.RandomState, np.random.Generator,
+                                 np.random.BitGenerator, np.random.SeedSequence)):
+        return random_state
     try:
-        return np.random.default_rng(random_state)
+        np.random.default_rng(random_state)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"random_state must be None, an int or a numpy Generator; got "
+        raise ValueError(f"{name} must be None, an int or a numpy Generator; got "
                          f"{random_state!r}") from error
+    return random_state

@@ -215,7 +215,7 @@ def test_choices_and_defaults_come_from_the_package():
     fit = parser.parse_args(["fit", "train.tsv"])
     # options not given stay out, so the estimator's own defaults (or a --params file) apply
     assert cli._model_params(fit) == {"random_state": 0}
-    assert set(cli._MODEL_OPTIONS.values()) <= set(estimator)
+    assert set(cli._model_options()) <= set(estimator)
     assert fit.early_stopping is estimator["early_stopping"].default
     help_text = " ".join(commands["fit"].format_help().split())
     for option, name in [("--factors", "factors"), ("--iterations", "iterations"),
@@ -227,7 +227,7 @@ def test_choices_and_defaults_come_from_the_package():
     assert (cli._column(fit.user_col), cli._column(fit.item_col)) == \
         (reading["user_col"].default, reading["item_col"].default)
     assert fit.k == list(inspect.signature(ranking_metrics).parameters["K"].default)
-    assert parser.parse_args(["demo"]).threads == estimator["num_threads"].default
+    assert parser.parse_args(["demo"]).num_threads == estimator["num_threads"].default
     assert parser.parse_args(["recommend", "model", "u1"]).top == \
         inspect.signature(ALSSolver.recommend).parameters["N"].default
     assert f"default: {estimator['factors'].default}" in commands["fit"].format_help()
@@ -259,9 +259,8 @@ def test_a_closed_stdout_stops_quietly_and_the_model_is_saved(files, tmp_path):
 def test_every_estimator_parameter_is_on_the_command_line():
     options = {action.dest for action in cli._parser()._subparsers._group_actions[0]
                .choices["fit"]._actions}
-    renamed = {"num_threads": "threads", "random_state": "seed"}
     for name in inspect.signature(ALSSolver).parameters:
-        assert renamed.get(name, name) in options, name
+        assert name in options, name
     help_text = " ".join(cli._parser()._subparsers._group_actions[0].choices["fit"]
                          .format_help().split())
     # the losses' real defaults: rg2's and rgx's come from the data

@@ -156,7 +156,7 @@ def test_space_takes_names_ranges_choices_and_estimator_parameters():
     ({"alpha": (-1.0, 1.0)}, "alpha must be a finite number >= 0"),
     ({"alpha": "wide"}, "must be \\(low, high\\)"),
     ({"alpha": (0.1, 1.0, "ln")}, "must be \\(low, high\\)"),
-    ({"top_k_quantile": ["exact", "median"]}, "top_k_quantile must be one of"),
+    ({"top_k_quantile": ["exact", "median"]}, "unknown top_k_quantile"),
     ({}, "the search space is empty"),
 ])
 def test_bad_spaces_are_clear_errors(space, message):
@@ -222,10 +222,10 @@ def test_trial_0_records_the_lam_its_path_chose_and_refits_as_the_defaults(plant
     (dict(timeout=math.inf), "timeout must be a finite number of seconds"),
     (dict(metric="ndcg@²"), "must look like 'ndcg@20'"),
     (dict(space=5), "space must be None, a hyperparameter name"),
-    (dict(factors=None, space={"factors": (0, 4)}), "factors must be a finite number >= 1"),
+    (dict(factors=None, space={"factors": (0, 4)}), "factors must be an integer >= 1"),
     (dict(factors=None, space={"factors": (2.0, 4.5)}), "'factors' takes integers"),
     (dict(space={"cg_tolerance": (-1, 1)}), "cg_tolerance must be a finite number >= 0"),
-    (dict(space={"solver": ["cg", "qr"]}), "solver must be one of"),
+    (dict(space={"solver": ["cg", "qr"]}), "unknown solver"),
 ])
 def test_more_bad_arguments_fail_before_any_trial(planted, options, message):
     with pytest.raises(ValueError, match=message):

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..als import CG_TOLERANCE, ALSSolver
+from ..als import ALSSolver
 from ..backend import require_gpu
 from ..data import ID_FILES, Interactions
+from ..params import Parameter, as_given
 from ..files import check_directory, prepare_directory, write_json
-from ..validation import check_bool, check_choice, check_integer, check_interactions
+from ..validation import check_bool, check_interactions
 from .checkpoints import (Checkpoint, block_ranges, check_checkpoint_dir, fit_identity,
                           read_checkpoint, write_blocks)
 from .cluster import check_worker_malloc, dask_array, distributed, gather, require_dask
@@ -36,6 +38,50 @@ def _served_by(name):
     return method
 
 
+PARAMETERS = {
+    **ALSSolver.parameters,
+    "num_threads": dataclasses.replace(
+        ALSSolver.parameters["num_threads"], default=1,
+        doc="threads per task (0: every core of the worker)",
+        details="1 by default, so that a worker's threads solve blocks side by side."),
+    "backend": dataclasses.replace(
+        ALSSolver.parameters["backend"],
+        details='"gpu" runs each worker\'s blocks on its GPU, one GPU per worker as '
+                "dask-cuda arranges it, through the same code as the local GPU fit."),
+    "client": Parameter(None, "the cluster (None: the current client, "
+                        "`distributed.get_client()`)", optional=True, convert=as_given,
+                        type_doc="distributed.Client or None"),
+    "user_blocks": Parameter(
+        None, "row blocks of the user side (None: twice the workers' threads)",
+        kind="integer", minimum=1, optional=True,
+        details="Blocks are contiguous ranges of ids; more blocks than rows leaves the "
+                "extra ones out."),
+    "item_blocks": Parameter(None, "row blocks of the item side (None: twice the "
+                             "workers' threads)", kind="integer", minimum=1, optional=True),
+    "broadcast_bytes": Parameter(
+        BROADCAST_BYTES, "the size up to which the fixed side's factors travel whole to "
+        "every block", kind="integer",
+        details="Above it each block receives only the rows it touches, unless those are "
+                "more than half the side (then it receives the whole side, which the "
+                "blocks on a worker share)."),
+    "checkpoint_every": Parameter(
+        0, "sweeps between checkpoints of the factors in `checkpoint_dir` (0: never)",
+        kind="integer",
+        details="`fit(..., resume=checkpoint_dir)` continues from the last complete one."),
+    "checkpoint_dir": Parameter(
+        None, "where checkpoints go: a directory every worker can write (shared storage)",
+        optional=True, convert=as_given, type_doc="str, Path or None"),
+    "initialization": Parameter(
+        "client", "where the initial factors are drawn", kind="choice",
+        choices=INITIALIZATIONS,
+        details='"client" (default): the initial factors ALSSolver draws from '
+                "`random_state`, drawn here and sent with the first tasks: the model equals "
+                'ALSSolver\'s. "workers": each block draws its own from (random_state, side, '
+                "block), for data whose factors do not fit in one process; a different "
+                "start from ALSSolver's (and so a different model, of the same quality)."),
+}
+
+
 class DaskALSSolver(ALSSolver):
     """ALSSolver's fit on a Dask cluster: the same model from the same seed.
 
@@ -44,31 +90,9 @@ class DaskALSSolver(ALSSolver):
     chosen on a holdout path) on a DaskExecutor (rgals.dask.executor), whose row blocks
     live on the workers.
 
-    Parameters: those of ALSSolver (`num_threads` is per task, 1 by default, so that a
-    worker's threads solve blocks side by side; `backend="gpu"` runs each worker's blocks
-    on its GPU, one GPU per worker as dask-cuda arranges it, through the same code as
-    the local GPU fit), and
-    client : distributed.Client or None
-        The cluster (None: the current client, `distributed.get_client()`).
-    user_blocks, item_blocks : int or None
-        Row blocks per side (None: twice the workers' threads). Blocks are contiguous
-        ranges of ids; more blocks than rows leaves the extra ones out.
-    broadcast_bytes : int
-        The fixed side's factors travel whole to every block while they take at most
-        this many bytes; above it each block receives only the rows it touches, unless
-        those are more than half the side (then it receives the whole side, which the
-        blocks on a worker share).
-    checkpoint_every : int
-        Every this many sweeps the factors are written to `checkpoint_dir` (0: never);
-        `fit(..., resume=checkpoint_dir)` continues from the last complete one.
-    checkpoint_dir : str, Path or None
-        Where checkpoints go: a directory every worker can write (shared storage).
-    initialization : {"client", "workers"}
-        "client" (default): the initial factors ALSSolver draws from `random_state`, drawn
-        here and sent with the first tasks: the model equals ALSSolver's. "workers": each
-        block draws its own from (random_state, side, block), for data whose factors do
-        not fit in one process; a different start from ALSSolver's (and so a different
-        model, of the same quality).
+    Parameters
+    ----------
+    {parameters}
 
     Workers should be started with `rgals.dask.worker_settings()` (glibc's malloc keeping
     freed blocks for reuse; under Dask's own setting a sweep takes about 1.5x as long);
@@ -89,46 +113,16 @@ class DaskALSSolver(ALSSolver):
     `to_local()` on a machine with the memory, or from the files `save` writes.
     """
 
-    def __init__(self, factors=64, loss="rg2", alpha=None, regularization=None,
-                 reg_exponent=None, iterations=15, solver="auto", cg_steps=3,
-                 cg_tolerance=CG_TOLERANCE, dtype=np.float32, backend="cpu", num_threads=1,
-                 random_state=None, tol=1e-4, early_stopping=False, patience=3,
-                 validation_metric="ndcg@20", eval_every=1, softmax_users=0,
-                 monitor="sweep", client=None, user_blocks=None, item_blocks=None,
-                 broadcast_bytes=BROADCAST_BYTES, checkpoint_every=0, checkpoint_dir=None,
-                 initialization="client"):
-        super().__init__(factors=factors, loss=loss, alpha=alpha,
-                         regularization=regularization, reg_exponent=reg_exponent,
-                         iterations=iterations, solver=solver, cg_steps=cg_steps,
-                         cg_tolerance=cg_tolerance, dtype=dtype, backend=backend,
-                         num_threads=num_threads, random_state=random_state, tol=tol,
-                         early_stopping=early_stopping, patience=patience,
-                         validation_metric=validation_metric, eval_every=eval_every,
-                         softmax_users=softmax_users, monitor=monitor)
-        self.client = client
-        self.user_blocks = user_blocks
-        self.item_blocks = item_blocks
-        self.broadcast_bytes = broadcast_bytes
-        self.checkpoint_every = checkpoint_every
-        self.checkpoint_dir = checkpoint_dir
-        self.initialization = initialization
+    parameters = PARAMETERS
 
     def _check_device(self, params):
         """The GPUs are the workers': each task checks its own (a clear error there)."""
 
     def checked_params(self):
         params = super().checked_params()
-        for name in ("user_blocks", "item_blocks"):
-            if getattr(self, name) is not None:
-                check_integer(getattr(self, name), name, 1)
-        params["broadcast_bytes"] = check_integer(self.broadcast_bytes, "broadcast_bytes", 0)
-        params["checkpoint_every"] = check_integer(self.checkpoint_every,
-                                                   "checkpoint_every", 0)
         if params["checkpoint_every"] and self.checkpoint_dir is None:
             raise ValueError("checkpoint_every needs checkpoint_dir: a directory every "
                              "worker can write")
-        params["initialization"] = check_choice(self.initialization, "initialization",
-                                                INITIALIZATIONS)
         return params
 
     def _client(self):
@@ -213,7 +207,7 @@ class DaskALSSolver(ALSSolver):
         self._check_fitted()
         client = self._client_used
         params = {name: value for name, value in self.get_params().items()
-                  if name in ALSSolver._param_names()}
+                  if name in ALSSolver.parameters}
         params.update(backend="cpu")  # the factors are gathered here, as NumPy arrays
         model = ALSSolver(**params)
         model.user_factors_, model.item_factors_, model.previous_item_factors_ = (
