@@ -14,6 +14,7 @@ import numpy as np
 from .backend import backend_of, to_host
 from .ranking import normalized_rows, row_norm_bound, top_n
 from .solve import solve_rows
+from .updates import partial_fit
 from .types import Ids, Matrix, Ranked
 from .validation import check_ids, check_integer, check_interactions, check_value_range
 
@@ -58,6 +59,10 @@ class Recommender:
             check_value_range((float(values.min()), float(values.max())),
                               self.item_factors_.dtype,
                               max(1.0, getattr(self.loss_, "alpha", 0.0) + 0.5), name)
+        if rows.shape[0] == len(ids) and rows.shape[1] < n_columns:
+            # as in implicit: columns the matrix does not reach (ids added since it was
+            # built, e.g. by partial_fit_items) are ones without interactions
+            rows.resize((len(ids), n_columns))
         if rows.shape != (len(ids), n_columns):
             raise ValueError(
                 f"{name} has shape {rows.shape}; expected ({len(ids)}, {n_columns}): one row "
@@ -76,9 +81,7 @@ class Recommender:
         self._check_fitted()
         ids = check_ids(userid, None, "userid")
         rows = self._rows(ids, user_items, self.item_factors_.shape[0], "user_items", "item")
-        items = getattr(self, "previous_item_factors_", None)
-        items = self.item_factors_ if items is None else items
-        factors = self._fold_in(self.loss_.user_systems(to_host(items), rows))
+        factors = self._solve_users(rows, self.loss_)
         return factors[0] if _one(userid) else factors
 
     def recalculate_item(self, itemid: Ids, item_users: Matrix) -> np.ndarray:
@@ -89,14 +92,42 @@ class Recommender:
         self._check_fitted()
         ids = check_ids(itemid, None, "itemid")
         rows = self._rows(ids, item_users, self.user_factors_.shape[0], "item_users", "user")
-        systems = self.loss_.item_systems(to_host(self.user_factors_), rows)
+        factors = self._solve_items(rows, self.loss_)
+        return factors[0] if _one(itemid) else factors
+
+    def partial_fit_users(self, userids: Ids, user_items: Matrix) -> Recommender:
+        """Replace the interactions of users `userids` by the rows of `user_items` and
+        solve their factors, as implicit's `partial_fit_users`: one row per id, one
+        column per item (fewer columns: the rest empty). Ids beyond the model add users
+        (ids skipped over become users without interactions); the stored training
+        rows, the totals and the loss follow. The users are solved by the fit's user
+        step against `previous_item_factors_`, as `recalculate_user` solves them; other
+        users' and the items' factors stay. Returns self (rgals.updates)."""
+        return partial_fit(self, "user", userids, user_items)
+
+    def partial_fit_items(self, itemids: Ids, item_users: Matrix) -> Recommender:
+        """Replace the interactions of items `itemids` by the rows of `item_users` (one
+        row per id, one column per user) and solve their factors by the fit's item step
+        against the current user factors: `partial_fit_users` for the other side."""
+        return partial_fit(self, "item", itemids, item_users)
+
+    def _solve_users(self, rows, loss):
+        """Factors of users with interactions `rows` by `loss`'s user step, against the
+        item factors the fit's last user step saw."""
+        items = getattr(self, "previous_item_factors_", None)
+        items = self.item_factors_ if items is None else items
+        return self._fold_in(loss.user_systems(to_host(items), rows))
+
+    def _solve_items(self, rows, loss):
+        """Factors of items with interactions `rows` (items x users) by `loss`'s item
+        step; for RGx the other items' sum sigma_Q is held fixed."""
+        systems = loss.item_systems(to_host(self.user_factors_), rows)
         if systems.coupling is not None:
             # the item side has unit scale, so the fixed coupling folds into rhs
             item_sum = to_host(self.item_factors_).sum(axis=0, dtype=np.float64)
             systems = dataclasses.replace(systems, coupling=None,
                                           rhs=systems.rhs + systems.coupling @ item_sum)
-        factors = self._fold_in(systems)
-        return factors[0] if _one(itemid) else factors
+        return self._fold_in(systems)
 
     def _fold_in(self, systems):
         factors = np.zeros((systems.interactions.shape[0], self.item_factors_.shape[1]),

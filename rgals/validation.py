@@ -130,6 +130,9 @@ def check_ids(ids, upper, name):
         raise IndexError(f"{name} {int(array.max())} is out of range: ids are row numbers "
                          "of the model, 0 <= id < its rows")
     array = array.astype(np.int64).ravel()
+    if upper is None and array.size and array.min() < 0:
+        raise IndexError(f"{name} {int(array.min())} is out of range: ids are row numbers, "
+                         ">= 0")
     if upper is not None and array.size:
         outside = (array < 0) | (array >= upper)
         if outside.any():

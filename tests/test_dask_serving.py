@@ -95,6 +95,14 @@ def test_factors_above_the_limit_are_a_clear_error(client, matrix, monkeypatch):
     assert model.to_local().user_factors_.shape == (90, PARAMS["factors"])
 
 
+def test_partial_fits_point_to_the_local_model(fitted, matrix):
+    for name in ("partial_fit_users", "partial_fit_items"):
+        with pytest.raises(NotImplementedError, match=f"to_local.*{name}"):
+            getattr(fitted, name)([0], matrix[[0]])
+    local = fitted.to_local().partial_fit_users([0], matrix[[1]])
+    np.testing.assert_array_equal(local.user_factors_[0], local.recalculate_user(0, matrix[1]))
+
+
 def test_an_unfitted_model_is_a_clear_error():
     with pytest.raises(rgals.NotFittedError, match="not fitted"):
         DaskALSSolver(**PARAMS).recommend(0)

@@ -127,8 +127,15 @@ def test_ids_out_of_range_and_mismatched_user_items(user_items, backend_name):
         model.similar_items(n_items + 3)
     with pytest.raises(IndexError, match="filter_items .* out of range"):
         model.recommend(0, filter_items=[n_items])
+    wider = sp.hstack([user_items[:1], sp.csr_matrix((1, 1))], format="csr")
     with pytest.raises(ValueError, match=rf"expected \(1, {n_items}\)"):
-        model.recommend(0, user_items=user_items[:1, :-1])
+        model.recommend(0, user_items=wider)
+    # fewer columns, as implicit takes them: the missing ones hold no interactions
+    narrow = user_items[:1, :-1].tocsr()
+    padded = sp.hstack([narrow, sp.csr_matrix((1, 1))], format="csr")
+    for got, expected in zip(model.recommend(0, user_items=narrow),
+                             model.recommend(0, user_items=padded)):
+        np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="pass X\\[ids\\]"):
         model.recommend([0, 1], user_items=user_items)
     with pytest.raises(TypeError, match="userid must be integers"):

@@ -82,6 +82,16 @@ PARAMETERS = {
 }
 
 
+def _local_only(name):
+    """A method of a model in this process: on the Dask model, an error saying where."""
+    def method(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"DaskALSSolver.{name} is not distributed: the model's blocks live on the "
+            f"workers. Call to_local() and use {name} on the ALSSolver it returns")
+    method.__name__ = name
+    return method
+
+
 class DaskALSSolver(ALSSolver):
     """ALSSolver's fit on a Dask cluster: the same model from the same seed.
 
@@ -260,6 +270,8 @@ class DaskALSSolver(ALSSolver):
     similar_users = _served_by("similar_users")
     recalculate_user = _served_by("recalculate_user")
     recalculate_item = _served_by("recalculate_item")
+    partial_fit_users = _local_only("partial_fit_users")
+    partial_fit_items = _local_only("partial_fit_items")
 
     def save(self, directory: FilePath, overwrite: bool = False, local: bool | None = None,
              interactions: bool = True) -> None:
