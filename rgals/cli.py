@@ -21,6 +21,7 @@ from .backend import BACKENDS
 from .datasets import CITATION, PUBLISHED, load_default
 from .losses import LOSSES
 from .metrics import check_cutoffs, ranking_metrics
+from .serving import HEADER, recommendation_lines
 from .tuning import SEARCHES
 
 # tuned on a 10% validation split of the embedded training set (seed 0; grid over loss,
@@ -128,7 +129,10 @@ def _parser():
                                     description="Print `user, rank, item, score` (tab-"
                                                 "separated) for the given original user ids.")
     recommend.add_argument("model", help="directory written by `rgals fit --out`")
-    recommend.add_argument("users", nargs="+", help="user ids as in the training file")
+    recommend.add_argument("users", nargs="*", help="user ids as in the training file")
+    recommend.add_argument("--all", action="store_true",
+                           help="every user of the model, streamed block by block (redirect "
+                                "the output to a file)")
     recommend.add_argument("-n", "--top", type=int, default=_default("N", ALSSolver.recommend),
                            help="items per user (default: %(default)s)")
     recommend.add_argument("--keep-seen", action="store_true",
@@ -497,10 +501,14 @@ def _training_rows(model, args, user_ids, item_ids, remedy):
 
 
 def _recommend(args):
-    model, user_ids, item_ids = _load(args.model)
-    rows = {str(user): row for row, user in enumerate(user_ids)}
+    if bool(args.users) == args.all:
+        raise ValueError("name the users to recommend for, or give --all (not both)")
     if args.top < 1:
         raise ValueError(f"--top must be at least 1; got {args.top}")
+    model, user_ids, item_ids = _load(args.model)
+    if args.all:
+        return _recommend_all(model, args, user_ids, item_ids)
+    rows = {str(user): row for row, user in enumerate(user_ids)}
     known = [user for user in args.users if user in rows]
     unknown = [user for user in args.users if user not in rows]
     if not known:
@@ -510,14 +518,22 @@ def _recommend(args):
         model, args, user_ids, item_ids, "--train FILE to filter them, or --keep-seen")[users]
     ids, scores = model.recommend(users, seen, N=args.top,
                                   filter_already_liked_items=not args.keep_seen)
-    print("user\trank\titem\tscore")
-    for user, user_items, user_scores in zip(known, ids, scores):
-        for rank, (item, score) in enumerate(zip(user_items, user_scores), start=1):
-            if item >= 0:  # -1 pads users with fewer than N unseen items
-                print(f"{user}\t{rank}\t{item_ids[item]}\t{score:.6g}")
+    sys.stdout.write(HEADER + recommendation_lines(np.array(known), ids, scores, item_ids))
     if unknown:  # the known users' lists are printed; the command still fails
         _say(f"rgals: error: {_unknown_users(unknown, user_ids)}")
         return 1
+    return 0
+
+
+def _recommend_all(model, args, user_ids, item_ids):
+    """Every user's list, written to standard output as each block is ranked."""
+    train = None if args.keep_seen else _training_rows(
+        model, args, user_ids, item_ids, "--train FILE to filter them, or --keep-seen")
+    sys.stdout.write(HEADER)
+    for users, ids, scores in model.recommend_all(
+            args.top, user_items=None if train is model.user_items_ else train,
+            filter_already_liked_items=not args.keep_seen, show_progress=False):
+        sys.stdout.write(recommendation_lines(user_ids[users], ids, scores, item_ids))
     return 0
 
 

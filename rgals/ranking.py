@@ -19,11 +19,15 @@ _BATCH = 256  # queries per batch (larger batches read the targets fewer times)
 _PRUNE_QUERIES = 1024  # from this many queries, sorting the targets by norm pays
 
 
+def row_norms(factors):
+    """The length of every row (NumPy or CuPy, in the rows' dtype)."""
+    return array_module(factors).sqrt((factors * factors).sum(axis=1))
+
+
 def normalized_rows(factors):
     """Rows scaled to unit length (zero rows stay zero), for cosine similarity."""
-    xp = array_module(factors)
-    norms = xp.sqrt((factors * factors).sum(axis=1, keepdims=True))
-    return factors / xp.maximum(norms, np.finfo(factors.dtype).tiny)
+    norms = row_norms(factors)[:, None]
+    return factors / array_module(factors).maximum(norms, np.finfo(factors.dtype).tiny)
 
 
 def top_lists(queries, targets, depth, mask=None, removed=None, batch=None, progress=None):

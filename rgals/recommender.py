@@ -1,6 +1,8 @@
 """Serving a fitted model, as `implicit`'s recommenders do: recommend, similar_items,
-similar_users, recalculate_user/item (fold-in), the popularity fallback for users and
-items without interactions, and the filtering of seen items. `Recommender` needs only the
+similar_users, recalculate_user/item (fold-in), partial_fit_users/items (rgals.updates),
+explain, user_norms/item_norms, recommend_all and save_recommendations (rgals.serving),
+the popularity fallback for users and items without interactions, and the filtering of
+seen items. `Recommender` needs only the
 fitted attributes (user_factors_, item_factors_, loss_, user_items_,
 interaction_totals_): ALSSolver, a loaded model and the Dask model (on its gathered
 factors) share it."""
@@ -8,14 +10,17 @@ factors) share it."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from .backend import backend_of, to_host
-from .ranking import normalized_rows, row_norm_bound, top_n
+from .ranking import normalized_rows, row_norm_bound, row_norms, top_n
+from .serving import BATCH_USERS, explain, recommend_all, save_recommendations
 from .solve import solve_rows
 from .updates import partial_fit
-from .types import Ids, Matrix, Ranked
+from .types import FilePath, IdMap, Ids, Matrix, Ranked
 from .validation import check_ids, check_integer, check_interactions, check_value_range
 
 
@@ -111,12 +116,14 @@ class Recommender:
         against the current user factors: `partial_fit_users` for the other side."""
         return partial_fit(self, "item", itemids, item_users)
 
-    def _solve_users(self, rows, loss):
-        """Factors of users with interactions `rows` by `loss`'s user step, against the
-        item factors the fit's last user step saw."""
+    def _folded_against(self):
+        """The item factors the fit's last user step saw: users fold in against them."""
         items = getattr(self, "previous_item_factors_", None)
-        items = self.item_factors_ if items is None else items
-        return self._fold_in(loss.user_systems(to_host(items), rows))
+        return self.item_factors_ if items is None else items
+
+    def _solve_users(self, rows, loss):
+        """Factors of users with interactions `rows` by `loss`'s user step."""
+        return self._fold_in(loss.user_systems(to_host(self._folded_against()), rows))
 
     def _solve_items(self, rows, loss):
         """Factors of items with interactions `rows` (items x users) by `loss`'s item
@@ -189,13 +196,60 @@ class Recommender:
                 exclude=rows[cold] if filter_already_liked_items else None)
         return _single(result) if _one(userid) else result
 
+    def recommend_all(self, N: int = 10, user_items: Matrix | None = None,
+                      batch_size: int = BATCH_USERS, show_progress: bool = True,
+                      **options: object) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every user's top N, as (userids, ids, scores) for consecutive blocks of
+        `batch_size` users: `recommend` on each block (`options`: its filter_items,
+        items, filter_already_liked_items, recalculate_user; `user_items`: the matrix
+        of every user, where the model holds no training rows), with one progress bar.
+        Memory stays that of one block (`recommend(np.arange(n))` returns all at once)."""
+        return recommend_all(self, N, user_items, batch_size, show_progress, **options)
+
+    def save_recommendations(self, path: FilePath, N: int = 10, user_ids: IdMap | None = None,
+                             item_ids: IdMap | None = None, overwrite: bool = False,
+                             **options: object) -> Path:
+        """Stream every user's top N into the tab-separated file `path` (`user, rank,
+        item, score` with a header; `user_ids`/`item_ids` name the rows, e.g. an
+        Interactions' maps), written to a temporary name and renamed at the end; an
+        existing file is kept unless `overwrite`. `options`: those of recommend_all."""
+        return save_recommendations(self, path, N, user_ids, item_ids, overwrite, **options)
+
+    def explain(self, userid: int, user_items: Matrix | None, itemid: int,
+                user_weights: tuple | None = None, N: int = 10) -> tuple[float, list, tuple]:
+        """Why the user would get `itemid`, as implicit's ALS explains it: the score of
+        the user folded in from `user_items` (the user's row, or the matrix of every
+        user as implicit takes it; None: the training row) splits exactly along the
+        fold-in system A x = b: item k's share is b_k y_t^T A^-1 y_k. Returns (score,
+        contributions, user_weights): the N largest (itemid, share) of the user's
+        items, then for RG2/RGx (-1, share) of the loss's term over every item (the
+        softmax's normaliser), so that all shares add up to the score; user_weights,
+        the Cholesky factor of A, makes the next call for this user cheaper."""
+        return explain(self, userid, user_items, itemid, user_weights, N)
+
+    @property
+    def user_norms(self):
+        """|p_u| of every user (as implicit's), computed once per factor array."""
+        return self._cached("user_norms", self.user_factors_, row_norms)
+
+    @property
+    def item_norms(self):
+        """|q_i| of every item (as implicit's), computed once per factor array."""
+        return self._cached("item_norms", self.item_factors_, row_norms)
+
     def _largest_item_norm(self):
-        """The item factors' largest norm, computed once per factor array (a pass over
-        every item would cost as much again as scoring a single user)."""
-        cached = getattr(self, "_item_norm", None)
-        if cached is None or cached[0] is not self.item_factors_:
-            cached = self._item_norm = (self.item_factors_,
-                                        row_norm_bound(self.item_factors_))
+        """The item factors' largest norm (a pass over every item would cost as much
+        again as scoring a single user)."""
+        return self._cached("largest_item_norm", self.item_factors_, row_norm_bound)
+
+    def _cached(self, name, factors, compute):
+        """compute(factors), kept until the factor array is replaced (a fit, a partial
+        fit): one tuple swapped in whole, so threads serving at once read it safely."""
+        self._check_fitted()
+        cache = self.__dict__.setdefault("_cache", {})
+        cached = cache.get(name)
+        if cached is None or cached[0] is not factors:
+            cached = cache[name] = (factors, compute(factors))
         return cached[1]
 
     def _item_counts(self):

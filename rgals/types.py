@@ -11,6 +11,8 @@ import scipy.sparse as sp
 Matrix = Union[sp.spmatrix, np.ndarray]
 # one id or several (rows of the matrix)
 Ids = Union[int, Sequence[int], np.ndarray]
+# the original ids of a model's rows (rgals.data.Interactions' user_ids / item_ids)
+IdMap = Union[Sequence, np.ndarray]
 # (ids, scores) of recommend and similar_*: 1-d for one id, 2-d for several
 Ranked = tuple[np.ndarray, np.ndarray]
 FilePath = Union[str, PathLike]

@@ -541,3 +541,23 @@ def test_an_existing_output_is_refused_in_command_line_terms(files, tmp_path, ca
     status, _, stderr = run(["fit", str(train_path), *FIT, "--out", str(out)], capsys)
     assert status == 1 and "pass --overwrite to replace them" in stderr
     assert "overwrite=True" not in stderr
+
+
+def test_recommend_all_streams_every_users_list(files, tmp_path, capsys):
+    train_path, _ = files
+    out = tmp_path / "model"
+    assert run(["fit", str(train_path), *FIT, "--out", str(out)], capsys)[0] == 0
+    model, (user_ids, item_ids) = load(out), data.load_ids(out)
+    status, stdout, stderr = run(["recommend", str(out), "--all", "-n", "2"], capsys)
+    assert status == 0, stderr
+    lines = [line.split("\t") for line in stdout.splitlines()]
+    assert lines[0] == ["user", "rank", "item", "score"] and len(lines) == 1 + 2 * len(user_ids)
+    ids, _ = model.recommend(np.arange(len(user_ids)), N=2)
+    assert [line[0] for line in lines[1:]] == [str(user) for user in np.repeat(user_ids, 2)]
+    assert [line[2] for line in lines[1:]] == [str(item_ids[item]) for item in ids.ravel()]
+    # the same as the users named one by one
+    named = run(["recommend", str(out), *map(str, user_ids[:3]), "-n", "2"], capsys)[1]
+    assert stdout.startswith(named)
+    for argv in ([str(user_ids[0]), "--all"], []):
+        status, _, stderr = run(["recommend", str(out), *argv], capsys)
+        assert status == 1 and "or give --all (not both)" in stderr

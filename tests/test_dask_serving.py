@@ -61,6 +61,12 @@ def test_serving_methods_equal_those_of_to_local(fitted, matrix):
                 local.recalculate_user(users, matrix[users]))
     assert_same(fitted.recalculate_item(items, matrix.T.tocsr()[items]),
                 local.recalculate_item(items, matrix.T.tocsr()[items]))
+    assert_same(fitted.user_norms, local.user_norms)
+    assert_same(fitted.item_norms, local.item_norms)
+    assert fitted.explain(3, None, 5)[:2] == local.explain(3, None, 5)[:2]
+    for got, expected in zip(fitted.recommend_all(N=3, batch_size=40, show_progress=False),
+                             local.recommend_all(N=3, batch_size=40, show_progress=False)):
+        assert_same(got, expected)
 
 
 def test_the_model_is_gathered_once_per_fit(client, matrix, monkeypatch):

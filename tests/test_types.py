@@ -12,7 +12,10 @@ from rgals.datasets import load_default
 
 PUBLIC = [rgals.ALSSolver.fit, rgals.ALSSolver.recommend, rgals.ALSSolver.similar_items,
           rgals.ALSSolver.similar_users, rgals.ALSSolver.recalculate_user,
-          rgals.ALSSolver.recalculate_item, rgals.ALSSolver.save, rgals.ALSSolver.load,
+          rgals.ALSSolver.recalculate_item, rgals.ALSSolver.partial_fit_users,
+          rgals.ALSSolver.partial_fit_items, rgals.ALSSolver.explain,
+          rgals.ALSSolver.recommend_all, rgals.ALSSolver.save_recommendations,
+          rgals.ALSSolver.save, rgals.ALSSolver.load,
           rgals.ALSSolver.to_cpu, rgals.ALSSolver.to_gpu, rgals.ALSSolver.get_params,
           rgals.ALSSolver.set_params, rgals.tune, rgals.tuning.search_space,
           metrics.ranking_metrics, metrics.evaluate, data.holdout_split, data.leave_k_out,

@@ -270,6 +270,13 @@ class DaskALSSolver(ALSSolver):
     similar_users = _served_by("similar_users")
     recalculate_user = _served_by("recalculate_user")
     recalculate_item = _served_by("recalculate_item")
+    recommend_all = _served_by("recommend_all")
+    save_recommendations = _served_by("save_recommendations")
+    explain = _served_by("explain")
+    user_norms = property(lambda self: self._served("user_norms").user_norms,
+                          doc="|p_u| of every user, on the gathered model.")
+    item_norms = property(lambda self: self._served("item_norms").item_norms,
+                          doc="|q_i| of every item, on the gathered model.")
     partial_fit_users = _local_only("partial_fit_users")
     partial_fit_items = _local_only("partial_fit_items")
 
