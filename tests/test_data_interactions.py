@@ -96,6 +96,56 @@ def test_from_dataframe(rng):
                         u, i, v)
 
 
+def frame_of(library, columns):
+    """The columns {name: array} as a frame of `library`."""
+    module = pytest.importorskip(library)
+    if library == "pyarrow":
+        return module.table(columns)
+    return module.DataFrame(columns)
+
+
+@pytest.mark.parametrize("library", ["pandas", "pyarrow", "polars"])
+@pytest.mark.parametrize("strings", [True, False])
+def test_from_dataframe_equals_the_tsv_reader(rng, tmp_path, library, strings):
+    u, i, v = random_pairs(rng, strings=strings)
+    path = tmp_path / "pairs.tsv"
+    path.write_text("user\titem\tvalue\n" + "".join(
+        f"{a}\t{b}\t{c}\n" for a, b, c in zip(u, i, v)))
+    read = data.read(path, value_col="value")
+    framed = data.from_dataframe(frame_of(library, {"user": u, "item": i, "value": v}),
+                                 value_col="value")
+    assert (framed.matrix != read.matrix).nnz == 0
+    np.testing.assert_array_equal(framed.user_ids, read.user_ids)
+    np.testing.assert_array_equal(framed.item_ids, read.item_ids)
+    # a test set on the training ids, as from_pairs takes it
+    test = data.from_dataframe(frame_of(library, {"user": u[:5], "item": i[:5]}),
+                               users=read.user_ids, items=read.item_ids)
+    assert test.matrix.shape == read.matrix.shape and test.matrix.nnz == 5
+
+
+@pytest.mark.parametrize("library", ["pandas", "pyarrow", "polars"])
+def test_frames_with_missing_values_are_clear_errors(library):
+    frame = frame_of(library, {"user": ["a", None, "c"], "item": [1, 2, 3],
+                               "value": [1.0, 2.0, None]})
+    with pytest.raises(ValueError, match="column 'user' holds 1 missing values"):
+        data.from_dataframe(frame)
+    with pytest.raises(ValueError, match="column 'value' holds 1 missing values"):
+        data.from_dataframe(frame, user_col="item", item_col="item", value_col="value")
+    with pytest.raises(ValueError, match="'who' is not a column.*'user', 'item', 'value'"):
+        data.from_dataframe(frame, user_col="who")
+
+
+def test_lazy_and_distributed_frames_say_what_to_do():
+    polars = pytest.importorskip("polars")
+    with pytest.raises(TypeError, match="collect"):
+        data.from_dataframe(polars.LazyFrame({"user": [1], "item": [2]}))
+    dd = pytest.importorskip("dask.dataframe")
+    pandas = pytest.importorskip("pandas")
+    frame = dd.from_pandas(pandas.DataFrame({"user": [1], "item": [2]}), npartitions=1)
+    with pytest.raises(TypeError, match="DaskALSSolver"):
+        data.from_dataframe(frame)
+
+
 @pytest.mark.parametrize("values,message", [
     ([1.0, np.nan, 2.0], "not finite numbers; the first is nan at position 1"),
     ([1.0, 2.0], "one value per pair"),

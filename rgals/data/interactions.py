@@ -354,26 +354,55 @@ def from_pairs(user_ids, item_ids, values=None, *, min_value=None, binary=False,
 
 def from_dataframe(frame, user_col="user", item_col="item", value_col=None, *, min_value=None,
                    binary=False, duplicates="sum", users=None, items=None, unknown="error"):
-    """Interactions from a pandas DataFrame (or any mapping of column name -> array).
+    """Interactions from a pandas or polars DataFrame, a pyarrow Table or RecordBatch, or
+    a mapping of column name -> array.
 
-    Columns are given by name; the options are those of `from_pairs`.
+    Columns are given by name; the options are those of `from_pairs`. Each column is
+    read once into NumPy (numeric columns without missing values as they are, where the
+    library allows); a column with missing values (None, NaN, null) is an error.
     """
     _check_options(min_value, binary, duplicates, unknown)
-    if hasattr(frame, "columns"):
-        columns = list(frame.columns)
-    elif hasattr(frame, "keys") and hasattr(frame, "__getitem__"):
-        columns = list(frame.keys())
-    else:
-        raise TypeError("frame must be a pandas DataFrame (or a mapping of column name -> "
-                        f"array); got {type(frame).__name__}")
-    for name, column in (("user_col", user_col), ("item_col", item_col),
+    names, column = _frame_columns(frame)
+    for name, wanted in (("user_col", user_col), ("item_col", item_col),
                          ("value_col", value_col)):
-        if column is None and name == "value_col":
+        if wanted is None and name == "value_col":
             continue
-        if column not in columns:
-            raise ValueError(f"{name}={column!r} is not a column of the frame; its columns are "
-                             f"{', '.join(map(repr, columns))}")
-    return from_pairs(np.asarray(frame[user_col]), np.asarray(frame[item_col]),
-                      None if value_col is None else np.asarray(frame[value_col]),
+        if wanted not in names:
+            raise ValueError(f"{name}={wanted!r} is not a column of the frame; its columns are "
+                             f"{', '.join(map(repr, names))}")
+    return from_pairs(column(user_col), column(item_col),
+                      None if value_col is None else column(value_col),
                       min_value=min_value, binary=binary, duplicates=duplicates, users=users,
                       items=items, unknown=unknown, source="DataFrame")
+
+
+def _frame_columns(frame):
+    """(column names, name -> 1-D NumPy array) of a frame, read by its own library."""
+    library = type(frame).__module__.split(".")[0]
+    if library == "dask":
+        raise TypeError("frame is a Dask DataFrame: fit it with rgals.dask.DaskALSSolver, "
+                        "or call .compute() first to read it here")
+    if library == "polars":
+        if not hasattr(frame, "get_column"):
+            raise TypeError(f"frame is a polars {type(frame).__name__}: call .collect() "
+                            "first")
+        return list(frame.columns), lambda name: _without_missing(
+            frame.get_column(name).to_numpy(), frame.get_column(name).null_count(), name)
+    if hasattr(frame, "column_names"):  # pyarrow Table or RecordBatch
+        return list(frame.column_names), lambda name: _without_missing(
+            frame.column(name).to_numpy(zero_copy_only=False), frame.column(name).null_count,
+            name)
+    if hasattr(frame, "columns") and hasattr(frame, "isna"):  # pandas
+        return list(frame.columns), lambda name: _without_missing(
+            frame[name].to_numpy(), int(frame[name].isna().sum()), name)
+    if hasattr(frame, "keys") and hasattr(frame, "__getitem__"):
+        return list(frame.keys()), lambda name: np.asarray(frame[name])
+    raise TypeError("frame must be a pandas or polars DataFrame, a pyarrow Table, or a "
+                    f"mapping of column name -> array; got {type(frame).__name__}")
+
+
+def _without_missing(values, missing, name):
+    if missing:
+        raise ValueError(f"DataFrame: column {name!r} holds {missing} missing values (None, "
+                         "NaN or null); drop or fill them first")
+    return values
