@@ -280,7 +280,8 @@ class ALSSolver(Recommender, Estimator):
     # -- fitting -----------------------------------------------------------------------
 
     def fit(self, user_items: Matrix | FitInputs, show_progress: bool = True,
-            callback: Callback | None = None, validation: Matrix | None = None) -> ALSSolver:
+            callback: Callback | None = None, validation: Matrix | None = None,
+            warm_start: bool = False) -> ALSSolver:
         """Fit the factors to `user_items` (users x items, values = confidence weights).
 
         Accepts any scipy.sparse matrix or array (a dense ndarray is converted, with a
@@ -295,7 +296,14 @@ class ALSSolver(Recommender, Estimator):
         the fit. When the fit chooses lam on its path (see `regularization`), the
         callback and the validation data start after the path: its first iteration is
         the number of sweeps the path ran. The whole record is in `monitor_` afterwards.
-        Returns self.
+
+        warm_start=True continues a fitted model on `user_items`, the training data with
+        new interactions (scikit-learn's warm start): existing users and items keep their
+        rows and factors, new ones (rows and columns appended) start as a fresh fit would
+        start them, the loss is bound to the new data with the hyperparameters the fitted
+        loss resolved (the regularization its path chose), and `iterations` more sweeps
+        run, recorded in `monitor_` as a new segment after the earlier ones. On an
+        unfitted model it is a fresh fit. Returns self.
         """
         params = self.checked_params()
         if isinstance(user_items, FitInputs):
@@ -305,11 +313,38 @@ class ALSSolver(Recommender, Estimator):
             inputs = user_items.for_loss(params["loss"])
         else:
             inputs = FitInputs.checked(user_items, validation, params["loss"])
-        return self._fit(params, inputs, show_progress, callback)
+        warm = None
+        if check_bool(warm_start, "warm_start") and getattr(self, "item_factors_", None) \
+                is not None:
+            warm = self._warm_start(params, inputs.user_items.shape)
+        return self._fit(params, inputs, show_progress, callback, warm)
 
-    def _fit(self, params, inputs, show_progress=True, callback=None):
+    def _warm_start(self, params, shape):
+        """(sweeps done, the fitted (user, item) factors on the host, a copy of the
+        monitor) to go on from; params["loss"] takes the fitted loss's data-decided
+        values."""
+        old = (self.user_factors_.shape[0], self.item_factors_.shape[0])
+        if shape[0] < old[0] or shape[1] < old[1]:
+            raise ValueError(
+                f"warm_start: user_items is {shape[0]} x {shape[1]} but the fitted model "
+                f"{old[0]} x {old[1]}: users and items keep their rows, so the matrix may "
+                "only grow (new users and items appended as rows and columns)")
+        if params["factors"] != self.user_factors_.shape[1]:
+            raise ValueError(f"warm_start needs factors={self.user_factors_.shape[1]}, as "
+                             f"fitted; got {params['factors']}")
+        loss = params["loss"]
+        if loss.name == self.loss_.name:
+            for name, declared in loss.hyperparameters.items():
+                if declared.from_data and getattr(loss, name) is None:
+                    setattr(loss, name, getattr(self.loss_, name))
+        monitor = getattr(self, "monitor_", None)
+        done = int(monitor.rows[-1]["sweep"]) if monitor is not None and monitor.rows else 0
+        return done, (to_host(self.user_factors_), to_host(self.item_factors_)), \
+            copy.deepcopy(monitor)
+
+    def _fit(self, params, inputs, show_progress=True, callback=None, warm=None):
         """`fit` on FitInputs checked for this loss (once, and prepared once per backend:
-        rgals.tune's trials share them)."""
+        rgals.tune's trials share them); `warm`: what `_warm_start` gives."""
         started = time.perf_counter()
         user_items = inputs.user_items
         backend = get_backend(params["backend"])
@@ -323,7 +358,7 @@ class ALSSolver(Recommender, Estimator):
                                      cg_tolerance=params["cg_tolerance"],
                                      totals=inputs.totals)
             spec, monitor, path = self._train(params, executor, inputs.validation,
-                                              show_progress, callback, started)
+                                              show_progress, callback, started, warm=warm)
         factors = executor.factors
         _warn_if_collapsed(factors["user"], factors["item"], spec)
         self.user_factors_ = factors["user"]
@@ -334,11 +369,10 @@ class ALSSolver(Recommender, Estimator):
         # bound afresh on the host: fold-in needs no device and no per-sweep state
         self.loss_ = spec.bind(self.interaction_totals_)
         self.monitor_ = monitor
-        self.regularization_path_ = path
         return self
 
     def _train(self, params, executor, validation, show_progress, callback, started, *,
-               callbacks=(), resumed=None, draw_on_workers=False):
+               callbacks=(), resumed=None, draw_on_workers=False, warm=None):
         """The fit on an executor (rgals.training.LocalExecutor, or rgals.dask's): the
         data-decided hyperparameters, the initial factors, the regularization path and
         the sweeps. Returns (the loss's resolved spec, the monitor, the path's stages or
@@ -348,7 +382,9 @@ class ALSSolver(Recommender, Estimator):
         callbacks: more Callbacks (the Dask mode's checkpoints). resumed: (sweep,
         factors, reweighting state, what the fit resolved) of a checkpoint to go on from.
         draw_on_workers: the executor draws the initial factors per block from a seed
-        instead (data beyond one process)."""
+        instead (data beyond one process). warm: (sweeps done, (user, item) factors, the
+        monitor) of a warm start: the factors replace the first rows of the initial ones,
+        `iterations` more sweeps run and the monitor goes on with a new segment."""
         totals = executor.totals
         # the hyperparameters the data decides
         spec = params["loss"].resolve(executor.operator, totals)
@@ -368,8 +404,11 @@ class ALSSolver(Recommender, Estimator):
         if draw_on_workers:
             executor.draw(int(rng.integers(2 ** 63)), params["factors"])
         else:  # the same start on every backend and executor, drawn on the host
-            executor.place(*(initial_factors(rng, rows, params["factors"], params["dtype"])
-                             for rows in (n_users, n_items)))
+            starts = [initial_factors(rng, rows, params["factors"], params["dtype"])
+                      for rows in (n_users, n_items)]
+            for start, fitted in zip(starts, () if warm is None else warm[1]):
+                start[:fitted.shape[0]] = fitted
+            executor.place(*starts)
         softmax_users = np.sort(rng.choice(n_users, min(params["softmax_users"], n_users),
                                            replace=False))
         identity_tolerance = 1e-9 if params["dtype"] == np.float64 else 1e-5
@@ -392,11 +431,16 @@ class ALSSolver(Recommender, Estimator):
                     identity_tolerance=identity_tolerance, progress=progress)
                 spec = copy.copy(spec)
                 spec.regularization = regularization
-        self.regularization_path_ = path
+        if warm is None:  # a warm start keeps the path that chose its lam
+            self.regularization_path_ = path
         executor.start(executor.bind(spec))
         first_sweep = path_sweeps + 1
+        sweeps = params["iterations"] - path_sweeps
+        if warm is not None:
+            first_sweep, sweeps = warm[0] + 1, params["iterations"]
         if resumed is not None:
             first_sweep = done + 1
+            sweeps = params["iterations"] - done
             if reweighting is not None:
                 executor.restore_reweighting(*reweighting)
         callbacks = [progress, Tolerance(params["tol"]), *callbacks]
@@ -404,12 +448,13 @@ class ALSSolver(Recommender, Estimator):
             callbacks.append(EarlyStopping(params["patience"]))
         if callback is not None:
             callbacks.append(UserCallback(callback))
-        monitor = run(executor, params["iterations"] - first_sweep + 1,
+        monitor = run(executor, sweeps,
                       monitor=params["monitor"], tol=params["tol"],
                       identity_tolerance=identity_tolerance, eval_every=params["eval_every"],
                       validation=validation, metric=params["validation_metric"],
                       softmax_users=softmax_users, callbacks=callbacks,
-                      first_sweep=first_sweep, started=started)
+                      first_sweep=first_sweep, started=started,
+                      history=None if warm is None else warm[2])
         return spec, monitor, path
 
     # -- save, load, devices ----------------------------------------------------------

@@ -90,9 +90,13 @@ class ConvergenceMonitor:
         self.initial_objective = self._objective = self._sweep_start = float(objective)
         self._last_exact = self.initial_objective
 
-    def start_segment(self, objective):
+    def start_segment(self, objective, new_fit=False):
         """The objective changed between sweeps (a refresh): `objective` is the new F at
-        the current factors. Rates restart; tol compares only within the segment."""
+        the current factors. Rates restart; tol compares only within the segment.
+        new_fit: a warm start on new data: the best validation score starts again too."""
+        if new_fit:
+            self.best_sweep = self.best_score = self.stop_reason = None
+            self.evaluations_since_best = 0
         self.segment += 1
         self._objective = self._sweep_start = self._last_exact = float(objective)
         self._previous_decrease = None

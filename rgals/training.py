@@ -376,7 +376,7 @@ def train(loss, data, user_factors, item_factors, iterations, *, solver="auto",
 
 def run(executor, iterations, *, monitor="sweep", tol=1e-4, identity_tolerance=1e-6,
         eval_every=1, validation=None, metric=("ndcg", 20), softmax_users=None,
-        callbacks=(), first_sweep=1, started=None):
+        callbacks=(), first_sweep=1, started=None, history=None):
     """The training loop of every fit: up to `iterations` sweeps on an executor started
     with its bound loss (LocalExecutor, or rgals.dask's DaskExecutor: the same loop on
     row blocks held by workers).
@@ -389,15 +389,16 @@ def run(executor, iterations, *, monitor="sweep", tol=1e-4, identity_tolerance=1
     training items masked) and the softmax loss on `softmax_users` are recorded.
     first_sweep, started: the number of the first sweep and the perf_counter time the
     fit began, for a fit that ran sweeps before this training (rgals.path): the monitor,
-    the callbacks and `eval_every` count from the fit's first sweep. Returns the
-    ConvergenceMonitor.
+    the callbacks and `eval_every` count from the fit's first sweep. history: the
+    ConvergenceMonitor of the fit this one goes on from (a warm start), continued with a
+    new segment. Returns the ConvergenceMonitor.
     """
     if monitor not in MONITOR_LEVELS:
         raise ValueError(f"unknown monitor {monitor!r}; use one of "
                          f"{', '.join(map(repr, MONITOR_LEVELS))}")
     name, k = metric
-    recorder = ConvergenceMonitor(tol=tol, identity_tolerance=identity_tolerance,
-                                  metric=f"{name}@{k}")
+    recorder = history or ConvergenceMonitor(tol=tol, identity_tolerance=identity_tolerance,
+                                             metric=f"{name}@{k}")
     state = TrainState(executor, recorder, sweep=first_sweep - 1)
     if started is not None:
         state.started = started
@@ -410,7 +411,9 @@ def run(executor, iterations, *, monitor="sweep", tol=1e-4, identity_tolerance=1
     try:
         for sweep in range(first_sweep, last + 1):
             changed = executor.begin_sweep()
-            if sweep == first_sweep:
+            if sweep == first_sweep and history is not None:
+                recorder.start_segment(executor.objective(), new_fit=True)
+            elif sweep == first_sweep:
                 recorder.start(executor.objective())
             elif changed:
                 recorder.start_segment(executor.objective())

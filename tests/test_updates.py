@@ -215,3 +215,68 @@ def test_readers_in_other_threads_see_a_whole_model_while_users_are_added(rng):
         reader.join()
     assert not errors, errors[0]
     assert model.user_factors_.shape[0] == 61
+
+
+# -- warm starts ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["cpu", "_batched"])
+@pytest.mark.parametrize("params", [dict(loss="rg2", regularization=0.05),
+                                    dict(loss="rgx", alpha=0.0, regularization=0.05),
+                                    dict(loss="ials", regularization=0.1),
+                                    dict(loss="rg2", solver="cholesky", dtype=np.float32)],
+                         ids=["rg2", "rgx", "ials", "cholesky"])
+def test_a_warm_start_on_unchanged_data_equals_continuing_the_fit(rng, params, backend):
+    user_items = random_interactions(rng, n_users=40, n_items=25, density=0.2)
+    common = dict(factors=4, tol=0.0, random_state=int(rng.integers(1000)),
+                  backend=backend, regularization=0.05, dtype=np.float64)
+    common.update(params)
+    whole = ALSSolver(iterations=7, **common).fit(user_items, show_progress=False)
+    part = ALSSolver(iterations=4, **common).fit(user_items, show_progress=False)
+    seen = []
+    part.set_params(iterations=3).fit(user_items, show_progress=False, warm_start=True,
+                                      callback=lambda sweep, *_: seen.append(sweep))
+    for name in ("user_factors_", "item_factors_", "previous_item_factors_"):
+        if params.get("solver") == "cholesky":  # no rotation: bit for bit
+            np.testing.assert_array_equal(getattr(part, name), getattr(whole, name), name)
+        else:  # a fit runs in a rotated basis it undoes at the end: equal up to rounding
+            np.testing.assert_allclose(getattr(part, name), getattr(whole, name), rtol=0,
+                                       atol=1e-12, err_msg=name)
+    # the monitor goes on: sweeps 5-7 in a new segment, the same objectives
+    history, continued = whole.monitor_.history, part.monitor_.history
+    np.testing.assert_array_equal(continued["sweep"], history["sweep"])
+    np.testing.assert_allclose(continued["objective"], history["objective"], rtol=1e-6)
+    assert continued["segment"][-1] == history["segment"][-1] + 1 and seen == [4, 5, 6]
+
+
+def test_a_warm_start_grows_the_model_and_keeps_the_chosen_regularization(rng):
+    user_items = data_of(rng, 300, 80)
+    model = ALSSolver(factors=4, iterations=12, random_state=3).fit(user_items,
+                                                                     show_progress=False)
+    assert model.regularization_path_  # the default: lam chosen on the path
+    chosen, path = model.loss_.get_params(), model.regularization_path_
+    grown = sp.vstack([sp.hstack([user_items, sp.csr_matrix((300, 5))]),
+                       data_of(rng, 20, 85)], format="csr")
+    before = np.array(model.user_factors_)
+    model.set_params(iterations=2).fit(grown, show_progress=False, warm_start=True)
+    assert model.user_factors_.shape == (320, 4) and model.item_factors_.shape == (85, 4)
+    assert model.loss_.get_params() == chosen and model.regularization_path_ == path
+    assert model.loss_.n_users == 320 and model.loss_.n_items == 85
+    assert not np.array_equal(model.user_factors_[:300], before)  # it went on
+    assert np.isfinite(model.user_factors_).all() and np.abs(model.user_factors_[300:]).max() > 0
+    with pytest.raises(ValueError, match="may only grow"):
+        model.fit(user_items[:10], warm_start=True, show_progress=False)
+    with pytest.raises(ValueError, match="warm_start needs factors=4"):
+        model.set_params(factors=5).fit(grown, warm_start=True, show_progress=False)
+    with pytest.raises(ValueError, match="warm_start must be True or False"):
+        model.set_params(factors=4).fit(grown, warm_start="yes", show_progress=False)
+    # an unfitted model: a fresh fit
+    unfitted = ALSSolver(factors=4, iterations=2, random_state=3)
+    fresh_fit = ALSSolver(factors=4, iterations=2, random_state=3)
+    np.testing.assert_array_equal(
+        unfitted.fit(grown, warm_start=True, show_progress=False).user_factors_,
+        fresh_fit.fit(grown, show_progress=False).user_factors_)
+
+
+def data_of(rng, n_users, n_items):
+    return random_interactions(rng, n_users=n_users, n_items=n_items, density=0.05,
+                               empty_user=False, empty_item=False)
