@@ -206,7 +206,7 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None,
                                 if largest_norm is not None else row_norm_bound(targets))
     if candidates is not None:
         ids = np.where(ids >= 0, candidates[ids], -1)
-    scores, ids = _exact_order(queries, all_targets, ids, rough.dtype)
+    scores, ids = exact_order(queries, all_targets, ids, rough.dtype)
     if crowded.size:
         ids[crowded], scores[crowded] = _exact_rows(to_host(queries)[crowded], targets, wide,
                                                     None if exclude is None else
@@ -279,7 +279,7 @@ def _exact_rows(queries, targets, depth, exclude, removed, candidates, dtype):
     return chosen, best.astype(dtype)
 
 
-def _exact_order(queries, targets, ids, dtype):
+def exact_order(queries, targets, ids, dtype):
     """The chosen ids' scores recomputed in float64 and the rows sorted by them (ties:
     lower id first): BLAS sums a single query and a block of queries in different orders,
     so without this a user's scores would depend on the batch it was asked in."""

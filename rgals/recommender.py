@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .ann import ApproximateIndex
 from .backend import backend_of, to_host
 from .ranking import normalized_rows, row_norm_bound, row_norms, top_n
 from .serving import BATCH_USERS, explain, recommend_all, save_recommendations
@@ -168,6 +169,13 @@ class Recommender:
         gets the most popular items of the training data instead of ids 0, 1, 2, ...,
         with score 0.
         """
+        return self._recommend(userid, user_items, N, filter_already_liked_items,
+                               filter_items, recalculate_user, items, top_n)
+
+    def _recommend(self, userid, user_items, N, filter_already_liked_items, filter_items,
+                   recalculate_user, items, rank):
+        """`recommend`, ranking with `rank` (rgals.ranking.top_n's signature: the exact
+        ranking, or an approximate index's)."""
         self._check_fitted()
         n_users, n_items = self.user_factors_.shape[0], self.item_factors_.shape[0]
         ids = check_ids(userid, None if recalculate_user else n_users, "userid")
@@ -180,10 +188,10 @@ class Recommender:
             rows = self._rows(ids, user_items, n_items, "user_items", "item")
         queries = (self.recalculate_user(ids, rows) if recalculate_user
                    else self._factor_rows(self.user_factors_, ids))
-        result = top_n(queries, self.item_factors_, N, exclude=rows if
-                       filter_already_liked_items else None,
-                       filter_ids=filter_items, candidates=items,
-                       largest_norm=self._largest_item_norm())
+        result = rank(queries, self.item_factors_, N, exclude=rows if
+                      filter_already_liked_items else None,
+                      filter_ids=filter_items, candidates=items,
+                      largest_norm=self._largest_item_norm())
         # cold: zero factors, from no interactions in the rows folded in or in training
         counts = self.interaction_totals_.user_counts
         counts = np.diff(rows.indptr) if recalculate_user else (
@@ -226,6 +234,13 @@ class Recommender:
         softmax's normaliser), so that all shares add up to the score; user_weights,
         the Cholesky factor of A, makes the next call for this user cheaper."""
         return explain(self, userid, user_items, itemid, user_weights, N)
+
+    def approximate_index(self, method: str = "hnsw", **settings: object) -> ApproximateIndex:
+        """An approximate top-N index over this model's item factors (faiss: `pip
+        install 'rgals[ann]'`), whose `recommend` takes this model's arguments and gives
+        its shapes; `method` "hnsw", "ivf" or "flat" and its `settings`: see
+        rgals.ann. The exact `recommend` stays this model's own."""
+        return ApproximateIndex(self, method, **settings)
 
     @property
     def user_norms(self):

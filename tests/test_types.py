@@ -15,6 +15,7 @@ PUBLIC = [rgals.ALSSolver.fit, rgals.ALSSolver.recommend, rgals.ALSSolver.simila
           rgals.ALSSolver.recalculate_item, rgals.ALSSolver.partial_fit_users,
           rgals.ALSSolver.partial_fit_items, rgals.ALSSolver.explain,
           rgals.ALSSolver.recommend_all, rgals.ALSSolver.save_recommendations,
+          rgals.ALSSolver.approximate_index, rgals.ann.ApproximateIndex.recommend,
           rgals.ALSSolver.save, rgals.ALSSolver.load,
           rgals.ALSSolver.to_cpu, rgals.ALSSolver.to_gpu, rgals.ALSSolver.get_params,
           rgals.ALSSolver.set_params, rgals.tune, rgals.tuning.search_space,
