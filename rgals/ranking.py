@@ -200,7 +200,7 @@ def top_n(queries, targets, N, exclude=None, filter_ids=None, candidates=None,
     depth = min(N, targets.shape[0])
     # a few more than asked, rescored exactly: which of two near-equal targets makes the
     # list must not depend on how BLAS summed this query's batch
-    wide = min(depth + _MARGIN, targets.shape[0])
+    wide = min(depth + RESCORE_MARGIN, targets.shape[0])
     rough, ids = top_lists(queries, targets, wide, exclude, removed)
     crowded = _crowded_boundary(queries, rough, depth, lambda: largest_norm
                                 if largest_norm is not None else row_norm_bound(targets))
@@ -234,7 +234,7 @@ def _fill_with_excluded(ids, exclude, candidates):
 
 
 _PAIRS = 1 << 16  # chosen pairs rescored at a time (bounded memory)
-_MARGIN = 8  # targets ranked beyond the N asked, for the exact rescoring to choose among
+RESCORE_MARGIN = 8  # targets ranked beyond the N asked, for the exact rescoring to choose among
 # a float32 score a . b is within about d * 2^-24 |a||b| of the exact one (d <= ~1000)
 _ROUGH = 1e-4
 
@@ -248,7 +248,7 @@ def row_norm_bound(rows):
 def _crowded_boundary(queries, rough, depth, largest_norm):
     """Rows whose rough (BLAS) list may have left out a target whose exact score belongs
     in the top `depth`: the list is full, and its last score is within the rounding of
-    BLAS's sums of the depth-th (so more near-ties than _MARGIN crowd the boundary).
+    BLAS's sums of the depth-th (so more near-ties than RESCORE_MARGIN crowd the boundary).
     `largest_norm()`: the targets' largest norm (asked only when a list is full)."""
     full = np.isfinite(rough[:, -1]) if rough.shape[1] > depth else np.zeros(0, bool)
     if not full.any():
