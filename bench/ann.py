@@ -4,7 +4,8 @@
     python -m bench.ann --data gowalla --single 300
 
 For each data set: a model (Gowalla: the default fit on its training split; synthetic:
-`rgals.data.synthetic` with 500k users and 100k items, 5 sweeps at regularization 0.01),
+`rgals.data.synthetic` with 500k users and 100k items, its fast approximate draw, 5
+sweeps at regularization 0.01),
 then the exact `recommend` and `model.approximate_index(method, ...)` for a few settings
 on the same --users queried users (all of Gowalla's; a random sample of the synthetic
 ones), seen items filtered, N = 20: the index's build seconds, queries per second in
@@ -37,7 +38,7 @@ def model_of(name, threads, seed):
         return rgals.ALSSolver(random_state=seed, num_threads=threads).fit(
             train, show_progress=False)
     matrix = synthetic(n_users=500_000, n_items=100_000, factors=16, mean_activity=20.0,
-                       seed=seed)
+                       seed=seed, candidates=8)
     return rgals.ALSSolver(iterations=5, regularization=0.01, random_state=seed,
                            num_threads=threads).fit(matrix, show_progress=False)
 
