@@ -30,6 +30,20 @@ METHODS = ("hnsw", "ivf", "flat")
 BATCH = 4096  # queries per faiss search: bounds the candidate lists' memory
 
 
+def _blocks_by_need(need):
+    """Row blocks of at most BATCH rows, in order of `need` (the candidates each row
+    needs), each cut where its rows' need passes twice its first row's: a search asks a
+    block for as many as its neediest row, and users' histories differ by 100x."""
+    order = np.argsort(need, kind="stable")
+    ordered = need[order]
+    start = 0
+    while start < order.size:
+        stop = int(np.searchsorted(ordered, 2 * ordered[start], side="right"))
+        stop = max(min(start + BATCH, stop), start + 1)
+        yield order[start:stop]
+        start = stop
+
+
 def require_faiss():
     try:
         import faiss
@@ -110,11 +124,7 @@ class ApproximateIndex:
                 left_out -= np.asarray((exclude[:, removed] != 0).sum(axis=1)).ravel()
         ids = np.full((queries.shape[0], depth), -1, dtype=np.int64)
         scores = np.full((queries.shape[0], depth), -np.inf, dtype=queries.dtype)
-        # rows in order of what they need, so that a search asks each block for about
-        # as many candidates as its rows need (the most-seen user's would be hundreds)
-        order = np.argsort(left_out, kind="stable")
-        for start in range(0, order.size, BATCH):
-            rows = order[start:start + BATCH]
+        for rows in _blocks_by_need(depth + left_out):
             found = self._search(queries[rows], int(min(n_items, depth + left_out[rows].max())))
             if removed is not None:
                 found[np.isin(found, removed)] = -1

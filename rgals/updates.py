@@ -54,8 +54,9 @@ def partial_fit(model, side, ids, rows):
     previous = getattr(model, "previous_item_factors_", None)
     if side == "item" and previous is not None:
         # items the users never saw: their new factors stand for them in fold-in
-        new = solved_ids >= previous.shape[0]
-        previous = _placed(previous, n_rows, solved_ids[new], solved[new])
+        new = np.flatnonzero(solved_ids >= previous.shape[0])
+        previous = _placed(previous, n_rows, solved_ids[new],
+                           solved[backend_of(solved).xp.asarray(new)])
     # the data first: a reader that sees the grown factors finds their totals
     model.user_items_, model.interaction_totals_, model.loss_ = user_items, totals, loss
     if side == "item":

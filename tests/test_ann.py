@@ -137,3 +137,13 @@ def test_rows_the_search_leaves_short_are_ranked_exactly(model, monkeypatch):
                         lambda queries, k: np.full((queries.shape[0], k), -1, np.int64))
     for kwargs in (dict(N=10), dict(N=10, filter_items=[0, 1]), dict(N=500)):
         assert_same(index.recommend(users, **kwargs), model.recommend(users, **kwargs))
+
+
+def test_blocks_by_need_cover_every_row_once_with_close_needs(rng):
+    need = np.concatenate([rng.integers(20, 40, 9000), rng.integers(20, 3000, 500), [0, 0]])
+    blocks = list(ann._blocks_by_need(need))
+    rows = np.concatenate(blocks)
+    assert np.array_equal(np.sort(rows), np.arange(need.size))
+    for block in blocks:
+        assert 1 <= block.size <= ann.BATCH
+        assert need[block].max() <= max(2 * need[block].min(), need[block].min())

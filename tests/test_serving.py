@@ -7,6 +7,7 @@ import scipy.sparse as sp
 import rgals
 from conftest import random_interactions
 from rgals import ALSSolver
+from rgals.backend import to_host
 
 
 def test_implicits_explain_test_passes():
@@ -38,17 +39,17 @@ def test_implicits_explain_test_passes():
 
 
 @pytest.mark.parametrize("loss", ["rg2", "rgx", "ials"])
-def test_explained_shares_add_up_to_the_folded_in_score(rng, loss):
+def test_explained_shares_add_up_to_the_folded_in_score(rng, loss, backend_name):
     user_items = random_interactions(rng, n_users=30, n_items=20, density=0.3)
     model = ALSSolver(factors=5, loss=loss, regularization=0.05, iterations=4,
-                      dtype=np.float64, random_state=int(rng.integers(1000)))
+                      dtype=np.float64, random_state=int(rng.integers(1000)),
+                      backend=backend_name)
     model.fit(user_items, show_progress=False)
     row = random_interactions(rng, n_users=1, n_items=20, empty_user=False)
-    folded = np.array(model.recalculate_user(0, row))
+    folded, items = to_host(model.recalculate_user(0, row)), to_host(model.item_factors_)
     for item in rng.choice(20, 4, replace=False):
         score, contributions, _ = model.explain(0, row, item, N=50)
-        assert score == pytest.approx(folded @ model.item_factors_[item], rel=1e-9,
-                                      abs=1e-12)
+        assert score == pytest.approx(folded @ items[item], rel=1e-9, abs=1e-12)
         assert sum(share for _, share in contributions) == pytest.approx(score, rel=1e-9,
                                                                          abs=1e-12)
         items = [itemid for itemid, _ in contributions]

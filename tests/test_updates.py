@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import rgals
 from conftest import BruteForce, random_interactions
 from rgals import ALSSolver
+from rgals.backend import to_host
 from rgals.prepared import InteractionTotals
 
 
@@ -61,11 +62,10 @@ def brute_force(model):
                       getattr(loss, "reg_exponent", 1.0))
 
 
-@pytest.mark.parametrize("backend", ["cpu", "_batched"])
 @pytest.mark.parametrize("loss", ["rg2", "ials"])
-def test_partial_fits_solve_their_rows_exactly_and_grow_the_model(rng, loss, backend):
-    model = fitted(rng, loss, backend)
-    before = {name: np.array(getattr(model, name)) for name in
+def test_partial_fits_solve_their_rows_exactly_and_grow_the_model(rng, loss, backend_name):
+    model = fitted(rng, loss, backend_name)
+    before = {name: to_host(getattr(model, name)) for name in
               ("user_factors_", "item_factors_", "previous_item_factors_")}
     old = model.user_items_.toarray()
     n_users, n_items = old.shape
@@ -84,15 +84,15 @@ def test_partial_fits_solve_their_rows_exactly_and_grow_the_model(rng, loss, bac
                                       getattr(totals, field))
     assert model.loss_.n_users == 26 and model.user_factors_.shape == (26, 4)
     # the changed users minimise F with the items their fit saw (previous_item_factors_)
-    P, Q = np.array(model.user_factors_), np.array(model.previous_item_factors_)
+    P, Q = to_host(model.user_factors_), to_host(model.previous_item_factors_)
     gradient = brute_force(model).gradients(P, Q)[0]
     assert np.abs(gradient[users]).max() < 1e-8 * max(1.0, np.abs(P[users]).max())
     # the skipped user has the factors of a user without interactions; others stay
     empty = model.recalculate_user(24, sp.csr_matrix((1, n_items)))
-    np.testing.assert_allclose(P[24], np.array(empty), atol=1e-12)
+    np.testing.assert_allclose(P[24], to_host(empty), atol=1e-12)
     kept = np.setdiff1d(np.arange(n_users), users)
     np.testing.assert_array_equal(P[kept], before["user_factors_"][kept])
-    np.testing.assert_array_equal(np.array(model.item_factors_), before["item_factors_"])
+    np.testing.assert_array_equal(to_host(model.item_factors_), before["item_factors_"])
 
     # items: replace item 1, add item 16 (15 skipped), against the current users
     items = np.array([16, 1])
@@ -102,10 +102,10 @@ def test_partial_fits_solve_their_rows_exactly_and_grow_the_model(rng, loss, bac
     assert model.user_items_.shape == (26, 17) and model.item_factors_.shape == (17, 4)
     np.testing.assert_array_equal(model.user_items_.toarray()[:, items].T,
                                   item_rows.toarray())
-    P, Q = np.array(model.user_factors_), np.array(model.item_factors_)
+    P, Q = to_host(model.user_factors_), to_host(model.item_factors_)
     gradient = brute_force(model).gradients(P, Q)[1]
     assert np.abs(gradient[items]).max() < 1e-8 * max(1.0, np.abs(Q[items]).max())
-    previous = np.array(model.previous_item_factors_)
+    previous = to_host(model.previous_item_factors_)
     # the users saw the old items: new ones stand for themselves in fold-in
     np.testing.assert_array_equal(previous[:n_items], before["previous_item_factors_"])
     np.testing.assert_array_equal(previous[[15, 16]], Q[[15, 16]])
@@ -117,7 +117,7 @@ def test_the_same_partial_fit_twice_changes_nothing_the_second_time(rng):
     model = fitted(rng)
     rows = random_interactions(rng, n_users=3, n_items=15, empty_user=False)
     model.partial_fit_users([0, 30, 7], rows)
-    once = {name: np.array(getattr(model, name)) for name in
+    once = {name: to_host(getattr(model, name)) for name in
             ("user_factors_", "item_factors_", "previous_item_factors_")}
     matrix = model.user_items_.copy()
     model.partial_fit_users([0, 30, 7], rows)
@@ -219,16 +219,16 @@ def test_readers_in_other_threads_see_a_whole_model_while_users_are_added(rng):
 
 # -- warm starts ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("backend", ["cpu", "_batched"])
 @pytest.mark.parametrize("params", [dict(loss="rg2", regularization=0.05),
                                     dict(loss="rgx", alpha=0.0, regularization=0.05),
                                     dict(loss="ials", regularization=0.1),
                                     dict(loss="rg2", solver="cholesky", dtype=np.float32)],
                          ids=["rg2", "rgx", "ials", "cholesky"])
-def test_a_warm_start_on_unchanged_data_equals_continuing_the_fit(rng, params, backend):
+def test_a_warm_start_on_unchanged_data_equals_continuing_the_fit(rng, params,
+                                                                  backend_name):
     user_items = random_interactions(rng, n_users=40, n_items=25, density=0.2)
     common = dict(factors=4, tol=0.0, random_state=int(rng.integers(1000)),
-                  backend=backend, regularization=0.05, dtype=np.float64)
+                  backend=backend_name, regularization=0.05, dtype=np.float64)
     common.update(params)
     whole = ALSSolver(iterations=7, **common).fit(user_items, show_progress=False)
     part = ALSSolver(iterations=4, **common).fit(user_items, show_progress=False)
@@ -236,11 +236,11 @@ def test_a_warm_start_on_unchanged_data_equals_continuing_the_fit(rng, params, b
     part.set_params(iterations=3).fit(user_items, show_progress=False, warm_start=True,
                                       callback=lambda sweep, *_: seen.append(sweep))
     for name in ("user_factors_", "item_factors_", "previous_item_factors_"):
+        got, expected = to_host(getattr(part, name)), to_host(getattr(whole, name))
         if params.get("solver") == "cholesky":  # no rotation: bit for bit
-            np.testing.assert_array_equal(getattr(part, name), getattr(whole, name), name)
+            np.testing.assert_array_equal(got, expected, name)
         else:  # a fit runs in a rotated basis it undoes at the end: equal up to rounding
-            np.testing.assert_allclose(getattr(part, name), getattr(whole, name), rtol=0,
-                                       atol=1e-12, err_msg=name)
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, err_msg=name)
     # the monitor goes on: sweeps 5-7 in a new segment, the same objectives
     history, continued = whole.monitor_.history, part.monitor_.history
     np.testing.assert_array_equal(continued["sweep"], history["sweep"])
