@@ -46,10 +46,10 @@ def test_explained_shares_add_up_to_the_folded_in_score(rng, loss, backend_name)
                       backend=backend_name)
     model.fit(user_items, show_progress=False)
     row = random_interactions(rng, n_users=1, n_items=20, empty_user=False)
-    folded, items = to_host(model.recalculate_user(0, row)), to_host(model.item_factors_)
+    folded, factors = to_host(model.recalculate_user(0, row)), to_host(model.item_factors_)
     for item in rng.choice(20, 4, replace=False):
         score, contributions, _ = model.explain(0, row, item, N=50)
-        assert score == pytest.approx(folded @ items[item], rel=1e-9, abs=1e-12)
+        assert score == pytest.approx(folded @ factors[item], rel=1e-9, abs=1e-12)
         assert sum(share for _, share in contributions) == pytest.approx(score, rel=1e-9,
                                                                          abs=1e-12)
         items = [itemid for itemid, _ in contributions]
