@@ -111,7 +111,9 @@ class ApproximateIndex:
         n_items = targets.shape[0]
         removed = None if filter_ids is None else np.unique(
             check_ids(filter_ids, n_items, "filter_items"))
-        queries = np.ascontiguousarray(to_host(queries), dtype=np.float32)
+        queries = to_host(queries)
+        searched = np.ascontiguousarray(queries, dtype=np.float32)  # what faiss takes
+        dtype = np.result_type(queries.dtype, targets.dtype)  # the scores', as top_n's
         exclude = None if exclude is None else sp.csr_matrix(exclude)
         depth = min(N, n_items)
         # what each row leaves out: it needs that many candidates more than N
@@ -123,9 +125,10 @@ class ApproximateIndex:
             if removed is not None:
                 left_out -= np.asarray((exclude[:, removed] != 0).sum(axis=1)).ravel()
         ids = np.full((queries.shape[0], depth), -1, dtype=np.int64)
-        scores = np.full((queries.shape[0], depth), -np.inf, dtype=queries.dtype)
+        scores = np.full((queries.shape[0], depth), -np.inf, dtype=dtype)
         for rows in _blocks_by_need(depth + left_out):
-            found = self._search(queries[rows], int(min(n_items, depth + left_out[rows].max())))
+            found = self._search(searched[rows], int(min(n_items,
+                                                         depth + left_out[rows].max())))
             if removed is not None:
                 found[np.isin(found, removed)] = -1
             if exclude is not None:  # (row, item) pairs as one key each
@@ -136,7 +139,7 @@ class ApproximateIndex:
             # the first candidates left, in the index's order, rescored exactly
             kept = np.take_along_axis(found, np.argsort(found < 0, axis=1, kind="stable"),
                                       axis=1)[:, :depth + RESCORE_MARGIN]
-            best, chosen = exact_order(queries[rows], targets, kept, queries.dtype)
+            best, chosen = exact_order(queries[rows], targets, kept, dtype)
             scores[rows], ids[rows] = best[:, :depth], chosen[:, :depth]
         # rows the search left short of the items they could list (an unreachable node
         # of the graph, e.g. items sharing one factor): ranked exactly

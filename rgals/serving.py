@@ -4,6 +4,8 @@ through its public methods and fold-in systems."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.linalg
 from tqdm.auto import tqdm
@@ -44,8 +46,6 @@ def save_recommendations(model, path, N=10, user_ids=None, item_ids=None, overwr
     and recommend's), to a temporary name renamed into place at the end. `user_ids`,
     `item_ids`: the original ids of the rows (rgals.data.Interactions' maps; default:
     the row numbers). Padding (-1, when fewer than N items are left) is left out."""
-    from pathlib import Path
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists: pass overwrite=True (--overwrite on the "

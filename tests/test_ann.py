@@ -147,3 +147,13 @@ def test_blocks_by_need_cover_every_row_once_with_close_needs(rng):
     for block in blocks:
         assert 1 <= block.size <= ann.BATCH
         assert need[block].max() <= max(2 * need[block].min(), need[block].min())
+
+
+def test_a_float64_model_gets_float64_scores_as_from_recommend(rng):
+    user_items = random_interactions(rng, n_users=40, n_items=30, density=0.2)
+    model = ALSSolver(factors=4, iterations=3, dtype=np.float64, random_state=0).fit(
+        user_items, show_progress=False)
+    got = model.approximate_index("flat").recommend(np.arange(40), N=5)
+    expected = model.recommend(np.arange(40), N=5)
+    assert got[1].dtype == expected[1].dtype == np.float64
+    assert_same(got, expected)
