@@ -27,6 +27,7 @@ from .training import (MONITOR_LEVELS, EarlyStopping, LocalExecutor, ProgressBar
 from .validation import (check_bool, check_choice, check_interactions, check_random_state,
                          check_value_range, random_generator)
 from .types import Callback, FilePath, Matrix
+from .updates import warm_start_point
 
 log = logging.getLogger("rgals")
 
@@ -316,35 +317,12 @@ class ALSSolver(Recommender, Estimator):
         warm = None
         if check_bool(warm_start, "warm_start") and getattr(self, "item_factors_", None) \
                 is not None:
-            warm = self._warm_start(params, inputs.user_items.shape)
+            warm = warm_start_point(self, params, inputs.user_items.shape)
         return self._fit(params, inputs, show_progress, callback, warm)
-
-    def _warm_start(self, params, shape):
-        """(sweeps done, the fitted (user, item) factors on the host, a copy of the
-        monitor) to go on from; params["loss"] takes the fitted loss's data-decided
-        values."""
-        old = (self.user_factors_.shape[0], self.item_factors_.shape[0])
-        if shape[0] < old[0] or shape[1] < old[1]:
-            raise ValueError(
-                f"warm_start: user_items is {shape[0]} x {shape[1]} but the fitted model "
-                f"{old[0]} x {old[1]}: users and items keep their rows, so the matrix may "
-                "only grow (new users and items appended as rows and columns)")
-        if params["factors"] != self.user_factors_.shape[1]:
-            raise ValueError(f"warm_start needs factors={self.user_factors_.shape[1]}, as "
-                             f"fitted; got {params['factors']}")
-        loss = params["loss"]
-        if loss.name == self.loss_.name:
-            for name, declared in loss.hyperparameters.items():
-                if declared.from_data and getattr(loss, name) is None:
-                    setattr(loss, name, getattr(self.loss_, name))
-        monitor = getattr(self, "monitor_", None)
-        done = int(monitor.rows[-1]["sweep"]) if monitor is not None and monitor.rows else 0
-        return done, (to_host(self.user_factors_), to_host(self.item_factors_)), \
-            copy.deepcopy(monitor)
 
     def _fit(self, params, inputs, show_progress=True, callback=None, warm=None):
         """`fit` on FitInputs checked for this loss (once, and prepared once per backend:
-        rgals.tune's trials share them); `warm`: what `_warm_start` gives."""
+        rgals.tune's trials share them); `warm`: what rgals.updates.warm_start_point gives."""
         started = time.perf_counter()
         user_items = inputs.user_items
         backend = get_backend(params["backend"])

@@ -1,4 +1,5 @@
-"""Incremental updates of a fitted model: `partial_fit_users` and `partial_fit_items`.
+"""Incremental updates of a fitted model: `partial_fit_users` and `partial_fit_items`,
+and what a warm start (`fit(..., warm_start=True)`) goes on from.
 
 The given rows replace those users' (items') interactions. Their factors are solved by
 the fit's own half step for that side, against the other side's factors: users against
@@ -14,10 +15,12 @@ another thread sees each attribute before or after the update, never half writte
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import scipy.sparse as sp
 
-from .backend import backend_of
+from .backend import backend_of, to_host
 from .prepared import InteractionTotals
 from .validation import check_ids
 
@@ -132,3 +135,27 @@ def _added_totals(totals, side, ids, rows, shape):
                                            max(high for _, high in ranges))
     return InteractionTotals(shape=tuple(shape), value_range=value_range, **grown)
 
+
+def warm_start_point(model, params, shape):
+    """What a warm start of fitted `model` on a users x items matrix of `shape` goes on
+    from: (sweeps done, the fitted (user, item) factors on the host, a copy of the
+    monitor). params["loss"] (checked_params') takes the fitted loss's data-decided
+    values where it leaves them to the data."""
+    old = (model.user_factors_.shape[0], model.item_factors_.shape[0])
+    if shape[0] < old[0] or shape[1] < old[1]:
+        raise ValueError(
+            f"warm_start: user_items is {shape[0]} x {shape[1]} but the fitted model "
+            f"{old[0]} x {old[1]}: users and items keep their rows, so the matrix may "
+            "only grow (new users and items appended as rows and columns)")
+    if params["factors"] != model.user_factors_.shape[1]:
+        raise ValueError(f"warm_start needs factors={model.user_factors_.shape[1]}, as "
+                         f"fitted; got {params['factors']}")
+    loss = params["loss"]
+    if loss.name == model.loss_.name:
+        for name, declared in loss.hyperparameters.items():
+            if declared.from_data and getattr(loss, name) is None:
+                setattr(loss, name, getattr(model.loss_, name))
+    monitor = getattr(model, "monitor_", None)
+    done = int(monitor.rows[-1]["sweep"]) if monitor is not None and monitor.rows else 0
+    return done, (to_host(model.user_factors_), to_host(model.item_factors_)), \
+        copy.deepcopy(monitor)
