@@ -394,7 +394,8 @@ class ALSSolver(Recommender, Estimator):
         if resumed is not None:
             done, factors, reweighting, resolved = resumed
             executor.factors.update(factors)
-            if resolved is not None and spec.regularization is None:
+            # the lam the fit chose (its path's, not the rule's that resolve just set)
+            if resolved is not None and params["loss"].regularization is None:
                 spec = copy.copy(spec)
                 spec.regularization = resolved["regularization"]
             if resolved is not None and resolved["path"] is not None:

@@ -401,18 +401,23 @@ class SoftmaxExpansion(Loss):
             # RG2's data terms scale with the values but its regularisers' alpha N + 1 does
             # not: lam per unit of the mean value keeps the default scale-free
             target = REGULARIZATION * (float(totals.user_sums.sum()) / pairs if pairs else 1.0)
-            item_scale = None
-            if self.popularity_exponent and pairs:
-                powered = totals.item_sums ** self.popularity_exponent
-                item_scale = n_items * powered / powered.sum()
             # only whether the cap binds matters: stop once lam* is known to be above it
-            threshold = collapse_regularization(
-                user_items, resolved.alpha, self.reg_exponent, item_scale,
-                stop_above=target / COLLAPSE_FRACTION, user_sums=totals.user_sums)
+            threshold = resolved.collapse(user_items, totals,
+                                          stop_above=target / COLLAPSE_FRACTION)
             # no interactions at all: nothing to collapse from (nor to regularise against)
             resolved.regularization = (min(target, COLLAPSE_FRACTION * threshold)
                                        if threshold > 0 else target)
         return resolved
+
+    def collapse(self, user_items, totals, stop_above=math.inf):
+        """`collapse_regularization` on this data at this loss's alpha (resolved), nu
+        and popularity prior: the lam above which every factor falls to zero."""
+        item_scale = None
+        if self.popularity_exponent and int(totals.user_counts.sum()):
+            powered = totals.item_sums ** self.popularity_exponent
+            item_scale = user_items.shape[1] * powered / powered.sum()
+        return collapse_regularization(user_items, self.alpha, self.reg_exponent, item_scale,
+                                       stop_above=stop_above, user_sums=totals.user_sums)
 
     def _bind(self, totals):
         if not totals.known:

@@ -16,8 +16,8 @@ and a second prepared copy of the data.
 """
 
 import copy
+import dataclasses
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,14 +35,17 @@ FIRST_SWEEPS = 6
 STAGE_SWEEPS = 3
 FINAL_SWEEPS = 2  # at least, on all the data
 STEP = 3.0
+UP_STEP = 2.0  # up, a smaller step: the collapse cliff is near (design.md 1.7)
+UP_CAP = 0.5  # of collapse_regularization: the way up stops there
 MAX_STEPS = 4
 MIN_GAIN = 0.01
 METRIC_K = 20
 
 
-@dataclass
+@dataclasses.dataclass
 class PathStage:
-    """One stage of the path: lam, the sweeps run by its end, the holdout's NDCG@20."""
+    """One stage of the path: lam, the fit's sweeps by its end, the holdout's NDCG@20.
+    A step up that lost is dropped: its sweeps are those of the stage before it."""
 
     regularization: float
     sweeps: int
@@ -85,7 +88,12 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
     data's executor; returns (the chosen lam, the sweeps run, the PathStages). The path
     fits the plain loss: top-K weights need scores of a fit on the whole data, and come
     with the remaining sweeps. `progress`: the fit's rgals.training.ProgressBar, which
-    the path's sweeps move (else a bar of its own)."""
+    the path's sweeps move (else a bar of its own).
+
+    Down first: lam / STEP while the holdout gains. When the first step down loses, the
+    path goes back to the first stage's factors and tries lam * UP_STEP, then on up
+    while it gains, never above UP_CAP of the lam where the factors collapse. The fit
+    goes on from the best stage's factors."""
     plain = copy.copy(spec)
     if getattr(plain, "top_k", None) is not None:
         plain.top_k = None
@@ -94,29 +102,60 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
     bar = (progress.open("choosing regularization") if progress is not None else
            tqdm(total=planned, disable=not show_progress, unit="sweep",
                 desc=f"rgals {spec.name}: choosing regularization"))
-    lam, done, sweeps = spec.regularization, 0, FIRST_SWEEPS
-    stages, best = [], None
+    stages = []
+
+    def stage(lam, sweeps):
+        plain.regularization = lam
+        executor.start(executor.bind(plain))
+        run(executor, sweeps, tol=0.0, identity_tolerance=identity_tolerance)
+        done = sweeps + (stages[-1].sweeps if stages else 0)
+        score = executor.validation_metrics(held, METRIC_K, ("ndcg",),
+                                            users=users)[f"ndcg@{METRIC_K}"]
+        stages.append(PathStage(lam, done, float(score)))
+        bar.update(sweeps)
+        bar.set_postfix({"lam": f"{lam:.3g}", f"holdout ndcg@{METRIC_K}": f"{score:.4f}"})
+        log.info("regularization path: lam %.3g, %d sweeps, holdout ndcg@%d %.4f",
+                 lam, done, METRIC_K, score)
+        return stages[-1]
+
+    def up_from(lam):
+        """The next lam up, within UP_CAP of the collapse (None: no room)."""
+        target = lam * UP_STEP
+        ceiling = UP_CAP * plain.collapse(executor.operator, executor.totals,
+                                          stop_above=target / UP_CAP)
+        step = min(target, ceiling)
+        return step if step > lam * (1.0 + MIN_GAIN) else None
+
     try:
-        while done + sweeps <= budget and len(stages) <= MAX_STEPS:
-            plain.regularization = lam
-            executor.start(executor.bind(plain))
-            run(executor, sweeps, tol=0.0, identity_tolerance=identity_tolerance)
-            done += sweeps
-            score = executor.validation_metrics(held, METRIC_K, ("ndcg",),
-                                                users=users)[f"ndcg@{METRIC_K}"]
-            stages.append(PathStage(lam, done, float(score)))
-            bar.update(sweeps)
-            bar.set_postfix({"lam": f"{lam:.3g}", f"holdout ndcg@{METRIC_K}": f"{score:.4f}"})
-            log.info("regularization path: lam %.3g, %d sweeps, holdout ndcg@%d %.4f",
-                     lam, done, METRIC_K, score)
-            if best is not None and not score > best.holdout_ndcg * (1.0 + MIN_GAIN):
-                break
-            best = stages[-1]
-            lam, sweeps = lam / STEP, STAGE_SWEEPS
+        best = stage(spec.regularization, FIRST_SWEEPS)
+        kept = executor.snapshot()  # the best stage's factors
+        went_on = None  # where the path went on from before trying up
+        move = ("down", best.regularization / STEP)
+        while move is not None and stages[-1].sweeps + STAGE_SWEEPS <= budget \
+                and len(stages) <= MAX_STEPS:
+            direction, lam = move
+            tried = stage(lam, STAGE_SWEEPS)
+            move = None
+            if tried.holdout_ndcg > best.holdout_ndcg * (1.0 + MIN_GAIN):
+                best, kept = tried, executor.snapshot()
+                move = (direction, lam / STEP) if direction == "down" else (
+                    None if (up := up_from(lam)) is None else ("up", up))
+            elif direction == "down" and len(stages) == 2 and hasattr(plain, "collapse"):
+                # the first step down lost: up, from the first stage's factors
+                up = up_from(best.regularization)
+                if up is not None:
+                    went_on = executor.snapshot()
+                    executor.restore(kept)
+                    move = ("up", up)
+            elif direction == "up":
+                # a step up that lost is dropped and adds no sweep to the fit's count:
+                # the fit goes on as without it (from the step down, or the best step up)
+                executor.restore(went_on if best is stages[0] else kept)
+                stages[-1] = dataclasses.replace(tried, sweeps=stages[-2].sweeps)
         bar.set_postfix({"lam chosen": f"{best.regularization:.3g}",
                          f"holdout ndcg@{METRIC_K}": f"{best.holdout_ndcg:.4f}"})
     finally:
         if progress is None:
-            bar.total = done  # the path may stop before the stages planned
+            bar.total = stages[-1].sweeps if stages else 0  # it may stop before the plan
             bar.close()
-    return best.regularization, done, stages
+    return best.regularization, stages[-1].sweeps, stages

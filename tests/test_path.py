@@ -58,18 +58,52 @@ def test_the_path_lowers_lam_where_local_structure_wants_it():
         1.05 * validation_ndcg(at_rule, fit_part, validation)
 
 
-def test_the_path_keeps_the_rule_where_structure_is_weak():
-    # popularity and noise only: the first step down ranks the holdout worse
+def test_the_path_raises_lam_where_structure_is_weak():
+    # popularity and noise only: the first step down ranks the holdout worse, one up better
     fit_part, validation = validation_split(communities(3000, 3000, 300, 20, 0.0, seed=3),
                                             0.1, seed=0)
     model = fit(fit_part)
-    first, second = model.regularization_path_
-    assert second.holdout_ndcg < first.holdout_ndcg
-    assert model.loss_.regularization == first.regularization == \
-        RG2().resolve(fit_part).regularization
-    at_rule = fit(fit_part, regularization=first.regularization)
+    first, down, up = model.regularization_path_
+    rule = RG2().resolve(fit_part).regularization
+    assert first.regularization == rule and down.regularization == rule / path.STEP
+    assert down.holdout_ndcg < first.holdout_ndcg < up.holdout_ndcg
+    assert up.regularization == pytest.approx(rule * path.UP_STEP)
+    assert model.loss_.regularization == up.regularization and up.sweeps == down.sweeps + 3
+    at_rule = fit(fit_part, regularization=rule)
     assert validation_ndcg(model, fit_part, validation) > \
-        0.97 * validation_ndcg(at_rule, fit_part, validation)
+        1.05 * validation_ndcg(at_rule, fit_part, validation)
+
+
+def test_a_step_up_that_loses_changes_nothing(monkeypatch):
+    # the embedded Health split: the rule's lam beats a third and twice it on the holdout
+    from rgals.datasets import load_default
+
+    train, _ = load_default()
+    model = fit(train)
+    first, down, up = model.regularization_path_
+    assert up.regularization > first.regularization > down.regularization
+    assert up.holdout_ndcg < first.holdout_ndcg and up.sweeps == down.sweeps
+    assert model.loss_.regularization == first.regularization
+    monkeypatch.setattr(path, "UP_STEP", 1.0)  # the way up closed: the path of before
+    before = fit(train)
+    assert len(before.regularization_path_) == 2
+    np.testing.assert_array_equal(model.user_factors_, before.user_factors_)
+    np.testing.assert_array_equal(model.item_factors_, before.item_factors_)
+
+
+def test_the_way_up_stops_below_the_collapse(monkeypatch):
+    fit_part, _ = validation_split(communities(3000, 3000, 300, 20, 0.0, seed=3), 0.1, seed=0)
+    rule = RG2().resolve(fit_part).regularization
+    ceiling = RG2().resolve(fit_part).collapse(fit_part, rgals.prepared.InteractionTotals.of(
+        fit_part))
+    # a cap between the rule's lam and twice it: the step up stops at the cap, measured
+    # on the path's data (less the holdout: a little lower than on all of it)
+    monkeypatch.setattr(path, "UP_CAP", 1.5 * rule / ceiling)
+    stages = fit(fit_part).regularization_path_
+    assert 1.1 * rule < stages[2].regularization <= 1.5 * rule
+    # no room above the rule's lam: no step up
+    monkeypatch.setattr(path, "UP_CAP", rule / ceiling)
+    assert len(fit(fit_part).regularization_path_) == 2
 
 
 def test_the_holdout_is_a_sample_of_users_less_their_held_pairs():

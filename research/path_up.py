@@ -1,0 +1,82 @@
+"""Probe: a default regularization path that can also go up (issue 29; bench/RESULTS.md).
+
+Status: measurement (see the RESULTS section "A path that can go up", issue 29).
+
+    python -m research.path_up --dataset health electronic gowalla --synthetic
+
+For each data set: its training split less a 10% validation split (seed 0; synthetic
+sets: `rgals.data.synthetic` as bench/tuning.py plants them, then the same split), a
+default fit (64 factors, seed 0) with the path as it is (`rgals.path`: down, then up
+from the start when the first step down loses) and with the way up closed (UP_STEP 1,
+the path before issue 29), and fits at fixed lam around the rule's (x 1/3, 1, 2, 3, at
+the default alpha). Validation NDCG@20 of each, and each path's stages. Validation only:
+the test split is never read.
+"""
+
+import argparse
+import sys
+
+from bench import tuning
+from bench.common import DATASETS, positive, probe_data, script
+from rgals import ALSSolver, path
+from rgals.data import synthetic, validation_split
+from rgals.losses import RG2
+from rgals.metrics import ranking_metrics
+
+LAM_FACTORS = (1 / 3, 1.0, 2.0, 3.0)
+
+
+def validation_ndcg(model, fit_part, validation):
+    return ranking_metrics(model.user_factors_, model.item_factors_, validation, fit_part,
+                           K=20, metrics=("ndcg",))["ndcg@20"]
+
+
+def data_of(name, seed):
+    if name in DATASETS:
+        return probe_data(name, seed)
+    users, items, rank, activity = tuning.SYNTHETIC[name]
+    matrix = synthetic(users, items, factors=rank, mean_activity=activity, seed=seed)
+    return validation_split(matrix, ratio=0.1, seed=seed)
+
+
+def default_fit(fit_part, threads, seed, up=True):
+    saved = path.UP_STEP
+    path.UP_STEP = saved if up else 1.0  # 1: no step up is ever taken
+    try:
+        return ALSSolver(random_state=seed, num_threads=threads).fit(fit_part,
+                                                                    show_progress=False)
+    finally:
+        path.UP_STEP = saved
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", nargs="*", choices=list(DATASETS), default=[])
+    parser.add_argument("--synthetic", action="store_true")
+    parser.add_argument("--threads", type=positive, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    names = list(args.dataset) + (list(tuning.SYNTHETIC) if args.synthetic else [])
+    fixed = " | ".join(f"lam x {factor:.3g}" for factor in LAM_FACTORS)
+    print(f"| data | path, up and down | path, down only | {fixed} | stages (lam: holdout) |")
+    print("|---" * (4 + len(LAM_FACTORS)) + "|")
+    for name in names:
+        fit_part, validation = data_of(name, args.seed)
+        both = default_fit(fit_part, args.threads, args.seed)
+        down = default_fit(fit_part, args.threads, args.seed, up=False)
+        rule = RG2().resolve(fit_part).regularization
+        grid = [validation_ndcg(ALSSolver(regularization=rule * factor, random_state=args.seed,
+                                          num_threads=args.threads).fit(
+            fit_part, show_progress=False), fit_part, validation) for factor in LAM_FACTORS]
+        stages = ", ".join(f"{stage.regularization:.3g}: {stage.holdout_ndcg:.4f}"
+                           for stage in both.regularization_path_ or [])
+        print(f"| {name} | {validation_ndcg(both, fit_part, validation):.4f} "
+              f"(lam {both.loss_.regularization:.3g}) | "
+              f"{validation_ndcg(down, fit_part, validation):.4f} "
+              f"(lam {down.loss_.regularization:.3g}) | "
+              + " | ".join(f"{score:.4f}" for score in grid) + f" | {stages} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(script(main))
