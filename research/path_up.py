@@ -1,6 +1,7 @@
 """Probe: a default regularization path that can also go up (issue 29; bench/RESULTS.md).
 
-Status: measurement (see the RESULTS section "A path that can go up", issue 29).
+Status: adopted: `rgals.path` steps up when its first step down loses (bench/RESULTS.md,
+"A path that can go up", issue 29); alpha's default stays 300 / N (no rule found).
 
     python -m research.path_up --dataset health electronic gowalla --synthetic
 

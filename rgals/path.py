@@ -9,10 +9,15 @@ popularity wants strong shrinkage, strong local structure (communities) a weak o
 So a fit with regularization=None holds out HOLDOUT_RATIO of the interactions of up to
 HOLDOUT_USERS users, runs FIRST_SWEEPS sweeps at the rule's lam on the rest, then divides
 lam by STEP for STAGE_SWEEPS warm-started sweeps at a time while the holdout's NDCG@20
-improves by more than MIN_GAIN (at most MAX_STEPS times). The best stage's lam is kept,
-and the fit's remaining sweeps run on all the data, from the factors the path reached.
-The path's sweeps count toward `iterations`; what it adds is a holdout scoring per stage
-and a second prepared copy of the data.
+improves by more than MIN_GAIN (at most MAX_STEPS times). When the first step down
+loses, the path tries lam * UP_STEP instead, from the first stage's factors, and goes on
+up while the holdout gains, below UP_CAP of the lam where every factor collapses (weak
+structure beyond popularity wants shrinkage up to that cliff: the planted synthetic-wide
+set, issue 29). A step up that loses is dropped: the factors go back to where the path
+was before it and its sweeps do not count, so such a fit equals the path without the
+way up. The best stage's lam is kept, and the fit's remaining sweeps run on all the
+data, from the factors the path reached. The path's sweeps count toward `iterations`;
+what it adds is a holdout scoring per stage and a second prepared copy of the data.
 """
 
 import copy
