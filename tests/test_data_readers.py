@@ -4,6 +4,7 @@ Every reader is checked against a matrix built independently from the pairs writ
 (scipy COO over the sorted distinct ids).
 """
 
+import os
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from rgals import data
 from rgals.data import readers
 from test_data_interactions import assert_interactions, random_pairs, write_lines
 
-HEALTH = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon2014-health"
+# the shared datasets: beside the repository, or where RGALS_DATA says (as bench/ reads them)
+HEALTH = Path(os.environ.get("RGALS_DATA", Path(__file__).resolve().parents[2] / "shared" /
+                             "data")) / "amazon2014-health"
 
 
 # ---------------------------------------------------------------------------------------
