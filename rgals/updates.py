@@ -34,10 +34,10 @@ def partial_fit(model, side, ids, rows):
     ids = check_ids(ids, None, ids_name)
     if ids.size == 0:
         raise ValueError(f"{ids_name} is empty: give the ids whose {rows_name} to fit")
-    repeated = np.flatnonzero(np.bincount(ids) > 1)
-    if repeated.size:
-        raise ValueError(f"{ids_name} holds id {int(repeated[0])} more than once: give each "
-                         f"id once, with the one row that replaces its interactions")
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"{ids_name} holds id {int(unique[counts > 1][0])} more than once: "
+                         "give each id once, with the one row that replaces its interactions")
     factors = getattr(model, f"{side}_factors_")
     n_rows = max(factors.shape[0], int(ids.max()) + 1)
     n_columns = getattr(model, f"{OTHER[side]}_factors_").shape[0]
