@@ -133,7 +133,7 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
 
     try:
         best = stage(spec.regularization, FIRST_SWEEPS)
-        kept = executor.snapshot()  # the best stage's factors
+        kept = executor.snapshot()  # the factors a step up starts from, or goes back to
         went_on = None  # where the path went on from before trying up
         move = ("down", best.regularization / STEP)
         while move is not None and stages[-1].sweeps + STAGE_SWEEPS <= budget \
@@ -142,7 +142,9 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
             tried = stage(lam, STAGE_SWEEPS)
             move = None
             if tried.holdout_ndcg > best.holdout_ndcg * (1.0 + MIN_GAIN):
-                best, kept = tried, executor.snapshot()
+                best = tried
+                if direction == "up":  # only a later step up can go back to it
+                    kept = executor.snapshot()
                 move = (direction, lam / STEP) if direction == "down" else (
                     None if (up := up_from(lam)) is None else ("up", up))
             elif direction == "down" and len(stages) == 2 and hasattr(plain, "collapse"):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from .backend import to_host
@@ -89,17 +90,15 @@ def explain(model, userid, user_items, itemid, user_weights=None, N=10):
     user = _scalar_id(userid, None, "userid")
     item = _scalar_id(itemid, model.item_factors_.shape[0], "itemid")
     N = check_integer(N, "N", 1)
-    if user_items is not None:
-        rows = check_interactions(user_items, "user_items", allow_negative=True,
-                                  allow_empty=True)
-        if rows.shape[0] > 1:  # the matrix of every user, as implicit takes it
-            if user >= rows.shape[0]:
-                raise IndexError(f"userid {user} is out of range: user_items has "
-                                 f"{rows.shape[0]} rows (give the user's row alone, or "
-                                 "the matrix of every user)")
-            rows = rows[[user]]
-        user_items = rows
-    elif user >= model.user_factors_.shape[0]:
+    shape = getattr(user_items, "shape", ())
+    if len(shape) == 2 and shape[0] > 1:  # the matrix of every user, as implicit takes it
+        if user >= shape[0]:
+            raise IndexError(f"userid {user} is out of range: user_items has {shape[0]} "
+                             "rows (give the user's row alone, or the matrix of every user)")
+        # the user's row alone (checked by _rows below, not the whole matrix)
+        user_items = (sp.csr_matrix(user_items) if sp.issparse(user_items)
+                      else user_items)[[user]]
+    elif user_items is None and user >= model.user_factors_.shape[0]:
         raise IndexError(f"userid {user} is out of range: the model has "
                          f"{model.user_factors_.shape[0]} users (pass user_items, the "
                          "user's row, to explain a new user)")
