@@ -13,16 +13,22 @@ improves by more than MIN_GAIN (at most MAX_STEPS times). When the first step do
 loses, the path tries lam * UP_STEP instead, from the first stage's factors, and goes on
 up while the holdout gains, below UP_CAP of the lam where every factor collapses (weak
 structure beyond popularity wants shrinkage up to that cliff: the planted synthetic-wide
-set, issue 29). A step up that loses is dropped: the factors go back to where the path
-was before it and its sweeps do not count, so such a fit equals the path without the
-way up. The best stage's lam is kept, and the fit's remaining sweeps run on all the
-data, from the factors the path reached. The path's sweeps count toward `iterations`;
-what it adds is a holdout scoring per stage and a second prepared copy of the data.
+set, issue 29). Last, when a neighbour of the best stage's lam scored within
+BETWEEN_WITHIN of it, the path tries the lam halfway between them (geometrically), from
+the best stage's factors: a steep, narrow peak just below the cliff falls between the
+grid's lams on sparse data (issue 29). A step up or between that loses is dropped: the
+factors go back to where the path was before it and its sweeps do not count, so such a
+fit equals the path without it. The best stage's lam is kept, and the fit's remaining
+sweeps run on all the data, from the factors the path reached. The path's sweeps count
+toward `iterations` (a step between that wins counts from the best stage it started
+from); what it adds is a holdout scoring per stage, the dropped steps' sweeps and a
+second prepared copy of the data.
 """
 
 import copy
 import dataclasses
 import logging
+import math
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,6 +50,7 @@ UP_STEP = 2.0  # up, a smaller step: the collapse cliff is near (design.md 1.7)
 UP_CAP = 0.5  # of collapse_regularization: the way up stops there
 MAX_STEPS = 4
 MIN_GAIN = 0.01
+BETWEEN_WITHIN = 0.05  # a neighbour this close to the best stage: try the lam between
 METRIC_K = 20
 
 
@@ -97,8 +104,9 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
 
     Down first: lam / STEP while the holdout gains. When the first step down loses, the
     path goes back to the first stage's factors and tries lam * UP_STEP, then on up
-    while it gains, never above UP_CAP of the lam where the factors collapse. The fit
-    goes on from the best stage's factors."""
+    while it gains, never above UP_CAP of the lam where the factors collapse. Then a step
+    between the best lam and a close neighbour (`between_lam`). The fit goes on from the
+    best stage's factors."""
     plain = copy.copy(spec)
     if getattr(plain, "top_k", None) is not None:
         plain.top_k = None
@@ -109,11 +117,13 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
                 desc=f"rgals {spec.name}: choosing regularization"))
     stages = []
 
-    def stage(lam, sweeps):
+    def stage(lam, sweeps, after=None):
+        """`sweeps` at `lam` from the factors now, scored on the holdout; `after`: the
+        fit's sweeps these factors had (by default the last stage's)."""
         plain.regularization = lam
         executor.start(executor.bind(plain))
         run(executor, sweeps, tol=0.0, identity_tolerance=identity_tolerance)
-        done = sweeps + (stages[-1].sweeps if stages else 0)
+        done = sweeps + (after if after is not None else stages[-1].sweeps if stages else 0)
         score = executor.validation_metrics(held, METRIC_K, ("ndcg",),
                                             users=users)[f"ndcg@{METRIC_K}"]
         stages.append(PathStage(lam, done, float(score)))
@@ -131,9 +141,17 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
         step = min(target, ceiling)
         return step if step > lam * (1.0 + MIN_GAIN) else None
 
+    def gains(tried):
+        return tried.holdout_ndcg > best.holdout_ndcg * (1.0 + MIN_GAIN)
+
+    def drop(tried, went_on):
+        """A stage that lost and adds no sweep: the fit goes on from `went_on`."""
+        executor.restore(went_on)
+        stages[-1] = dataclasses.replace(tried, sweeps=stages[-2].sweeps)
+
     try:
         best = stage(spec.regularization, FIRST_SWEEPS)
-        kept = executor.snapshot()  # the factors a step up starts from, or goes back to
+        at_best = executor.snapshot()  # the best stage's factors: a step up or between
         went_on = None  # where the path went on from before trying up
         move = ("down", best.regularization / STEP)
         while move is not None and stages[-1].sweeps + STAGE_SWEEPS <= budget \
@@ -141,10 +159,9 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
             direction, lam = move
             tried = stage(lam, STAGE_SWEEPS)
             move = None
-            if tried.holdout_ndcg > best.holdout_ndcg * (1.0 + MIN_GAIN):
+            if gains(tried):
                 best = tried
-                if direction == "up":  # only a later step up can go back to it
-                    kept = executor.snapshot()
+                at_best = executor.snapshot()
                 move = (direction, lam / STEP) if direction == "down" else (
                     None if (up := up_from(lam)) is None else ("up", up))
             elif direction == "down" and len(stages) == 2 and hasattr(plain, "collapse"):
@@ -152,13 +169,23 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
                 up = up_from(best.regularization)
                 if up is not None:
                     went_on = executor.snapshot()
-                    executor.restore(kept)
+                    executor.restore(at_best)
                     move = ("up", up)
             elif direction == "up":
                 # a step up that lost is dropped and adds no sweep to the fit's count:
                 # the fit goes on as without it (from the step down, or the best step up)
-                executor.restore(went_on if best is stages[0] else kept)
-                stages[-1] = dataclasses.replace(tried, sweeps=stages[-2].sweeps)
+                drop(tried, went_on if best is stages[0] else at_best)
+        between = between_lam(stages, best)
+        if between is not None and best.sweeps + STAGE_SWEEPS <= budget:
+            # a step between the best lam and its better neighbour, from the best stage's
+            # factors: the holdout's curve peaks between the grid's lams (issue 29)
+            went_on = executor.snapshot()
+            executor.restore(at_best)
+            tried = stage(between, STAGE_SWEEPS, after=best.sweeps)
+            if gains(tried):
+                best = tried
+            else:
+                drop(tried, went_on)
         bar.set_postfix({"lam chosen": f"{best.regularization:.3g}",
                          f"holdout ndcg@{METRIC_K}": f"{best.holdout_ndcg:.4f}"})
     finally:
@@ -166,3 +193,23 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
             bar.total = stages[-1].sweeps if stages else 0  # it may stop before the plan
             bar.close()
     return best.regularization, stages[-1].sweeps, stages
+
+
+def between_lam(stages, best):
+    """The geometric midpoint of the best stage's lam and that of the better of its
+    nearest tried neighbours (one below, one above), when that neighbour scored within
+    BETWEEN_WITHIN of the best: the holdout is nearly flat between them, so its peak may
+    lie there. None otherwise: far below, the peak sits near the best lam and a step
+    between would land on the steep side (issue 29)."""
+    lam = best.regularization
+    below = max((stage for stage in stages if stage.regularization < lam), default=None,
+                key=lambda stage: stage.regularization)
+    above = min((stage for stage in stages if stage.regularization > lam), default=None,
+                key=lambda stage: stage.regularization)
+    neighbours = [stage for stage in (below, above) if stage is not None]
+    if not neighbours:
+        return None
+    better = max(neighbours, key=lambda stage: stage.holdout_ndcg)
+    if better.holdout_ndcg < (1.0 - BETWEEN_WITHIN) * best.holdout_ndcg:
+        return None
+    return math.sqrt(lam * better.regularization)

@@ -55,9 +55,12 @@ def assert_same_history(distributed_model, local, rtol=1e-9):
                                    err_msg=name)
 
 
-def test_a_default_fit_equals_the_default_local_fit(client, matrix):
-    distributed_model, local = both(client, matrix)
-    assert local.regularization_path_ is not None  # the default chose lam on its path
+@pytest.mark.parametrize("iterations, stages", [(15, 3), (18, 5)])
+def test_a_default_fit_equals_the_default_local_fit(client, matrix, iterations, stages):
+    # 15 (the default): down, then up to the budget; 18: a second step up that loses
+    # (dropped: the factors go back) and a step between that wins (from the best's factors)
+    distributed_model, local = both(client, matrix, iterations=iterations)
+    assert len(local.regularization_path_) == stages  # the default chose lam on its path
     for stage, expected in zip(distributed_model.regularization_path_,
                                local.regularization_path_, strict=True):
         assert stage.regularization == pytest.approx(expected.regularization, rel=1e-12)

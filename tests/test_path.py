@@ -106,6 +106,62 @@ def test_the_way_up_stops_below_the_collapse(monkeypatch):
     assert len(fit(fit_part).regularization_path_) == 2
 
 
+def test_a_step_between_finds_a_narrow_peak(monkeypatch):
+    # sparse planted data: the holdout peaks between lam / 3 and lam, below the cliff
+    fit_part, validation = validation_split(
+        synthetic(2000, 1000, factors=8, mean_activity=8, seed=1), 0.1, seed=0)
+    model = fit(fit_part, dtype=np.float64)
+    first, down, further, between = model.regularization_path_
+    rule = first.regularization
+    assert down.regularization == rule / path.STEP and down.holdout_ndcg > first.holdout_ndcg
+    assert further.holdout_ndcg < first.holdout_ndcg  # the way down ends
+    # between down (the best) and its better neighbour, the first stage, from down's factors
+    assert between.regularization == pytest.approx(rule / np.sqrt(path.STEP))
+    assert between.sweeps == down.sweeps + path.STAGE_SWEEPS
+    assert between.holdout_ndcg > down.holdout_ndcg * (1 + path.MIN_GAIN)
+    assert model.loss_.regularization == between.regularization
+    assert model.monitor_.rows[0]["sweep"] == between.sweeps + 1
+    monkeypatch.setattr(path, "between_lam", lambda stages, best: None)
+    without = fit(fit_part, dtype=np.float64)
+    assert without.loss_.regularization == down.regularization
+    assert validation_ndcg(model, fit_part, validation) > \
+        1.05 * validation_ndcg(without, fit_part, validation)
+
+
+def test_a_step_between_that_loses_changes_nothing(monkeypatch):
+    from rgals.datasets import load_default
+
+    train, _ = load_default()
+    monkeypatch.setattr(path, "BETWEEN_WITHIN", 1.0)  # any neighbour is close enough
+    model = fit(train, factors=16)
+    first, down, up, between = model.regularization_path_
+    assert between.regularization == pytest.approx(first.regularization * np.sqrt(
+        path.UP_STEP))  # towards the better neighbour, up
+    assert between.holdout_ndcg < first.holdout_ndcg * (1 + path.MIN_GAIN)
+    assert between.sweeps == down.sweeps  # dropped
+    assert model.loss_.regularization == first.regularization
+    monkeypatch.setattr(path, "BETWEEN_WITHIN", 0.0)  # no step between: the path of before
+    before = fit(train, factors=16)
+    assert before.regularization_path_ == model.regularization_path_[:3]
+    np.testing.assert_array_equal(model.user_factors_, before.user_factors_)
+    np.testing.assert_array_equal(model.item_factors_, before.item_factors_)
+
+
+@pytest.mark.parametrize("tried, expected", [
+    # (lam, holdout NDCG) of the stages; the best is the one at lam 1
+    ([(1, 0.20), (1 / 3, 0.195), (1 / 9, 0.15)], np.sqrt(1 / 3)),  # the close one below
+    ([(1, 0.20), (1 / 3, 0.10), (2, 0.196)], np.sqrt(2)),  # the better of the two
+    ([(1, 0.20), (1 / 3, 0.19), (3, 0.17), (1 / 9, 0.21)], np.sqrt(1 / 3)),  # nearest only
+    ([(1, 0.20), (1 / 3, 0.189)], None),  # more than BETWEEN_WITHIN below
+    ([(1, 0.20)], None),  # no neighbour
+])
+def test_the_lam_between_is_the_midpoint_towards_the_better_close_neighbour(tried,
+                                                                           expected):
+    stages = [path.PathStage(lam, 6, score) for lam, score in tried]
+    got = path.between_lam(stages, stages[0])
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
 def test_the_holdout_is_a_sample_of_users_less_their_held_pairs():
     rng = np.random.default_rng(5)
     matrix = synthetic(n_users=4000, n_items=300, factors=4, mean_activity=8, seed=2)
@@ -151,8 +207,9 @@ def test_the_last_sweeps_fit_all_the_data():
     model = fit(matrix, factors=8, iterations=path.FIRST_SWEEPS + path.STAGE_SWEEPS + final,
                 tol=0.0, dtype=np.float64)
     stages = model.regularization_path_
-    assert [stage.sweeps for stage in stages] == [path.FIRST_SWEEPS,
-                                                 path.FIRST_SWEEPS + path.STAGE_SWEEPS]
+    # room for one stage after the first: a step down, then one between (from the first)
+    assert [stage.sweeps for stage in stages] == [path.FIRST_SWEEPS] + [
+        path.FIRST_SWEEPS + path.STAGE_SWEEPS] * (len(stages) - 1)
     # the monitor numbers its sweeps from the fit's first, after the path's
     done = stages[-1].sweeps
     assert [row["sweep"] for row in model.monitor_.rows] == \
