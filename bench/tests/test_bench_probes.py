@@ -1,5 +1,6 @@
 """The probes of design.md 1.6's candidates A, B and E (research/reexpansion.py, popularity.py,
-sphere.py) against dense brute force on small problems (float64)."""
+sphere.py) against dense brute force on small problems (float64), and the path probe
+(research/path_up.py) run on small data."""
 
 from types import SimpleNamespace
 
@@ -7,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import pytest
 
+from research import path_up
 from research import popularity
 from research import reexpansion
 from bench import common
@@ -157,3 +159,18 @@ def test_each_probe_runs_on_small_data_and_prints_validation_figures(probe, argv
     figures = [float(word) for word in out.replace("|", " ").replace(",", " ").split()
                if word.startswith("0.") and len(word) == 6]
     assert figures and all(0 < figure <= 1 for figure in figures)
+
+
+def test_the_path_probe_prints_each_variant_and_leaves_the_path_as_it_was(monkeypatch,
+                                                                          capsys):
+    from rgals import path
+
+    train, test = holdout_split(synthetic(400, 150, seed=3), ratio=0.2, seed=3)
+    monkeypatch.setattr(common, "load", lambda dataset: (train, test))
+    settings = path.UP_STEP, path.BETWEEN_WITHIN
+    assert path_up.main(["--dataset", "health", "--threads", "1"]) == 0
+    assert (path.UP_STEP, path.BETWEEN_WITHIN) == settings
+    row = capsys.readouterr().out.splitlines()[-1].split(" | ")
+    assert row[0] == "| health" and len(row) == 5 + len(path_up.LAM_FACTORS)
+    figures = [float(cell.split()[0]) for cell in row[1:4 + len(path_up.LAM_FACTORS)]]
+    assert all(0 < figure <= 1 for figure in figures)
