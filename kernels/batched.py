@@ -35,8 +35,9 @@ class BatchedKernels:
         return self.sparse.csr_matrix((values, indices, indptr),
                                       shape=(indptr.shape[0] - 1, n_columns))
 
-    def _pair_rows(self, indptr, n_pairs):
-        """The row of every stored pair of a CSR structure."""
+    def pair_rows(self, indptr, n_pairs):
+        """The row of every stored pair of a CSR structure (as cpu.pair_rows; no repeat with
+        device counts, which CuPy takes only from 14.1)."""
         xp = self.xp
         return xp.searchsorted(indptr, xp.arange(n_pairs, dtype=indptr.dtype),
                                side="right") - 1
@@ -54,7 +55,7 @@ class BatchedKernels:
 
     def pair_scores(self, indptr, indices, row_factors, column_factors):
         """Scores row_factors[r] . column_factors[c] of every stored pair, in float64."""
-        rows = self._pair_rows(indptr, indices.shape[0])
+        rows = self.pair_rows(indptr, indices.shape[0])
         return self._pair_dots(rows, indices, row_factors, column_factors).astype(np.float64)
 
     def weighted_row_sums(self, indptr, indices, weights, others):
@@ -80,7 +81,7 @@ class BatchedKernels:
         curvature sum_k pair_gram_k |y_k|^2."""
         xp = self.xp
         n_items = others_rotated.shape[0]
-        rows = self._pair_rows(indptr, indices.shape[0])
+        rows = self.pair_rows(indptr, indices.shape[0])
         gram_matrix = self._csr(pair_gram, indices, indptr, n_items)
 
         def product(vectors):  # A_r v_r for every row
@@ -252,7 +253,7 @@ class BatchedKernels:
                 scores[:, removed] = -np.inf
             if mask_indptr is not None:
                 first, last = int(mask_indptr[start]), int(mask_indptr[stop])
-                rows = self._pair_rows(mask_indptr[start:stop + 1] - first, last - first)
+                rows = self.pair_rows(mask_indptr[start:stop + 1] - first, last - first)
                 scores[rows, mask_indices[first:last]] = -np.inf
             if depth < n_targets:
                 # candidates in increasing id order, so that the stable sort keeps ties by id

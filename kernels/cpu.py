@@ -447,6 +447,12 @@ def _scores_chunks(n_rows, indptr, indices, row_factors, column_factors, scores)
                       indices, row_factors, column_factors, scores)
 
 
+def pair_rows(indptr, n_pairs):
+    """The row of every stored pair of a CSR structure (`n_pairs`: indptr[-1], unused
+    here; the batched kernels' version takes it from the host)."""
+    return np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
+
+
 def pair_scores(indptr, indices, row_factors, column_factors):
     """Scores row_factors[r] . column_factors[c] of every stored pair (r, c).
 

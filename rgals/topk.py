@@ -76,7 +76,7 @@ class TopKWeights:
         interactions (columns: every item, as `item_factors`), `previous` its weights
         of the refresh before (None at the first)."""
         xp = backend.xp
-        rows = xp.repeat(xp.arange(user_items.shape[0]), xp.diff(user_items.indptr))
+        rows = backend.kernels.pair_rows(user_items.indptr, user_items.nnz)
         weights, linear = self._weights(user_factors, item_factors, user_items, rows,
                                         backend)
         totals = {"pairs": float(weights.size), "previous": previous is not None,

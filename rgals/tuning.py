@@ -553,9 +553,9 @@ def _resolved(model, dimensions):
 
 
 def _collapsed(model):
-    largest = max(float(abs(model.user_factors_).max(initial=0.0)),
-                  float(abs(model.item_factors_).max(initial=0.0)))
-    return largest < 1e-6
+    # no max(initial=): CuPy's lacks it
+    return all(float(abs(factors).max()) < 1e-6 for factors in
+               (model.user_factors_, model.item_factors_) if factors.size)
 
 
 def _best(trials):

@@ -193,6 +193,11 @@ def test_sparse_products_and_scores(rng, xp, kernels, budgets):
     rows, columns = systems.interactions.nonzero()
     np.testing.assert_allclose(host(scores), np.sum(start[rows] * others[columns], axis=1),
                                rtol=1e-12)
+    # each pair's row, empty rows (the problem has one) included
+    assert rows.size == indices.size and (np.diff(indptr) == 0).any()
+    np.testing.assert_array_equal(cpu.pair_rows(indptr, indices.size), rows)
+    np.testing.assert_array_equal(host(kernels.pair_rows(device(xp, indptr), indices.size)),
+                                  rows)
 
 
 def test_diagonal_solve(rng, xp, kernels):
@@ -248,7 +253,7 @@ def test_kernels_take_the_cpu_kernels_arguments(xp, kernels):
     else:
         import cupyx.scipy.sparse
         assert kernels.sparse is cupyx.scipy.sparse
-    for name in ("pair_scores", "weighted_row_sums", "diagonal_solve", "cg_rows",
-                 "cholesky_rows", "cholesky_inverse_sum"):
+    for name in ("pair_rows", "pair_scores", "weighted_row_sums", "diagonal_solve",
+                 "cg_rows", "cholesky_rows", "cholesky_inverse_sum"):
         expected = inspect.signature(getattr(cpu, name))
         assert inspect.signature(getattr(kernels, name)) == expected, name

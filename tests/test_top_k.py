@@ -6,7 +6,8 @@ import pytest
 
 from conftest import BruteForce, random_interactions
 from rgals import ALSSolver
-from rgals.backend import get_backend, to_host
+from rgals.backend import Backend, get_backend, to_host
+from rgals.kernels.batched import BatchedKernels
 from rgals.losses import RG2, RGx
 from rgals.prepared import prepare
 from rgals.topk import sampled_quantile
@@ -122,6 +123,32 @@ def test_exact_and_sampled_quantiles(rng):
     active = counts > 0  # the user without interactions has no weights
     np.testing.assert_allclose((np.bincount(rows, executor.weights, minlength=P.shape[0])
                                 / np.maximum(counts, 1))[active], 1.0, rtol=1e-12)
+
+
+class NumpyAsCupyBefore14_1:
+    """NumPy refusing what CuPy 12 to 14.0 refuse: repeat's counts from the device."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def repeat(a, repeats, axis=None):
+        if isinstance(repeats, np.ndarray):
+            raise TypeError("repeats must be an int or a list of ints")
+        return np.repeat(a, repeats, axis)
+
+
+@pytest.mark.parametrize("quantile", ["exact", "sampled"])
+def test_a_refresh_takes_no_device_counts_for_repeat(rng, quantile):
+    # rgals.gpu allows cupy >= 12 (issue 30)
+    user_items, P, Q = problem(rng)
+    old_cupy = NumpyAsCupyBefore14_1()
+    backend = Backend("_batched", old_cupy, BatchedKernels(old_cupy))
+    weighting = RG2(top_k=3, top_k_quantile=quantile).bind(user_items).reweighting()
+    got = weighting.refresh_block(P, Q, user_items, None, backend)
+    expected = weighting.refresh_block(P, Q, user_items, None, get_backend("cpu"))
+    np.testing.assert_allclose(got.weights, expected.weights, rtol=1e-10)
+    np.testing.assert_allclose(got.user_sums, expected.user_sums, rtol=1e-10)
 
 
 def test_refresh_schedule_damping_and_segments(rng):

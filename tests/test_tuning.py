@@ -83,6 +83,21 @@ def test_failing_trials_do_not_end_the_search(planted):
     assert result.best_params.get("alpha") != 1e38
 
 
+def test_a_search_runs_on_every_backend(planted, backend_name):
+    # a collapsing trial is told apart on the device's factors too (issue 30: CuPy's max
+    # has no initial=), and the refit model lives on the chosen backend
+    result = quick(planted, n_trials=3, backend=backend_name, refit=True,
+                   space={"regularization": [1e-3, 1e6]})
+    assert {trial.state for trial in result.trials} == {"complete", "failed"}
+    assert any("collapsed" in trial.error for trial in result.trials
+               if trial.state == "failed")
+    assert result.model.backend == backend_name
+    cpu = quick(planted, n_trials=3, refit=False, space={"regularization": [1e-3, 1e6]})
+    assert [trial.state for trial in result.trials] == [trial.state for trial in cpu.trials]
+    assert [trial.value for trial in result.trials] == pytest.approx(
+        [trial.value for trial in cpu.trials], rel=1e-3, nan_ok=True)
+
+
 def test_every_trial_failing_is_an_error(planted):
     with pytest.raises(RuntimeError, match="every trial failed: trial 0"):
         quick(planted, n_trials=2, regularization=1e6, space={"alpha": (0.01, 0.1)})
