@@ -168,7 +168,8 @@ PARAMETERS = {
         "cpu", "where the fit runs", kind="choice", choices=BACKENDS, convert=_check_backend,
         cli="--backend",
         details='"cpu" (Numba kernels) or "gpu" (CuPy on a CUDA device; needs `pip install '
-                "'rgals[gpu]'`). Both give the same model from the same seed. With \"gpu\" "
+                "'rgals[gpu]'` for a CUDA 12 driver, `'rgals[gpu-cuda13]'` for CUDA 13). "
+                "Both give the same model from the same seed. With \"gpu\" "
                 "the learned factors stay on the device as CuPy arrays (as in `implicit`'s "
                 "GPU models); `to_cpu()` returns a NumPy copy of the model, `to_gpu()` the "
                 "reverse."),

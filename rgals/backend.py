@@ -71,16 +71,20 @@ def to_host(array):
     return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else array
 
 
+INSTALL_GPU = ("pip install 'rgals[gpu]' (a CUDA 12 driver) or 'rgals[gpu-cuda13]' (CUDA 13), "
+               "which bring CuPy with the CUDA libraries; for a CUDA toolkit of your own see "
+               "https://docs.cupy.dev/en/stable/install.html")
+
+
 def require_gpu():
-    """The cupy module, once CuPy and a CUDA device are known to be there."""
+    """The cupy module, once CuPy, a CUDA device and the CUDA libraries a fit uses are
+    known to work."""
     try:
         import cupy
         import cupyx.scipy.sparse  # noqa: F401
     except ImportError as error:
-        raise ImportError(
-            "backend='gpu' needs CuPy, which is not installed. Install it with "
-            "pip install 'rgals[gpu]' (CUDA 12; for other CUDA versions see "
-            "https://docs.cupy.dev/en/stable/install.html), or use backend='cpu'") from error
+        raise ImportError(f"backend='gpu' needs CuPy, which is not installed: "
+                          f"{INSTALL_GPU}; or use backend='cpu'") from error
     try:
         devices = cupy.cuda.runtime.getDeviceCount()
     except Exception:  # CuPy raises its own CUDA errors when no driver is present
@@ -88,7 +92,33 @@ def require_gpu():
     if devices == 0:
         raise RuntimeError("backend='gpu' found CuPy but no CUDA device (check the NVIDIA "
                            "driver with nvidia-smi); use backend='cpu'")
+    _check_cuda_libraries(cupy)
     return cupy
+
+
+@cache  # once per process (a failure is not cached: the next call checks again)
+def _check_cuda_libraries(cupy):
+    """Run one tiny call of each CUDA library a fit uses, so that a missing library
+    (CuPy 14's wheels carry none) is an error that says what to install, here rather
+    than in the middle of a fit."""
+    import cupyx.scipy.sparse
+
+    def sparse_product():
+        return cupyx.scipy.sparse.csr_matrix(cupy.eye(3)) @ cupy.ones((3, 2))
+
+    calls = (("cuBLAS (a matrix product)", lambda: cupy.ones((3, 3)) @ cupy.ones((3, 2))),
+             ("cuSOLVER (eigh)", lambda: cupy.linalg.eigh(cupy.eye(3))[0]),
+             ("cuSPARSE (a sparse product)", sparse_product),
+             ("NVRTC (an elementwise kernel)", lambda: cupy.arange(3.0) * 2.0 + 1.0))
+    for library, call in calls:
+        try:
+            float(call().sum())  # to the host: the call has finished
+        except Exception as error:
+            raise RuntimeError(
+                f"backend='gpu' found CuPy {getattr(cupy, '__version__', '')} and a CUDA "
+                f"device, but {library} failed: {type(error).__name__}: {error}. The CUDA "
+                f"libraries are probably missing: {INSTALL_GPU}; or use backend='cpu'"
+            ) from error
 
 
 def to_device(array):

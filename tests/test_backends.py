@@ -9,6 +9,7 @@
 
 import json
 import sys
+from pathlib import Path
 import types
 
 import numpy as np
@@ -171,6 +172,66 @@ def test_gpu_without_a_device_says_so(user_items, monkeypatch):
         ALSSolver(backend="gpu").fit(user_items, show_progress=False)
     with pytest.raises(RuntimeError, match="no CUDA device"):
         fit(user_items, "cpu").to_gpu()
+
+
+def fake_cupy(monkeypatch, failing):
+    """A CuPy with one device, computing with NumPy, whose `failing` call raises what a
+    missing CUDA library raises."""
+    import scipy.sparse
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CuPy failed to load libcublasLt.so.12: OSError: "
+                           "libcublasLt.so.12: cannot open shared object file")
+
+    fake = types.ModuleType("cupy")
+    fake.__version__ = "14.2.0"
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(
+        getDeviceCount=lambda: 1))
+    fake.ones, fake.eye, fake.arange = np.ones, np.eye, np.arange
+    fake.linalg = types.SimpleNamespace(eigh=np.linalg.eigh)
+    cupyx = types.ModuleType("cupyx")
+    cupyx.scipy = types.ModuleType("cupyx.scipy")
+    cupyx.scipy.sparse = types.ModuleType("cupyx.scipy.sparse")
+    cupyx.scipy.sparse.csr_matrix = scipy.sparse.csr_matrix
+    if failing == "cuBLAS":
+        fake.ones = broken
+    elif failing == "cuSOLVER":
+        fake.linalg.eigh = broken
+    elif failing == "cuSPARSE":
+        cupyx.scipy.sparse.csr_matrix = broken
+    elif failing == "NVRTC":
+        fake.arange = broken
+    for name, module in (("cupy", fake), ("cupyx", cupyx), ("cupyx.scipy", cupyx.scipy),
+                         ("cupyx.scipy.sparse", cupyx.scipy.sparse)):
+        monkeypatch.setitem(sys.modules, name, module)
+    return fake
+
+
+@pytest.mark.parametrize("failing", ["cuBLAS", "cuSOLVER", "cuSPARSE", "NVRTC"])
+def test_gpu_without_the_cuda_libraries_says_what_to_install(user_items, monkeypatch,
+                                                              failing):
+    # CuPy 14's wheels carry no CUDA libraries: the first cuBLAS call would fail mid-fit
+    fake_cupy(monkeypatch, failing)
+    with pytest.raises(RuntimeError, match=rf"found CuPy 14.2.0 and a CUDA device, but "
+                                           rf"{failing} .*failed: RuntimeError: CuPy failed "
+                                           rf"to load libcublasLt.*rgals\[gpu\].*rgals\["
+                                           rf"gpu-cuda13\].*backend='cpu'"):
+        ALSSolver(backend="gpu").fit(user_items, show_progress=False)
+
+
+def test_the_cuda_libraries_are_checked_once(monkeypatch):
+    fake = fake_cupy(monkeypatch, None)
+    assert backend.require_gpu() is fake
+    fake.ones = None  # a second check would fail
+    assert backend.require_gpu() is fake
+
+
+def test_the_gpu_extras_bring_cupy_with_its_cuda_libraries():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    assert extras["gpu"] == ["cupy-cuda12x[ctk]>=14"]
+    assert extras["gpu-cuda13"] == ["cupy-cuda13x[ctk]>=14"]
 
 
 def test_data_larger_than_the_gpu_is_refused_with_the_size_needed():
