@@ -246,6 +246,51 @@ def test_top_lists_match_the_cpu_ranking(rng, xp, kernels, budgets, depth):
         assert (host(ids) == -1).any()  # slots beyond the items left stay empty
 
 
+class NumpyRecordingSorts:
+    """NumPy that records the length of every row it sorts or partitions."""
+
+    def __init__(self):
+        self.widths = []
+
+    def __getattr__(self, name):
+        function = getattr(np, name)
+        if name not in ("sort", "argsort", "partition", "argpartition"):
+            return function
+
+        def recorded(a, *args, axis=-1, **kwargs):
+            self.widths.append(a.shape[axis] if a.ndim else 1)
+            return function(a, *args, axis=axis, **kwargs)
+        return recorded
+
+
+@pytest.mark.parametrize("depth", [1, 10])
+def test_top_lists_sort_no_whole_row(rng, depth):
+    # CuPy's argpartition sorts whole rows: 73 sorts of 2^24 scores for a Gowalla
+    # evaluation (issue 30); only a few times `depth` entries per row may be sorted
+    queries, targets = rng.standard_normal((50, 8)), rng.standard_normal((4000, 8))
+    recording = NumpyRecordingSorts()
+    scores, ids = batched.BatchedKernels(recording).top_lists(queries, targets, depth)
+    expected_scores, expected_ids = top_lists(queries, targets, depth)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-12)
+    assert recording.widths and max(recording.widths) <= 4000 // 10
+
+
+@pytest.mark.parametrize("depth", [1, 3, 8, 30])
+def test_top_lists_break_ties_by_the_lower_id(rng, xp, kernels, budgets, depth):
+    # targets from 5 distinct vectors and integer queries: every score is tied many times
+    queries = rng.integers(-2, 3, size=(9, 3)).astype(np.float64)
+    targets = rng.integers(-2, 3, size=(5, 3)).astype(np.float64)[rng.integers(5, size=40)]
+    mask = sp.csr_matrix(rng.random((9, 40)) < 0.2)
+    mask.sort_indices()
+    expected_scores, expected_ids = top_lists(queries, targets, depth, mask)
+    scores, ids = kernels.top_lists(device(xp, queries), device(xp, targets), depth,
+                                    device(xp, mask.indptr), device(xp, mask.indices),
+                                    batch=4)
+    np.testing.assert_array_equal(host(ids), expected_ids)
+    np.testing.assert_array_equal(host(scores), expected_scores)
+
+
 def test_kernels_take_the_cpu_kernels_arguments(xp, kernels):
     assert kernels.xp is xp
     if xp is np:
