@@ -4,17 +4,30 @@
 (see there for the row systems A_r, b_r), written with whole-array operations of the
 module `xp`: CuPy on a CUDA device (cuBLAS products, cuSPARSE sparse-dense products), or
 NumPy, which lets the CPU test suite check every kernel against the Numba ones. The exact
-solvers factorise all rows of a block by Cholesky together, column by column, with the
-pivot test of the Numba kernels, so both flag the same rows as not positive definite.
+solvers factorise all rows of a block by one batched Cholesky call; a block holding a row
+that is not positive definite is factorised again column by column, with the pivot test
+of the Numba kernels, so both flag the same rows.
 Per-pair work runs in chunks of `PAIR_BUDGET` elements and dense d x d systems in blocks
 of `SYSTEM_BUDGET`, so memory stays bounded for any number of factors.
 """
+
+from contextlib import nullcontext
 
 import numpy as np
 
 PAIR_BUDGET = 1 << 24  # elements of a per-pair temporary (pairs x d, or pairs x d x d)
 SYSTEM_BUDGET = 1 << 24  # elements of a block of dense systems (rows x d x d)
 GROUPS_PER_DEPTH = 4  # top lists: a row's entries in 4 x depth groups, for a threshold
+
+
+def linalg_errors(xp):
+    """A context in which `xp.linalg` raises LinAlgError on a failed factorisation, as
+    NumPy does: CuPy's default (linalg='ignore') returns NaN or garbage instead."""
+    if xp is np:
+        return nullcontext()
+    import cupyx
+    errstate = getattr(cupyx, "errstate", None)  # CuPy's since v8 (the API stand-in lacks it)
+    return nullcontext() if errstate is None else errstate(linalg="raise")
 
 
 class BatchedKernels:
@@ -150,6 +163,26 @@ class BatchedKernels:
             flat += selector @ outer.reshape(stop - begin, d * d)
         return A, b
 
+    def _cholesky_solve(self, A, right):
+        """(positive, X) for a block of systems: X solves A X = right for every row. One
+        batched Cholesky factorisation and two batched triangular solves (cuSOLVER and
+        cuBLAS on a device) when every row is positive definite; otherwise the
+        factorisation column by column, which finds the rows that are not."""
+        xp = self.xp
+        try:
+            with linalg_errors(xp):
+                L = xp.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            L, positive = self._cholesky_factors(A)
+            return positive, self._cholesky_substitutions(L, right)
+        if xp is np:  # no batched triangular solve in NumPy: LU of L, exact for the tests
+            return (np.ones(A.shape[0], dtype=bool),
+                    np.linalg.solve(L.transpose(0, 2, 1), np.linalg.solve(L, right)))
+        from cupyx.scipy.linalg import solve_triangular
+        forward = solve_triangular(L, right, lower=True)
+        return (xp.ones(A.shape[0], dtype=bool),
+                solve_triangular(L, forward, lower=True, trans="T"))
+
     def _cholesky_factors(self, A):
         """Lower Cholesky factors L of a block of systems A (rows x d x d), one column at a
         time for all rows, and per row whether every pivot was > 0 (cpu._cholesky_lower's
@@ -198,8 +231,7 @@ class BatchedKernels:
             if extra_columns is not None:
                 right = xp.concatenate([right, xp.broadcast_to(extra_columns, A.shape)],
                                        axis=2)
-            L, positive = self._cholesky_factors(A)
-            yield start, end, A, positive, self._cholesky_substitutions(L, right)
+            yield start, end, A, *self._cholesky_solve(A, right)
 
     def cholesky_rows(self, indptr, indices, pair_gram, pair_rhs, others, gram, rhs, shift,
                       scale, reg, factors):

@@ -333,7 +333,7 @@ class ALSSolver(Recommender, Estimator):
         backend = get_backend(params["backend"])
         if backend.on_device:
             check_gpu_memory(*user_items.shape, user_items.nnz, params["factors"],
-                             params["dtype"])
+                             params["dtype"], top_k=getattr(params["loss"], "top_k", None))
         with gpu_memory_errors("fit"), kernel_threads(params["num_threads"]):
             # the totals of the checked inputs: every trial of tune shares them
             executor = LocalExecutor(inputs.prepared(backend), {}, solver=params["solver"],

@@ -130,14 +130,15 @@ def to_device(array):
     return cupy.asarray(array)
 
 
-def fit_bytes(n_users, n_items, nnz, factors, dtype):
+def fit_bytes(n_users, n_items, nnz, factors, dtype, top_k=None):
     """About how many bytes of GPU memory a fit needs at its peak.
 
     Both CSR copies of the interactions (int32 indices, float64 values), the factors
     (with the item factors of the sweep before, which fold-in uses),
     a dozen rows x d work arrays of the largest side (rotations, CG vectors), about ten
-    float64 values per interaction (pair rows, weights, dot products) and the chunked
-    per-pair temporaries of the kernels.
+    float64 values per interaction (pair rows, weights, dot products), the chunked
+    per-pair temporaries of the kernels and, with top-K weights, three float64 users x K
+    arrays (each user's K best scores, their ranks and their order).
     """
     itemsize = np.dtype(dtype).itemsize
     rows = max(n_users, n_items)
@@ -145,7 +146,8 @@ def fit_bytes(n_users, n_items, nnz, factors, dtype):
                + (n_users + 2 * n_items) * factors * itemsize
                + 12 * rows * factors * 8
                + 10 * nnz * 8
-               + 4 * batched.PAIR_BUDGET * 8)
+               + 4 * batched.PAIR_BUDGET * 8
+               + 3 * n_users * (top_k or 0) * 8)
 
 
 def free_gpu_bytes():
@@ -155,9 +157,9 @@ def free_gpu_bytes():
     return int(free + cupy.get_default_memory_pool().free_bytes())
 
 
-def check_gpu_memory(n_users, n_items, nnz, factors, dtype, available=None):
+def check_gpu_memory(n_users, n_items, nnz, factors, dtype, available=None, top_k=None):
     """Refuse, before any copy, a fit that does not fit in the device's free memory."""
-    needed = fit_bytes(n_users, n_items, nnz, factors, dtype)
+    needed = fit_bytes(n_users, n_items, nnz, factors, dtype, top_k)
     available = free_gpu_bytes() if available is None else available
     if needed > available:
         raise MemoryError(
@@ -168,13 +170,20 @@ def check_gpu_memory(n_users, n_items, nnz, factors, dtype, available=None):
     return needed
 
 
+# how CuPy's pool, the CUDA runtime and cuBLAS / cuSOLVER / cuSPARSE say they ran out
+_OUT_OF_MEMORY = ("ALLOC_FAILED", "cudaErrorMemoryAllocation", "INSUFFICIENT_RESOURCES")
+
+
 @contextmanager
 def gpu_memory_errors(what):
-    """Turn CuPy's out-of-memory error inside the block into a MemoryError that says why."""
+    """Turn running out of GPU memory inside the block into a MemoryError that says why:
+    CuPy's OutOfMemoryError, and the CUDA libraries' allocation failures (their own
+    error types, naming CUBLAS_STATUS_ALLOC_FAILED and the like)."""
     try:
         yield
     except Exception as error:
-        if type(error).__name__ != "OutOfMemoryError":
+        if type(error).__name__ != "OutOfMemoryError" and not any(
+                status in str(error) for status in _OUT_OF_MEMORY):
             raise
         raise MemoryError(f"the GPU ran out of memory during {what} ({error}). Use fewer "
                           "factors, dtype=np.float32, free the device, or use "

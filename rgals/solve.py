@@ -8,6 +8,7 @@ import numpy as np
 import scipy.linalg
 
 from .backend import array_module, backend_of
+from .kernels.batched import linalg_errors
 
 SOLVERS = ("auto", "cholesky", "cg")
 
@@ -186,8 +187,9 @@ def coupling_shift(coupling, method, parts):
     # the coupled minimiser: (I - S C) sigma = t, S = sum A^-1, t = sum A^-1 b
     xp = array_module(coupling)
     eye = xp.eye(coupling.shape[0])
-    return coupling @ xp.linalg.solve(eye - parts["inverse_sum"] @ coupling,
-                                      parts["solution_sum"])
+    with linalg_errors(xp):
+        return coupling @ xp.linalg.solve(eye - parts["inverse_sum"] @ coupling,
+                                          parts["solution_sum"])
 
 
 def coupling_change(coupling, method, sigma_before, sigma_after):
@@ -272,7 +274,8 @@ def _eigenbasis(gram, values_only=False):
     if xp is np:
         result = scipy.linalg.eigh(gram, eigvals_only=values_only)
     else:
-        result = xp.linalg.eigvalsh(gram) if values_only else xp.linalg.eigh(gram)
+        with linalg_errors(xp):
+            result = xp.linalg.eigvalsh(gram) if values_only else xp.linalg.eigh(gram)
     if values_only:
         return xp.maximum(result, 0.0)
     eigenvalues, eigenvectors = result

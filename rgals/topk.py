@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from .kernels.batched import PAIR_BUDGET
 from .scoring import score_pass
 
 
@@ -133,9 +134,17 @@ def sampled_quantile(scores, rows, user_factors, item_factors, k, samples, seed,
     xp = backend.xp
     n_users, n_items = user_factors.shape[0], item_factors.shape[0]
     drawn = backend.put(np.random.default_rng(seed).integers(n_items, size=samples))
-    sampled = (user_factors @ item_factors[drawn].T).astype(np.float64)
-    if samples > k:  # only the k best of the sample can be among the k best overall
-        sampled = -xp.partition(-sampled, k - 1, axis=1)[:, :k]
+    drawn_factors = item_factors[drawn]
+    # only the k best of the sample can be among the k best overall; the users x samples
+    # scores are made a chunk of users at a time (in one piece they would be a fit's
+    # largest array, which fit_bytes does not count)
+    sampled = xp.empty((n_users, min(k, samples)))
+    chunk = max(1, PAIR_BUDGET // samples)
+    for start in range(0, n_users, chunk):
+        block = (user_factors[start:start + chunk] @ drawn_factors.T).astype(np.float64)
+        if samples > k:
+            block = -xp.partition(-block, k - 1, axis=1)[:, :k]
+        sampled[start:start + chunk] = block
     candidates = xp.concatenate([scores, sampled.ravel()])
     owners = xp.concatenate([rows, xp.repeat(xp.arange(n_users), sampled.shape[1])])
     order = xp.lexsort(xp.stack([-candidates, owners]))

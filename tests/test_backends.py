@@ -242,9 +242,11 @@ def test_data_larger_than_the_gpu_is_refused_with_the_size_needed():
         backend.check_gpu_memory(138_000, 27_000, 20_000_000, 256, np.float32,
                                  available=1 << 30)
     assert backend.check_gpu_memory(100, 50, 1000, 8, np.float32, available=1 << 30) > 0
-    # more factors and a wider dtype need more
+    # more factors and a wider dtype need more, and top-K weights users x K more
     assert backend.fit_bytes(100, 50, 1000, 16, np.float64) > backend.fit_bytes(
         100, 50, 1000, 8, np.float32)
+    assert backend.fit_bytes(100, 50, 1000, 8, np.float32, top_k=20) == backend.fit_bytes(
+        100, 50, 1000, 8, np.float32) + 3 * 100 * 20 * 8
 
 
 def test_running_out_of_gpu_memory_becomes_a_clear_error():
@@ -257,6 +259,26 @@ def test_running_out_of_gpu_memory_becomes_a_clear_error():
     with pytest.raises(KeyError):  # other errors pass through unchanged
         with backend.gpu_memory_errors("fit"):
             raise KeyError("x")
+
+
+@pytest.mark.parametrize("name, message, other", [
+    ("CUBLASError", "CUBLAS_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_NOT_SUPPORTED"),
+    ("CUSOLVERError", "CUSOLVER_STATUS_ALLOC_FAILED", "CUSOLVER_STATUS_INVALID_VALUE"),
+    ("CuSparseError", "CUSPARSE_STATUS_INSUFFICIENT_RESOURCES",
+     "CUSPARSE_STATUS_NOT_SUPPORTED"),
+    ("CUDARuntimeError", "cudaErrorMemoryAllocation: out of memory",
+     "cudaErrorInvalidValue: invalid argument"),
+])
+def test_the_cuda_libraries_running_out_of_memory_is_the_same_clear_error(name, message,
+                                                                          other):
+    # the libraries raise their own types, not CuPy's OutOfMemoryError (issue 30)
+    library_error = type(name, (RuntimeError,), {})
+    with pytest.raises(MemoryError, match=f"ran out of memory during fit.*{message}"):
+        with backend.gpu_memory_errors("fit"):
+            raise library_error(message)
+    with pytest.raises(library_error):  # another status of the same library passes
+        with backend.gpu_memory_errors("fit"):
+            raise library_error(other)
 
 
 def test_one_backend_object_per_name():

@@ -113,6 +113,47 @@ def test_exact_solves_match_the_cpu_kernels(rng, xp, kernels, budgets, name, alp
     assert got[2] == n_bad == 0
 
 
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_a_positive_definite_block_is_factorised_in_one_call(rng, xp, kernels, side,
+                                                             monkeypatch):
+    # the column-by-column factorisation launches ~10 kernels per column and block
+    # (issue 30): only a block holding a row that is not positive definite may use it
+    systems, start = problem(rng, "rgx", 0.7, side, d=24)
+    shift = rng.standard_normal(start.shape[1])
+    rest = [systems.others, systems.gram, systems.rhs, shift, systems.scale, systems.reg]
+    expected_factors = start.copy()
+    expected = cpu.cholesky_rows(*_kernel_arrays(systems), *rest, expected_factors)
+
+    def column_by_column(A):
+        raise AssertionError("a block of positive definite systems went column by column")
+
+    monkeypatch.setattr(kernels, "_cholesky_factors", column_by_column)
+    factors = device(xp, start)
+    decrease = kernels.cholesky_rows(*kernel_inputs(xp, systems),
+                                     *[device(xp, a) for a in rest], factors)
+    np.testing.assert_allclose(host(factors), expected_factors, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(host(decrease), expected, rtol=1e-9, atol=1e-14)
+
+
+def test_linalg_errors_make_cupy_raise_as_numpy_does(monkeypatch):
+    # CuPy's default linalg='ignore' turns a failed factorisation into NaN (issue 30)
+    import contextlib
+    import sys
+    import types
+
+    entered = []
+    fake = types.ModuleType("cupyx")
+    fake.errstate = lambda **settings: contextlib.nullcontext(entered.append(settings))
+    monkeypatch.setitem(sys.modules, "cupyx", fake)
+    with batched.linalg_errors(object()):  # any array module but NumPy
+        pass
+    assert entered == [{"linalg": "raise"}]
+    with batched.linalg_errors(np):
+        with pytest.raises(np.linalg.LinAlgError):
+            np.linalg.cholesky(-np.eye(2))
+    assert len(entered) == 1
+
+
 def exact_solves(rng, xp, kernels, systems, start, reg):
     """(cpu, batched) results of cholesky_rows and cholesky_inverse_sum with this `reg`:
     each a (decrease, factors, (S, t, rows not positive definite))."""

@@ -4,6 +4,8 @@ brute force over all users x items with the weights frozen."""
 import numpy as np
 import pytest
 
+import rgals.topk
+
 from conftest import BruteForce, random_interactions
 from rgals import ALSSolver
 from rgals.backend import Backend, get_backend, to_host
@@ -94,7 +96,10 @@ def test_frozen_weights_match_brute_force_after_each_half_step(rng, loss_class, 
                                                                    rel=1e-8)
 
 
-def test_exact_and_sampled_quantiles(rng):
+@pytest.mark.parametrize("budget", ["default", "a few users at a time"])
+def test_exact_and_sampled_quantiles(rng, budget, monkeypatch):
+    if budget != "default":
+        monkeypatch.setattr(rgals.topk, "PAIR_BUDGET", 120)
     user_items, P, Q = problem(rng)
     data = prepare(user_items, get_backend("cpu"))
     scores = P @ Q.T
