@@ -2,6 +2,7 @@
 sphere.py) against dense brute force on small problems (float64), and the path probe
 (research/path_up.py) run on small data."""
 
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -174,3 +175,11 @@ def test_the_path_probe_prints_each_variant_and_leaves_the_path_as_it_was(monkey
     assert row[0] == "| health" and len(row) == 5 + len(path_up.LAM_FACTORS)
     figures = [float(cell.split()[0]) for cell in row[1:4 + len(path_up.LAM_FACTORS)]]
     assert all(0 < figure <= 1 for figure in figures)
+
+
+def test_the_sync_count_asks_for_the_cupy_stand_in(monkeypatch):
+    from bench import gpu_syncs
+
+    monkeypatch.setitem(sys.modules, "cupy_standin", None)  # not on the path
+    with pytest.raises(SystemExit, match="run under the CuPy stand-in: PYTHONPATH="):
+        gpu_syncs.main([])
