@@ -148,7 +148,9 @@ def test_a_refresh_takes_no_device_counts_for_repeat(rng, quantile):
     # rgals.gpu allows cupy >= 12 (issue 30)
     user_items, P, Q = problem(rng)
     old_cupy = NumpyAsCupyBefore14_1()
-    backend = Backend("_batched", old_cupy, BatchedKernels(old_cupy))
+    kernels = BatchedKernels(np)
+    kernels.xp = old_cupy  # NumPy's arrays, with CuPy 12's repeat
+    backend = Backend("_batched", old_cupy, kernels)
     weighting = RG2(top_k=3, top_k_quantile=quantile).bind(user_items).reweighting()
     got = weighting.refresh_block(P, Q, user_items, None, backend)
     expected = weighting.refresh_block(P, Q, user_items, None, get_backend("cpu"))
