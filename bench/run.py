@@ -12,8 +12,10 @@ validation split (per user, at least one item) while validation NDCG@20 is measu
 after every sweep/epoch; the setting with the best validation NDCG@20 is refitted on the
 whole training split for as many sweeps/epochs as it needed, and evaluated on the test
 split (full ranking, training items masked). Time to best = training seconds (solver
-half steps or gradient epochs; evaluation excluded) until the best validation NDCG@20 of
-the chosen setting. `--factors 64 128` runs each method at each embedding size. Results
+half steps or gradient epochs; evaluation excluded; rgals' defaults first run the
+regularization path, whose wall time, holdout scoring included, counts) until the best
+validation NDCG@20 of the chosen setting. `--factors 64 128` runs each method at each
+embedding size. Results
 go to bench/out/<dataset>/<method>.json (<method>-<factors>.json for sizes other than 64);
 --report turns them into the tables of bench/RESULTS.md, the PNGs of bench/plots/
 (<dataset>.png at 64 factors, <dataset>_frontier.png over every size) and
@@ -229,7 +231,8 @@ def _tune_rgals(method, train_matrix, trials, steps, patience, threads, seed, fa
             results.append({"params": params, "state": "failed", "error": trial.error})
             continue
         step_seconds = np.diff([0.0] + [point[1] for point in trial.curve])
-        # trial 0 (the defaults) starts its curve after rgals.path's sweeps
+        # trial 0 (the defaults) starts its curve after rgals.path's sweeps, its seconds
+        # after the path's wall time
         best_point = next(point for point in trial.curve if point[0] == trial.best_sweep)
         results.append({"params": params, "state": trial.state,
                         "validation_ndcg@20": best_point[2],

@@ -29,6 +29,7 @@ import copy
 import dataclasses
 import logging
 import math
+import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,12 +57,15 @@ METRIC_K = 20
 
 @dataclasses.dataclass
 class PathStage:
-    """One stage of the path: lam, the fit's sweeps by its end, the holdout's NDCG@20.
-    A step up that lost is dropped: its sweeps are those of the stage before it."""
+    """One stage of the path: lam, the fit's sweeps by its end, the holdout's NDCG@20 and
+    the wall seconds since the path began, by its end (its holdout scoring included; 0
+    where not recorded: a fit resumed from a checkpoint). A step that lost is dropped:
+    its sweeps are those of the stage before it."""
 
     regularization: float
     sweeps: int
     holdout_ndcg: float
+    seconds: float = dataclasses.field(default=0.0, compare=False)
 
 
 def uses_path(loss, iterations):
@@ -116,6 +120,7 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
            tqdm(total=planned, disable=not show_progress, unit="sweep",
                 desc=f"rgals {spec.name}: choosing regularization"))
     stages = []
+    began = time.perf_counter()
 
     def stage(lam, sweeps, after=None):
         """`sweeps` at `lam` from the factors now, scored on the holdout; `after`: the
@@ -126,7 +131,7 @@ def regularization_path(spec, executor, held, users, iterations, *, identity_tol
         done = sweeps + (after if after is not None else stages[-1].sweeps if stages else 0)
         score = executor.validation_metrics(held, METRIC_K, ("ndcg",),
                                             users=users)[f"ndcg@{METRIC_K}"]
-        stages.append(PathStage(lam, done, float(score)))
+        stages.append(PathStage(lam, done, float(score), time.perf_counter() - began))
         bar.update(sweeps)
         bar.set_postfix({"lam": f"{lam:.3g}", f"holdout ndcg@{METRIC_K}": f"{score:.4f}"})
         log.info("regularization path: lam %.3g, %d sweeps, holdout ndcg@%d %.4f",

@@ -45,7 +45,8 @@ class Trial:
     "pruned" (stopped by the pruner) or "failed" (`error` says why); `value` the best
     validation metric it reached (NaN when failed) after `best_sweep` of `sweeps`;
     `seconds` its wall time; `curve` per evaluated sweep [sweep, training seconds so far
-    (half steps), metric, Recall at the same K]. `defaults`: trial 0, the estimator's
+    (half steps, after the wall time of the regularization path where the fit ran one),
+    metric, Recall at the same K]. `defaults`: trial 0, the estimator's
     defaults; its `params` are the values they resolved to on the data (the
     regularization the path chose, rgals.path), and `TuneResult.params_of` gives the
     defaults themselves, so that a refit chooses again on its own data."""
@@ -491,6 +492,9 @@ def _run_trial(number, template, proposal, inputs, searcher):
 
     def after_sweep(iteration, elapsed, record):
         nonlocal state, training
+        path = model.regularization_path_
+        if training == 0.0 and path:  # the defaults ran their lam's path first (rgals.path)
+            training = path[-1].seconds
         training += record["seconds"]
         value = record.get(key)
         if value is None:

@@ -121,6 +121,9 @@ def test_a_step_between_finds_a_narrow_peak(monkeypatch):
     assert between.holdout_ndcg > down.holdout_ndcg * (1 + path.MIN_GAIN)
     assert model.loss_.regularization == between.regularization
     assert model.monitor_.rows[0]["sweep"] == between.sweeps + 1
+    # each stage's wall seconds since the path began, the dropped step's included
+    seconds = [stage.seconds for stage in model.regularization_path_]
+    assert 0 < seconds[0] and seconds == sorted(seconds)
     monkeypatch.setattr(path, "between_lam", lambda stages, best: None)
     without = fit(fit_part, dtype=np.float64)
     assert without.loss_.regularization == down.regularization

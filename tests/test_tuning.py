@@ -216,6 +216,21 @@ def test_trials_share_one_prepared_fit_part(planted, monkeypatch):
     assert len(result.trials) == 4
 
 
+def test_the_defaults_training_seconds_start_with_their_path(planted, monkeypatch):
+    # the path's sweeps and holdout scorings come before the curve's first sweep: a time
+    # to best without them would flatter the defaults
+    import types
+
+    ticks = iter(range(0, 10**6, 100))  # the path's clock: 100 s a reading
+    monkeypatch.setattr(rgals.path, "time", types.SimpleNamespace(
+        perf_counter=lambda: float(next(ticks))))
+    result = quick(planted, n_trials=2, max_sweeps=12, patience=12)
+    default, drawn = result.trials
+    # at least two stages, each read the clock once after the path's start
+    assert default.curve[0][1] >= 200
+    assert drawn.curve[0][1] < 100  # no path: half steps only
+
+
 def test_trial_0_records_the_lam_its_path_chose_and_refits_as_the_defaults(planted):
     result = quick(planted, n_trials=2, max_sweeps=12, patience=12)
     default = result.trials[0]
