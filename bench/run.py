@@ -15,12 +15,11 @@ split (full ranking, training items masked). Time to best = training seconds (so
 half steps or gradient epochs; evaluation excluded; rgals' defaults first run the
 regularization path, whose wall time, holdout scoring included, counts) until the best
 validation NDCG@20 of the chosen setting. `--factors 64 128` runs each method at each
-embedding size. Results
-go to bench/out/<dataset>/<method>.json (<method>-<factors>.json for sizes other than 64);
---report turns them into the tables of bench/RESULTS.md, the PNGs of bench/plots/
-(<dataset>.png at 64 factors, <dataset>_frontier.png over every size) and
-bench/results/<dataset>.json: each method's chosen setting, refit sweeps/epochs, seed and
-test figures.
+embedding size. Results go to bench/out/<dataset>/<method>.json (<method>-<factors>.json
+for sizes other than 64); --report turns them into the tables of bench/RESULTS.md, the
+PNGs of bench/plots/ (<dataset>.png at 64 factors, <dataset>_frontier.png over every
+size) and bench/results/<dataset>.json: each method's chosen setting, refit
+sweeps/epochs, seed and test figures.
 """
 
 import argparse
